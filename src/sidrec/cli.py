@@ -1,0 +1,130 @@
+"""The `sidrec` command line: one thin command per stage, `run` for all of them, and `bench`.
+
+sidrec run [CONFIG] [key=value ...] --out DIR
+sidrec prepare | embed | quantize | train | evaluate [CONFIG] [key=value ...] --out DIR [--force]
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from sidrec import io, pipeline
+from sidrec.config import Config, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
+
+ARGS = typer.Argument(None, help="[CONFIG] [key=value ...]: a shipped config name or YAML path, then overrides")
+OUT = typer.Option(Path("runs/beauty"), "--out", "-o", help="run directory (created; artifacts are reused)")
+FORCE = typer.Option(False, "--force", help="redo the stage even if its artifacts exist")
+
+
+def _setup() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+
+
+def _config(args: list[str] | None, out: Path) -> Config:
+    """CONFIG (or the run directory's config.yaml, or the defaults), then key=value overrides."""
+    args = list(args or [])
+    path = args.pop(0) if args and "=" not in args[0] else None
+    if path is None and (out / io.CONFIG).exists():
+        path = str(out / io.CONFIG)
+    try:
+        return load_config(path, args)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
+    _setup()
+    cfg = _config(args, out)
+    io.save_config(out, cfg)
+    try:
+        result = fn(cfg, out, force)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{fn.__name__}: {'skipped (artifacts exist)' if result is None else 'done'} -> {out}")
+
+
+@app.command()
+def run(
+    args: list[str] = ARGS,
+    out: Path = OUT,
+    force: bool = FORCE,
+    record: Path = typer.Option(None, help="also copy the run record (JSON) to this path"),
+) -> None:
+    """Run every stage: prepare, embed, quantize, train, evaluate. Ends with a results table."""
+    from sidrec.report import results_table
+
+    _setup()
+    cfg = _config(args, out)
+    try:
+        rec = pipeline.run(cfg, out, force, command="sidrec " + shlex.join(sys.argv[1:]))
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if record:
+        io.save_json(record, rec)
+    typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else ""))
+    stages = "  ".join(f"{k} {v:.0f}s" for k, v in rec["stage_seconds"].items())
+    typer.echo(f"\nwall {rec['wall_seconds']:.0f}s ({stages}); run directory {out}")
+
+
+@app.command()
+def prepare(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Load the dataset and write chronological sequences (items / sequences parquet)."""
+    _stage(pipeline.prepare_data, args, out, force)
+
+
+@app.command()
+def embed(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Encode item texts into vectors (embeddings.npy)."""
+    _stage(pipeline.embed_items, args, out, force)
+
+
+@app.command()
+def quantize(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Quantize item vectors into Semantic IDs (sids.npy, sid_stats.json)."""
+    _stage(pipeline.build_sids, args, out, force)
+
+
+@app.command()
+def train(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Train the generative model (model.pt); resumes from checkpoint.pt after a kill."""
+    _stage(pipeline.train_model, args, out, force)
+
+
+@app.command("evaluate")
+def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Score all users on validation and test (metrics.json, predictions.csv)."""
+    from sidrec.report import results_table
+
+    _stage(pipeline.evaluate_model, args, out, force)
+    typer.echo("\n" + results_table(io.load_json(out / io.METRICS)))
+
+
+@app.command()
+def bench(
+    args: list[str] = ARGS,
+    reference: bool = typer.Option(True, help="also time the Hugging Face T5 reference (needs transformers)"),
+    steps: int = typer.Option(20, help="timed training steps per model"),
+    users: int = typer.Option(1024, help="users beam-searched per model"),
+) -> None:
+    """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5."""
+    from sidrec.bench import run_bench
+
+    _setup()
+    cfg = _config(args, Path("/nonexistent"))
+    typer.echo(run_bench(cfg, reference=reference, steps=steps, users=users))
+
+
+if __name__ == "__main__":
+    app()

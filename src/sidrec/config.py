@@ -1,0 +1,263 @@
+"""Typed, frozen configuration: one dataclass per stage under one root `Config`.
+
+Defaults live here, next to each field. Experiment YAML files list only what differs, flat by
+section (`model:` / `train:` ...); the CLI adds dotted `key=value` overrides. Unknown keys and values
+of the wrong type fail loudly with the list of valid keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "beauty"  # bundled dataset used when `path` is empty
+    path: str = ""  # a dataset folder or file; empty = the bundled `name`
+    format: str = "auto"  # auto | normalized | table | p5 | amazon2014 | movielens
+    items_path: str = ""  # `table` format: the items file (CSV / Parquet / JSONL); empty = no item text
+    user_col: str = "user_id"  # `table` format: column names of the interactions file
+    item_col: str = "item_id"
+    time_col: str = "position"  # a timestamp or a 0-based position; ties keep file order
+    item_key: str = "item_id"  # `table` format: the item id column of the items file
+    kcore: int = 0  # drop users/items with < k interactions, repeatedly (0 = off; amazon2014 uses 5)
+    min_interactions: int = 3  # users with fewer cannot be split leave-one-out and are dropped
+    max_history: int = 20  # keep only the last N items of a history (TIGER: 20)
+    text_template: str = "{title}; {categories}"  # item text from its fields; lists are joined with ' > '
+    max_users: int = 0  # keep a deterministic sample of this many users (0 = all); for toy runs
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    name: str = "sentence"  # sentence | hashing
+    model: str = "all-MiniLM-L6-v2"  # sentence-transformers name or local path (offline first)
+    batch_size: int = 256
+    normalize: bool = True  # L2-normalise the vectors
+    dim: int = 384  # hashing embedder only: output dimension
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    name: str = "rkmeans"  # rkmeans | rvq | rqvae
+    levels: int = 3  # L codebooks
+    codebook_size: int = 256  # K codes per codebook
+    dedup: str = "tiger"  # tiger (extra code per collision group) | random (re-draw the last code) | none
+    normalize_residuals: bool = False  # rkmeans: L2-normalise each residual before clustering
+    kmeans_iters: int = 50  # k-means iterations (rkmeans and the init of rvq / rqvae)
+    epochs: int = 200  # rvq / rqvae: gradient epochs
+    batch_size: int = 1024  # rvq / rqvae
+    lr: float = 1e-3  # rvq / rqvae
+    beta: float = 0.25  # commitment weight
+    hidden: tuple[int, ...] = (512, 256, 128)  # rqvae: encoder MLP widths (decoder mirrors them)
+    latent_dim: int = 32  # rqvae: code vector dimension
+    dead_code_threshold: float = 1.0  # rvq / rqvae: reset codes used fewer times than this per epoch
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "tiger"  # tiger (encoder-decoder over SID tokens)
+    d_model: int = 128
+    n_heads: int = 4  # GRID / TIGER: 6 heads x 64 (configs/tiger_grid.yaml); see docs/ARCHITECTURE.md
+    d_head: int = 32
+    d_ff: int = 512  # GRID / TIGER: 1024
+    n_enc_layers: int = 2  # GRID / TIGER: 4
+    n_dec_layers: int = 2  # GRID / TIGER: 4
+    dropout: float = 0.1
+    user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
+    attention: str = "sdpa"  # sdpa (torch's fused kernels) | math (plain matmul + softmax, the reference)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15  # upper bound; sized so the default Beauty run fits an hour on a 2-core CPU
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.05  # cosine decay to lr * this
+    grad_clip: float = 1.0
+    sliding_window: bool = True  # every prefix of a training sequence is a sample (TIGER/GRID)
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16: AMX / AVX512-BF16) | bf16 | fp32
+    eval_every: int = 1  # epochs between validation passes
+    eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
+    patience: int = 5  # validation passes without NDCG@10 gain before stopping
+    max_minutes: float = 0.0  # stop training after this wall time (0 = no limit)
+    threads: int = 0  # torch intra-op threads (0 = torch default)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    beam_width: int = 20  # beams kept per user; >= max(ks) so a top-10 fills with distinct items
+    constrained: bool = True  # prefix-trie-constrained decoding (only valid SIDs)
+    ks: tuple[int, ...] = (5, 10)
+    batch_size: int = 512  # users per beam-search batch
+    top_n: int = 10  # items per user written to predictions.csv
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_SECTION_CLASSES = {
+    "data": DataConfig,
+    "embed": EmbedConfig,
+    "quantize": QuantizeConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def valid_keys() -> list[str]:
+    """All dotted keys a YAML file or override may set."""
+    keys = ["seed"]
+    for name, cls in _SECTION_CLASSES.items():
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _coerce(value: object, annotation: str, key: str) -> object:
+    """Check `value` against a field's (string) annotation and convert where lossless."""
+    typ = eval(annotation, {"tuple": tuple, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key '{key}' expects a list, got {value!r}")
+        (inner, _) = typing.get_args(typ)
+        return tuple(_coerce(v, inner.__name__, key) for v in value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if typ is bool and isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ValueError(f"config key '{key}' expects {annotation}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _parse_value(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as `quantize.name=rvq`
+
+
+def _apply(cfg: Config, key: str, value: object) -> Config:
+    if key == "seed":
+        return dataclasses.replace(cfg, seed=_coerce(value, "int", key))
+    section, _, name = key.partition(".")
+    cls = _SECTION_CLASSES.get(section)
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+    if name not in fields:
+        raise ValueError(f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}")
+    sub = getattr(cfg, section)
+    sub = dataclasses.replace(sub, **{name: _coerce(value, str(fields[name].type), key)})
+    return dataclasses.replace(cfg, **{section: sub})
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped with the package, by name (file stem)."""
+    root = resources.files("sidrec") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A YAML path, or the name of a shipped config (`beauty_tiger`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = packaged_configs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise ValueError(
+        f"config '{name_or_path}' is neither a file nor a shipped config. Shipped: {', '.join(sorted(shipped))}"
+    )
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then `key=value` overrides, all type-checked."""
+    cfg = Config()
+    if path is not None:
+        path = resolve_config_path(str(path))
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        for section, values in raw.items():
+            if section == "seed":
+                cfg = _apply(cfg, "seed", values)
+                continue
+            if section not in _SECTION_CLASSES or not isinstance(values, dict):
+                raise ValueError(
+                    f"{path}: unknown section '{section}' (or not a mapping). "
+                    f"Valid sections: seed, {', '.join(_SECTION_CLASSES)}"
+                )
+            for key, value in values.items():
+                try:
+                    cfg = _apply(cfg, f"{section}.{key}", value)
+                except ValueError as err:
+                    raise ValueError(f"{path}: {err}") from None
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
+        cfg = _apply(cfg, key.strip(), _parse_value(text.strip()))
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    out = dataclasses.asdict(cfg)
+    return _lists(out)
+
+
+def _lists(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _lists(v) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return [_lists(v) for v in obj]
+    return obj
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a Config from `config_to_dict` output (e.g. a run's config.yaml)."""
+    cfg = Config()
+    for section, values in raw.items():
+        if section == "seed":
+            cfg = _apply(cfg, "seed", values)
+            continue
+        for key, value in values.items():
+            cfg = _apply(cfg, f"{section}.{key}", value)
+    return cfg
+
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "EmbedConfig",
+    "QuantizeConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "load_config",
+    "config_to_dict",
+    "config_from_dict",
+    "valid_keys",
+]

@@ -1,0 +1,106 @@
+"""Histories -> padded encoder inputs, and length-bucketed batching of training examples.
+
+Encoder input of one history of n items with L-token SIDs, oldest first:
+    tokens    = [t(i_1,0) .. t(i_1,L-1), ..., t(i_n,0) .. t(i_n,L-1)] (+ PAD to the batch's longest)
+    positions = [n-1]*L + [n-2]*L + ... + [0]*L   (items counted from the end: 0 = most recent)
+With user tokens on, one token `2 + user % user_tokens` comes first, at position `max_history`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def encoder_inputs(
+    histories: list[np.ndarray],
+    item_tokens: np.ndarray,
+    *,
+    max_history: int,
+    users: np.ndarray | None = None,
+    user_tokens: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Args:
+        histories: B arrays of item_idx (oldest first); only the last `max_history` are used.
+        item_tokens: (N+1, L) token ids per item_idx; row 0 (padding item) is all PAD.
+        users: (B,) user_idx, needed when `user_tokens` > 0.
+    Returns:
+        tokens (B, S) and positions (B, S), int64, S = longest history x L (+1 user token).
+    """
+    n_levels = item_tokens.shape[1]
+    lengths = np.array([min(len(h), max_history) for h in histories])
+    extra = 1 if user_tokens else 0
+    s = int(lengths.max(initial=0)) * n_levels + extra
+    tokens = np.zeros((len(histories), max(s, 1)), dtype=np.int64)
+    positions = np.zeros_like(tokens)
+    for row, (hist, n) in enumerate(zip(histories, lengths, strict=True)):
+        if user_tokens:
+            tokens[row, 0] = 2 + int(users[row]) % user_tokens
+            positions[row, 0] = max_history
+        if n:
+            tokens[row, extra : extra + n * n_levels] = item_tokens[hist[-n:]].reshape(-1)
+            positions[row, extra : extra + n * n_levels] = np.repeat(np.arange(n - 1, -1, -1), n_levels)
+    return torch.from_numpy(tokens), torch.from_numpy(positions)
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk: int = 64
+) -> list[np.ndarray]:
+    """Shuffled batches of example indices whose lengths are close, so padding stays small.
+
+    Examples are shuffled, cut into chunks of `chunk` batches, sorted by length inside each chunk,
+    split into batches, and the batches shuffled again (randomness of order, little padding).
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * chunk
+    for start in range(0, len(order), span):
+        part = order[start : start + span]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class SIDExamples:
+    """Sliding-window training examples over SID tokens, served as length-bucketed batches.
+
+    Example (user u, position t): encoder input = the <= max_history items before position t of
+    u's training sequence; target = the SID codes (L,) of the item at position t.
+    """
+
+    def __init__(
+        self,
+        train_seqs: list[np.ndarray],
+        users: np.ndarray,
+        positions: np.ndarray,
+        sids: np.ndarray,
+        item_tokens: np.ndarray,
+        *,
+        max_history: int,
+        user_tokens: int = 0,
+    ) -> None:
+        self.seqs, self.users, self.positions = train_seqs, users, positions
+        self.sids, self.item_tokens = sids, item_tokens
+        self.max_history, self.user_tokens = max_history, user_tokens
+        self.lengths = np.minimum(positions, max_history)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        users, positions = self.users[idx], self.positions[idx]
+        hists = [self.seqs[u][max(0, p - self.max_history) : p] for u, p in zip(users, positions, strict=True)]
+        targets = np.array([self.seqs[u][p] for u, p in zip(users, positions, strict=True)])
+        tokens, pos = encoder_inputs(
+            hists, self.item_tokens, max_history=self.max_history, users=users, user_tokens=self.user_tokens
+        )
+        codes = torch.from_numpy(self.sids[targets - 1])  # (B, L)
+        return {"tokens": tokens.to(device), "positions": pos.to(device), "codes": codes.to(device)}
+
+    def batches(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"):
+        for idx in bucketed_batches(self.lengths, batch_size, rng):
+            yield self.batch(idx, device)

@@ -1,0 +1,53 @@
+"""The canonical tables every loader produces, and the column names shared by all stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+USER = "user_id"  # original user id (string)
+ITEM = "item_id"  # original item id (string)
+TIME = "time"  # int64 timestamp or position; ties keep file order
+ITEM_IDX = "item_idx"  # 1..N; 0 is padding in every model
+USER_IDX = "user_idx"  # 0..U-1
+TEXT = "text"
+SEQ = "items"  # a user's full chronological list of item_idx
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """What a loader returns.
+
+    Attributes:
+        interactions: columns `user_id` (str), `item_id` (str), `time` (int64), in file order.
+        items: column `item_id` (str) plus any text fields (title, categories, ...); may be empty of
+            fields, in which case the item text falls back to its id.
+        source: where it came from, for messages and `data_stats.json`.
+    """
+
+    interactions: pl.DataFrame
+    items: pl.DataFrame
+    source: str
+
+
+def render_text(item: dict, template: str) -> str:
+    """Fill `template` from an item's fields; lists become 'a > b > c', missing fields ''.
+
+    >>> render_text({"title": "Gel", "categories": ["Beauty", "Hair"]}, "{title}; {categories}")
+    'Gel; Beauty > Hair'
+    """
+
+    class _Fields(dict):
+        def __missing__(self, key: str) -> str:
+            return ""
+
+    fields = _Fields()
+    for key, value in item.items():
+        if value is None:
+            value = ""
+        elif isinstance(value, list | tuple):
+            value = " > ".join(str(v) for v in value if v is not None)
+        fields[key] = value
+    text = template.format_map(fields).strip().strip(";").strip()
+    return text or str(item.get(ITEM, ""))

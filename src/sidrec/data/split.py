@@ -1,0 +1,138 @@
+"""k-core filtering, integer ids, chronological sequences and the leave-one-out split.
+
+Protocol (TIGER, GRID, BENCHMARKS.md): per user, items in time order; the last item is the test
+target, the second to last the validation target, everything before is training. Histories are
+capped at the last `max_history` items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from sidrec.config import DataConfig
+from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, render_text
+
+SPLITS = ("train", "valid", "test")
+
+
+def kcore_filter(df: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Repeatedly drop users and items with fewer than `k` interactions."""
+    if k <= 1:
+        return df
+    while True:
+        before = df.height
+        df = df.filter(pl.len().over(USER) >= k).filter(pl.len().over(ITEM) >= k)
+        if df.height == before:
+            return df
+
+
+def _check_items(raw: RawDataset) -> None:
+    known = set(raw.items[ITEM].to_list())
+    unknown = raw.interactions.with_row_index("row").filter(~pl.col(ITEM).is_in(list(known)))
+    if unknown.height:
+        first = unknown.row(0, named=True)
+        raise ValueError(
+            f"{raw.source}: interactions name {unknown[ITEM].n_unique()} item id(s) missing from the "
+            f"items file, first '{first[ITEM]}' (interaction {first['row'] + 1} in file order, "
+            f"user '{first[USER]}'). Add them to the items file or drop those rows"
+        )
+
+
+def _sample_users(df: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    users = np.array(sorted(df[USER].unique().to_list()))
+    if n <= 0 or n >= len(users):
+        return df
+    keep = np.random.default_rng(seed).choice(users, size=n, replace=False)
+    return df.filter(pl.col(USER).is_in(keep.tolist()))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    items: pl.DataFrame  # item_idx (1..N), item_id, text
+    sequences: pl.DataFrame  # user_idx, user_id, items (list of item_idx, chronological)
+    stats: dict
+
+
+def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
+    """Raw tables -> indexed items and chronological per-user sequences."""
+    if raw.items.height == 0:
+        raise ValueError(f"{raw.source}: the items table is empty; every interacted item needs an entry")
+    _check_items(raw)
+    df = raw.interactions.with_row_index("row")
+    df = kcore_filter(df, cfg.kcore)
+    df = _sample_users(df, cfg.max_users, seed)
+    df = df.filter(pl.len().over(USER) >= cfg.min_interactions)
+    if df.height == 0:
+        raise ValueError(
+            f"{raw.source}: no user has >= {cfg.min_interactions} interactions after filtering "
+            f"(data.kcore={cfg.kcore}); leave-one-out needs 3 per user"
+        )
+    item_ids = sorted(df[ITEM].unique().to_list())
+    item_map = pl.DataFrame({ITEM: item_ids, ITEM_IDX: np.arange(1, len(item_ids) + 1, dtype=np.int64)})
+    df = df.join(item_map, on=ITEM).sort([USER, TIME, "row"])
+    seqs = df.group_by(USER, maintain_order=True).agg(pl.col(ITEM_IDX).alias(SEQ))
+    seqs = seqs.sort(USER).with_row_index(USER_IDX).with_columns(pl.col(USER_IDX).cast(pl.Int64))
+    fields = raw.items.unique(ITEM, keep="first").join(item_map, on=ITEM).sort(ITEM_IDX)
+    texts = [render_text(row, cfg.text_template) for row in fields.drop(ITEM_IDX).to_dicts()]
+    items = fields.select(ITEM_IDX, ITEM).with_columns(pl.Series(TEXT, texts))
+    lengths = seqs[SEQ].list.len()
+    stats = {
+        "source": raw.source,
+        "users": seqs.height,
+        "items": items.height,
+        "interactions": int(lengths.sum()),
+        "dropped_users": raw.interactions[USER].n_unique() - seqs.height,
+        "mean_sequence_length": round(float(lengths.mean()), 3),
+        "density": round(float(lengths.sum()) / (seqs.height * items.height), 6),
+    }
+    return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
+
+
+@dataclass(frozen=True)
+class EvalExamples:
+    user_idx: np.ndarray  # (U,)
+    histories: list[np.ndarray]  # each the last <= max_history item_idx before the target
+    targets: np.ndarray  # (U,) item_idx
+
+
+def eval_examples(sequences: pl.DataFrame, split: str, max_history: int) -> EvalExamples:
+    """Leave-one-out examples: `valid` predicts the second to last item, `test` the last."""
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    cut = 2 if split == "valid" else 1
+    hists, targets = [], []
+    for seq in sequences[SEQ].to_list():
+        end = len(seq) - cut
+        hists.append(np.asarray(seq[max(0, end - max_history) : end], dtype=np.int64))
+        targets.append(seq[end])
+    return EvalExamples(sequences[USER_IDX].to_numpy(), hists, np.asarray(targets, dtype=np.int64))
+
+
+def train_sequences(sequences: pl.DataFrame) -> list[np.ndarray]:
+    """Each user's training part: everything but the validation and test targets."""
+    return [np.asarray(seq[:-2], dtype=np.int64) for seq in sequences[SEQ].to_list()]
+
+
+def training_examples(
+    train_seqs: list[np.ndarray], max_history: int, sliding_window: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(history end, target) pairs over the training sequences, as flat index arrays.
+
+    With a sliding window every position t >= 1 of a training sequence is a target with the
+    <= max_history items before it as history; without, only the last position is.
+
+    Returns:
+        (user, pos): int64 arrays; the example is target train_seqs[user][pos] with history
+        train_seqs[user][max(0, pos - max_history):pos].
+    """
+    users, positions = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for u, seq in enumerate(train_seqs):
+        if len(seq) < 2:
+            continue
+        pos = np.arange(1, len(seq)) if sliding_window else np.array([len(seq) - 1])
+        users.append(np.full(len(pos), u))
+        positions.append(pos)
+    return np.concatenate(users).astype(np.int64), np.concatenate(positions).astype(np.int64)

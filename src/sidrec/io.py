@@ -1,0 +1,84 @@
+"""The run directory: artifact names and atomic save / load helpers.
+
+Every artifact is written to a temporary file in the same folder and renamed into place, so a
+killed command never leaves a half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sidrec.config import Config, config_from_dict, config_to_dict
+
+CONFIG = "config.yaml"
+ITEMS = "items.parquet"  # item_idx (1..N), item_id (original), text
+SEQUENCES = "sequences.parquet"  # user_idx, user_id, items (full chronological item_idx list)
+DATA_STATS = "data_stats.json"
+EMBEDDINGS = "embeddings.npy"  # float32 (N, D); row i is item_idx i + 1
+QUANTIZER = "quantizer.pt"
+SIDS = "sids.npy"  # int64 (N, L [+1 dedup digit]); row i is item_idx i + 1
+SID_STATS = "sid_stats.json"
+MODEL = "model.pt"  # best-validation weights + model config + vocabulary sizes
+CHECKPOINT = "checkpoint.pt"  # last epoch's full training state, for resuming
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_PLOT = "training.png"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"  # user_id,rank,item_id (test split, top-n)
+TIMINGS = "timings.json"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> None:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def save_json(path: str | Path, obj: object) -> None:
+    write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def load_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    def _write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, array)
+
+    write_atomic(path, _write)
+
+
+def save_config(run_dir: str | Path, cfg: Config) -> None:
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    write_atomic(Path(run_dir) / CONFIG, lambda p: p.write_text(text))
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ValueError(f"{run_dir} is not a sidrec run directory (no {CONFIG}); run `sidrec run --out DIR` first")
+    return config_from_dict(yaml.safe_load(path.read_text()))

@@ -1,0 +1,76 @@
+"""Ranking metrics for leave-one-out evaluation: one relevant item per user.
+
+Recall@K = 1 if the target is in the top K; NDCG@K = 1 / log2(rank + 2) for a 0-based rank < K,
+else 0 (with one relevant item the ideal DCG is 1). Averaged over ALL users: a user whose target is
+missing scores 0. This is the protocol of TIGER, GRID and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def target_ranks(top_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each target in its row of `top_items`, or -1 when absent.
+
+    Args:
+        top_items: (B, K) item ids, best first.
+        targets: (B,) item ids.
+    """
+    hits = top_items == targets[:, None]  # (B, K)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+
+
+def ranking_metrics(top_items: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = (5, 10)) -> dict[str, float]:
+    """Recall@k and NDCG@k for each k, averaged over all rows."""
+    if top_items.shape[0] != targets.shape[0]:
+        raise ValueError(f"{top_items.shape[0]} ranked lists for {targets.shape[0]} targets")
+    if top_items.shape[1] < max(ks):
+        raise ValueError(f"need at least {max(ks)} items per user, got {top_items.shape[1]}")
+    ranks = target_ranks(top_items, targets)
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = (ranks >= 0) & (ranks < k)
+        gain = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+        out[f"recall@{k}"] = float(hit.mean()) if len(hit) else 0.0
+        out[f"ndcg@{k}"] = float(gain.mean()) if len(gain) else 0.0
+    return out
+
+
+class EvalResult(NamedTuple):
+    metrics: dict[str, float]
+    top_items: np.ndarray  # (U, top_n) item_idx
+    invalid_beam_share: float  # share of finished beams naming no item (free decoding)
+    filled: int  # slots filled by popularity
+
+
+def evaluate(
+    recommender,
+    examples,
+    *,
+    ks: tuple[int, ...] = (5, 10),
+    batch_size: int = 512,
+    top_n: int = 10,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Rank for every example with `recommender.recommend` and score against the targets.
+
+    Args:
+        recommender: anything with `recommend(histories, k, users) -> Recommendations`.
+        examples: `data.split.EvalExamples` (histories, targets, user_idx).
+    """
+    k = max(top_n, max(ks))
+    parts, invalid, filled, beams = [], 0, 0, 0
+    n = len(examples.targets)
+    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=n <= batch_size):
+        stop = min(n, start + batch_size)
+        rec = recommender.recommend(examples.histories[start:stop], k, examples.user_idx[start:stop])
+        parts.append(rec.items)
+        invalid += rec.invalid_beams
+        filled += rec.filled
+        beams += (stop - start) * getattr(recommender, "beam_width", k)
+    top = np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
+    return EvalResult(ranking_metrics(top, examples.targets, ks), top[:, :top_n], invalid / max(beams, 1), filled)

@@ -1,0 +1,127 @@
+"""Transformer building blocks: multi-head attention with an optional KV cache, MLP, pre-norm blocks.
+
+Small and CPU-friendly. Attention is `math` (matmul + softmax; the fastest on CPU at d_model 128,
+where SDPA's fused kernels spend more time in overhead than in matmuls) or `sdpa`
+(torch.nn.functional.scaled_dot_product_attention). Dropout sits only on the residual branches
+(d_model wide), not on attention probabilities or the MLP hidden layer: on CPU, generating
+dropout masks was the largest cost of a training step (BENCHMARKS.md profile).
+Layout follows "Attention Is All You Need" (Vaswani et al., NeurIPS 2017) with pre-norm
+(Xiong et al., ICML 2020).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, impl: str) -> Tensor:
+    """Scaled dot-product attention.
+
+    Args:
+        q: (B, H, Tq, dh); k, v: (B, H, Tk, dh); bias: additive mask broadcastable to (B, H, Tq, Tk).
+    Returns:
+        (B, H, Tq, dh).
+    """
+    if impl == "sdpa":
+        mask = None if bias is None else bias.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
+    if bias is not None:
+        scores = scores + bias
+    return scores.softmax(dim=-1).to(v.dtype) @ v
+
+
+class Attention(nn.Module):
+    """Multi-head attention; `d_head * n_heads` need not equal `d_model` (T5: 6 x 64 on d 128)."""
+
+    def __init__(self, *, d_model: int, n_heads: int, d_head: int, dropout: float, impl: str = "math") -> None:
+        super().__init__()
+        self.n_heads, self.d_head, self.impl = n_heads, d_head, impl
+        inner = n_heads * d_head
+        self.q = nn.Linear(d_model, inner, bias=False)
+        self.kv = nn.Linear(d_model, 2 * inner, bias=False)
+        self.out = nn.Linear(inner, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, dh)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.kv(x).chunk(2, dim=-1)
+        return self.split(k), self.split(v)  # each (B, H, T, dh)
+
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+        """x: (B, Tq, d) queries; kv: keys and values (B, H, Tk, dh). Returns (B, Tq, d)."""
+        q = self.split(self.q(x))
+        y = attend(q, kv[0], kv[1], bias, self.impl)  # (B, H, Tq, dh)
+        y = y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
+        return self.dropout(self.out(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, *, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.up = nn.Linear(d_model, d_ff)
+        self.down = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm bidirectional self-attention + MLP."""
+
+    def __init__(self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
+        self.mlp = MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
+
+    def forward(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, self.attn.keys_values(h), bias)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm causal self-attention (with KV cache) + cross-attention over the encoder + MLP."""
+
+    def __init__(self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str) -> None:
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.self_attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
+        self.cross_attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
+        self.mlp = MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory_kv: tuple[Tensor, Tensor],
+        memory_bias: Tensor | None,
+        self_bias: Tensor | None,
+        cache: tuple[Tensor, Tensor] | None = None,
+        beams: int = 1,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x: (B*W, T, d) new decoder positions; cache: keys/values of earlier positions (B*W, H, t, dh).
+
+        `memory_kv` holds one copy per user (B, H, S, dh), not per beam: the W beams of a user are
+        folded into the query axis of cross-attention, (B*W, T, d) -> (B, W*T, d), so the encoder's
+        keys and values are never repeated W times.
+
+        Returns the block output and the self-attention cache extended by the new positions.
+        """
+        h = self.norm1(x)
+        k, v = self.self_attn.keys_values(h)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        x = x + self.self_attn(h, (k, v), self_bias)
+        c = self.norm2(x)
+        c = self.cross_attn(c.reshape(-1, beams * c.shape[1], c.shape[2]), memory_kv, memory_bias)
+        x = x + c.reshape(x.shape)
+        return x + self.mlp(self.norm3(x)), (k, v)

@@ -1,0 +1,167 @@
+"""TIGER: an encoder-decoder Transformer that generates the Semantic ID of the next item.
+
+Rajput et al., "Recommender Systems with Generative Retrieval", NeurIPS 2023; the GRID recipe
+(Ju et al., "Generative Recommendation with Semantic IDs: A Practitioner's Handbook", CIKM 2025):
+the encoder reads the SID tokens of the user's last <= 20 items (optionally preceded by a hashed
+user token); the decoder emits the target's codes level by level.
+
+Deviations from the paper's T5: pre-norm LayerNorm blocks with learned absolute positions
+(an "items from the end" position per history token; a level position in the decoder) instead of
+T5's relative bias; GELU MLP; per-level output heads, so level l's softmax covers only the K_l
+codes of level l (every token of another level is impossible there anyway).
+
+Token layout (V tokens): 0 = PAD, 1 = BOS, then `user_tokens` user ids, then the codes of level 0,
+level 1, ... each shifted by its level's offset: token = offset[l] + code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sidrec.models.layers import DecoderBlock, EncoderBlock
+
+PAD, BOS = 0, 1
+NEG = -1e9  # additive mask value; finite so fully-masked rows stay NaN-free
+
+
+@dataclass(frozen=True)
+class TIGERShape:
+    """Everything needed to rebuild the network (saved in model.pt)."""
+
+    level_sizes: tuple[int, ...]  # K_l per SID level, dedup digit included
+    max_history: int = 20
+    user_tokens: int = 0
+    d_model: int = 128
+    n_heads: int = 6
+    d_head: int = 64
+    d_ff: int = 1024
+    n_enc_layers: int = 4
+    n_dec_layers: int = 4
+    dropout: float = 0.1
+    attention: str = "math"
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        start, out = 2 + self.user_tokens, []
+        for size in self.level_sizes:
+            out.append(start)
+            start += size
+        return tuple(out)
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 + self.user_tokens + sum(self.level_sizes)
+
+
+class TIGER(nn.Module):
+    def __init__(self, shape: TIGERShape) -> None:
+        super().__init__()
+        self.shape = shape
+        d, n_levels = shape.d_model, len(shape.level_sizes)
+        block = dict(
+            d_model=d,
+            n_heads=shape.n_heads,
+            d_head=shape.d_head,
+            d_ff=shape.d_ff,
+            dropout=shape.dropout,
+            impl=shape.attention,
+        )
+        self.tok = nn.Embedding(shape.vocab_size, d, padding_idx=PAD)
+        self.enc_pos = nn.Embedding(shape.max_history + 1, d)  # items from the end; the user token uses the last
+        self.dec_pos = nn.Embedding(n_levels, d)
+        self.encoder = nn.ModuleList(EncoderBlock(**block) for _ in range(shape.n_enc_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(**block) for _ in range(shape.n_dec_layers))
+        self.enc_norm, self.dec_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, k) for k in shape.level_sizes)
+        self.drop = nn.Dropout(shape.dropout)
+        self.register_buffer("offsets", torch.tensor(shape.offsets), persistent=False)
+        causal = torch.full((n_levels, n_levels), NEG).triu(1)
+        self.register_buffer("causal", causal, persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.shape.level_sizes)
+
+    def encode(self, tokens: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode histories.
+
+        Args:
+            tokens: (B, S) encoder tokens, PAD where empty.
+            positions: (B, S) items-from-the-end index of each token.
+        Returns:
+            memory (B, S, d) and the additive key mask (B, 1, 1, S).
+        """
+        bias = torch.where(tokens == PAD, NEG, 0.0)[:, None, None, :].to(torch.float32)  # (B, 1, 1, S)
+        x = self.drop(self.tok(tokens) + self.enc_pos(positions))
+        for block in self.encoder:
+            x = block(x, bias)
+        return self.enc_norm(x), bias
+
+    def memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Cross-attention keys/values of every decoder layer, computed once per user."""
+        return [block.cross_attn.keys_values(memory) for block in self.decoder]
+
+    def decoder_inputs(self, codes: Tensor) -> Tensor:
+        """Teacher forcing: (B, L) level-local codes -> (B, L) tokens [BOS, c_0, ..., c_{L-2}]."""
+        shifted = codes[:, :-1] + self.offsets[:-1]  # (B, L-1)
+        return torch.cat([torch.full_like(codes[:, :1], BOS), shifted], dim=1)
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Mean next-token cross-entropy over the L levels of each target SID."""
+        memory, bias = self.encode(batch["tokens"], batch["positions"])
+        kv = self.memory_kv(memory)
+        dec = self.decoder_inputs(batch["codes"])  # (B, L)
+        x = self.drop(self.tok(dec) + self.dec_pos.weight[None])
+        for block, mkv in zip(self.decoder, kv, strict=True):
+            x, _ = block(x, mkv, bias, self.causal)
+        x = self.dec_norm(x)  # (B, L, d)
+        losses = [
+            F.cross_entropy(head(x[:, level]).float(), batch["codes"][:, level])
+            for level, head in enumerate(self.heads)
+        ]
+        return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def decode_step(
+        self,
+        tokens: Tensor,
+        level: int,
+        memory_kv: list[tuple[Tensor, Tensor]],
+        memory_bias: Tensor,
+        cache: list[tuple[Tensor, Tensor]] | None,
+        beams: int,
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """One decoding step for B users x W beams.
+
+        Args:
+            tokens: (B*W,) the previous token of every beam (BOS at level 0).
+            level: the SID level being generated.
+            memory_kv / memory_bias: per-user encoder keys/values (B, H, S, dh) and mask (B, 1, 1, S).
+            cache: per-layer self-attention keys/values (B*W, H, level, dh), None at level 0.
+        Returns:
+            log-probabilities over level `level`'s codes (B*W, K_level), and the extended cache.
+        """
+        x = self.tok(tokens)[:, None] + self.dec_pos.weight[level]  # (B*W, 1, d)
+        new_cache = []
+        for i, (block, mkv) in enumerate(zip(self.decoder, memory_kv, strict=True)):
+            x, layer_cache = block(x, mkv, memory_bias, None, None if cache is None else cache[i], beams=beams)
+            new_cache.append(layer_cache)
+        logits = self.heads[level](self.dec_norm(x[:, 0])).float()  # (B*W, K_level)
+        return logits.log_softmax(dim=-1), new_cache
+
+    def config_dict(self) -> dict:
+        return asdict(self.shape)

@@ -1,0 +1,75 @@
+"""Quantizers that turn item vectors into L-level Semantic ID codes, and SID deduplication.
+
+Three quantizers, all `torch.nn.Module`s with the `Quantizer` interface:
+- `rkmeans`: residual k-means (GRID's RK-Means, Ju et al., CIKM 2025).
+- `rvq`: gradient-trained residual VQ with k-means init (GRID's R-VQ).
+- `rqvae`: TIGER's RQ-VAE (Rajput et al., NeurIPS 2023; Lee et al., CVPR 2022).
+
+`build_quantizer(cfg, dim, seed)` is the only constructor the pipeline needs; `sids.deduplicate` and
+`sids.sid_stats` turn codes into unique Semantic IDs and summarise them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from sidrec.config import QuantizeConfig
+from sidrec.quantize.rq_kmeans import RQKMeans
+from sidrec.quantize.rq_vae import RQVAE
+from sidrec.quantize.rvq import RVQ
+from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """What the pipeline calls. Codes are int64 (N, L) in [0, codebook_size)."""
+
+    levels: int
+    codebook_size: int
+
+    def fit(self, x: torch.Tensor) -> Quantizer:
+        """Train on x float32 (N, D); returns self."""
+        ...
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> int64 codes (N, L), each in [0, K)."""
+        ...
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, L) codes -> float32 (N, D) reconstruction in input space."""
+        ...
+
+    def state_dict(self) -> dict:
+        """Everything needed to encode / decode after `load_state_dict` on a fresh `build_quantizer`."""
+        ...
+
+    def load_state_dict(self, state: dict) -> object:
+        """Restore a `state_dict()`."""
+        ...
+
+
+QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE}
+
+
+def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:
+    """An unfitted quantizer for `dim`-dimensional item vectors, configured by `cfg`, seeded by `seed`."""
+    if cfg.name not in QUANTIZERS:
+        raise ValueError(f"unknown quantize.name '{cfg.name}'; choose one of {', '.join(QUANTIZERS)}")
+    if dim < 1:
+        raise ValueError(f"item vectors must have dimension >= 1, got {dim}")
+    return QUANTIZERS[cfg.name].from_config(cfg, dim, seed)
+
+
+__all__ = [
+    "DEDUP_METHODS",
+    "QUANTIZERS",
+    "Quantizer",
+    "RQKMeans",
+    "RQVAE",
+    "RVQ",
+    "build_quantizer",
+    "deduplicate",
+    "sid_stats",
+]

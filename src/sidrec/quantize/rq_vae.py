@@ -1,0 +1,146 @@
+"""RQ-VAE Semantic IDs as in TIGER (Rajput et al., NeurIPS 2023, "Recommender Systems with Generative
+Retrieval"), with the residual quantizer of RQ-VAE (Lee et al., CVPR 2022, "Autoregressive Image
+Generation using Residual Quantization").
+
+An MLP encoder maps an item vector (D) through `hidden` widths to a `latent_dim` latent z; a residual
+quantizer (`ResidualCodebooks`, shared with R-VQ) turns z into L codes; a mirrored MLP decoder maps the
+straight-through quantized latent back to D. Loss = MSE(decoder(z_q), x) + sum over levels of
+||sg[r_l] - e_l||^2 + beta * ||r_l - sg[e_l]||^2. Before training, every level is initialised by
+residual k-means on the latents of the whole data set under the freshly initialised encoder (the
+"first pass"). Adam, shuffled minibatches and dead-code resets follow `train_residual`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sidrec.config import QuantizeConfig
+from sidrec.quantize.kmeans import as_points
+from sidrec.quantize.rq_kmeans import require_fitted
+from sidrec.quantize.rvq import ResidualCodebooks, RQOutput, train_residual
+
+
+def mlp(widths: list[int]) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class RQVAE(nn.Module):
+    """TIGER's RQ-VAE. state_dict holds `encoder.*`, `decoder.*`, `rq.codebooks` and `fitted`."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        levels: int = 3,
+        codebook_size: int = 256,
+        hidden: tuple[int, ...] = (512, 256, 128),
+        latent_dim: int = 32,
+        kmeans_iters: int = 50,
+        epochs: int = 200,
+        batch_size: int = 1024,
+        lr: float = 1e-3,
+        beta: float = 0.25,
+        dead_code_threshold: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1 or any(h < 1 for h in hidden):
+            raise ValueError(f"quantize.latent_dim and quantize.hidden widths must be >= 1, got {latent_dim}, {hidden}")
+        self.dim, self.levels, self.codebook_size, self.seed = dim, levels, codebook_size, seed
+        self.kmeans_iters, self.epochs, self.batch_size, self.lr = kmeans_iters, epochs, batch_size, lr
+        self.dead_code_threshold = dead_code_threshold
+        widths = [dim, *hidden, latent_dim]
+        with torch.random.fork_rng(devices=[]):  # nn.Linear draws its init from the global RNG
+            self.encoder = mlp(widths)  # D -> ... -> latent_dim
+            self.decoder = mlp(widths[::-1])  # latent_dim -> ... -> D
+        self.rq = ResidualCodebooks(levels=levels, codebook_size=codebook_size, dim=latent_dim, beta=beta)
+        self.register_buffer("fitted", torch.tensor(False))
+        self._reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> RQVAE:
+        return cls(
+            dim=dim,
+            levels=cfg.levels,
+            codebook_size=cfg.codebook_size,
+            hidden=tuple(cfg.hidden),
+            latent_dim=cfg.latent_dim,
+            kmeans_iters=cfg.kmeans_iters,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            beta=cfg.beta,
+            dead_code_threshold=cfg.dead_code_threshold,
+            seed=seed,
+        )
+
+    def _reset_parameters(self) -> None:
+        """Seeded default init of the MLPs, leaving the global RNG untouched."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+
+    def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
+        out = self.rq(self.encoder(xb))  # quantized (B, latent)
+        recon = self.decoder(out.quantized)  # (B, D)
+        return F.mse_loss(recon, xb) + out.loss, out
+
+    @torch.no_grad()
+    def _latent(self, x: Tensor) -> Tensor:
+        return self.encoder(as_points(x, self.dim, self.rq.codebooks.device))  # (N, latent)
+
+    def fit(self, x: Tensor) -> RQVAE:
+        """Seeded init, k-means init of the codebooks on the encoded data, then Adam; x (N, D)."""
+        x = as_points(x, self.dim, self.rq.codebooks.device)  # (N, D)
+        self._reset_parameters()
+        self.rq.init_kmeans(self._latent(x), iters=self.kmeans_iters, seed=self.seed)
+        self.train()
+        train_residual(
+            self,
+            self.rq,
+            x,
+            self._step,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            dead_code_threshold=self.dead_code_threshold,
+            seed=self.seed,
+            desc="rqvae",
+        )
+        self.eval()
+        self.fitted.fill_(True)
+        return self
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """(N, D) -> int64 codes (N, L) in [0, K)."""
+        require_fitted(self)
+        return self.rq.assign(self._latent(x))
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (N, L) -> (N, D): decoder(sum of code vectors). A prefix (N, l < L) decodes a partial
+        latent, which the decoder was never trained on; use full codes for reconstructions."""
+        require_fitted(self)
+        return self.decoder(self.rq.lookup(codes))  # (N, D)
+
+    @torch.no_grad()
+    def latent_error(self, x: Tensor, levels: int | None = None) -> float:
+        """Mean squared latent quantization error ||z - sum_{l<levels} e_l||^2 of x (N, D)."""
+        require_fitted(self)
+        z = self._latent(x)  # (N, latent)
+        codes = self.rq.assign(z)[:, : levels or self.levels]  # (N, l)
+        return float(((z - self.rq.lookup(codes)) ** 2).sum(1).mean())
+
+
+__all__ = ["RQVAE", "mlp"]

@@ -1,0 +1,125 @@
+"""Recommenders: `recommend(histories, k) -> (item ids (B, k), scores (B, k))`.
+
+Evaluation and serving depend only on this protocol, never on model internals.
+`SIDRecommender` runs beam search over a generative SID model and maps SIDs to items.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from sidrec.data.batches import encoder_inputs
+from sidrec.decode.beam import beam_search
+from sidrec.decode.trie import SIDTrie
+from sidrec.models.tiger import BOS, TIGER
+
+
+class Recommendations(NamedTuple):
+    items: np.ndarray  # (B, k) item_idx, best first; all distinct and real
+    scores: np.ndarray  # (B, k) log-probability of the item's SID (-inf for a popularity fill)
+    invalid_beams: int  # beams whose SID names no item (free decoding only)
+    filled: int  # slots filled from popularity because too few valid beams remained
+
+
+class Recommender(Protocol):
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations: ...
+
+
+def item_token_table(sids: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
+    """(N, L) codes -> (N+1, L) token ids; row 0 is the padding item (all PAD = 0)."""
+    table = np.zeros((sids.shape[0] + 1, sids.shape[1]), dtype=np.int64)
+    table[1:] = sids + np.asarray(offsets)
+    return table
+
+
+class SIDRecommender:
+    """Beam search over `model`'s SID tokens, constrained by the trie of valid SIDs (or free)."""
+
+    def __init__(
+        self,
+        model: TIGER,
+        sids: np.ndarray,
+        *,
+        beam_width: int = 20,
+        constrained: bool = True,
+        popularity: np.ndarray | None = None,
+        bf16: bool = True,
+    ) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.level_sizes = model.shape.level_sizes
+        self.trie = SIDTrie(sids, self.level_sizes).to(self.device)
+        self.item_tokens = item_token_table(sids, model.shape.offsets)
+        self.beam_width = beam_width
+        self.constrained = constrained
+        n = sids.shape[0]
+        pop = np.zeros(n + 1) if popularity is None else np.asarray(popularity, dtype=np.float64)
+        self.fallback = np.argsort(-pop[1:], kind="stable") + 1  # item_idx by popularity
+        self.bf16 = bf16
+
+    @torch.no_grad()
+    def _beams(self, histories: list[np.ndarray], users: np.ndarray | None):
+        shape = self.model.shape
+        tokens, positions = encoder_inputs(
+            histories, self.item_tokens, max_history=shape.max_history, users=users, user_tokens=shape.user_tokens
+        )
+        tokens, positions = tokens.to(self.device), positions.to(self.device)
+        b, w = len(histories), self.beam_width
+        offsets = shape.offsets
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16):
+            memory, bias = self.model.encode(tokens, positions)
+            kv = self.model.memory_kv(memory)
+            state: dict = {"cache": None}
+
+            def step(level: int, prev: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+                if level == 0:
+                    inp = torch.full((b * w,), BOS, dtype=torch.long, device=self.device)
+                else:
+                    inp = prev + offsets[level - 1]
+                    state["cache"] = [(k[parent], v[parent]) for k, v in state["cache"]]
+                logp, state["cache"] = self.model.decode_step(inp, level, kv, bias, state["cache"], beams=w)
+                return logp
+
+            return beam_search(
+                step,
+                batch_size=b,
+                beam_width=w,
+                level_sizes=self.level_sizes,
+                trie=self.trie,
+                constrained=self.constrained,
+                device=self.device,
+            )
+
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        """Top-k distinct real items per history (beam order, then popularity if beams run short)."""
+        result = self._beams(histories, users)
+        leaves = result.leaves.cpu().numpy()
+        scores = result.scores.cpu().numpy()
+        out_items = np.zeros((len(histories), k), dtype=np.int64)
+        out_scores = np.full((len(histories), k), -np.inf)
+        invalid = int(((leaves < 0) & np.isfinite(scores)).sum())
+        filled = 0
+        for row in range(len(histories)):
+            chosen: list[int] = []
+            seen: set[int] = set()
+            for leaf, score in zip(leaves[row], scores[row], strict=True):
+                if leaf < 0 or not np.isfinite(score):
+                    continue
+                for item in self.trie.leaf_items[leaf]:
+                    if len(chosen) < k and item not in seen:
+                        out_scores[row, len(chosen)] = score
+                        chosen.append(int(item))
+                        seen.add(int(item))
+            for item in self.fallback:
+                if len(chosen) >= k:
+                    break
+                if item not in seen:
+                    chosen.append(int(item))
+                    seen.add(int(item))
+                    filled += 1
+            out_items[row] = chosen
+        return Recommendations(out_items, out_scores, invalid, filled)

@@ -1,0 +1,134 @@
+"""What a person reads at the end of a run: the run record, the results table, the training plot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from sidrec import io
+from sidrec.config import Config, config_to_dict
+
+METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+# Published test numbers (R@5, R@10, N@5, N@10) on the same protocol; see BENCHMARKS.md in the docs.
+PUBLISHED = {
+    "beauty": {
+        "SASRec (TIGER Table 1)": (0.0387, 0.0605, 0.0249, 0.0318),
+        "TIGER (NeurIPS 2023)": (0.0454, 0.0648, 0.0321, 0.0384),
+        "GRID RK-Means (CIKM 2025)": (0.0422, 0.0639, 0.0277, 0.0347),
+        "GRID R-VQ": (0.0422, 0.0638, 0.0282, 0.0351),
+        "GRID RQ-VAE": (0.0404, 0.0593, 0.0268, 0.0329),
+    },
+    "sports": {
+        "SASRec (TIGER Table 1)": (0.0233, 0.0350, 0.0154, 0.0192),
+        "TIGER (NeurIPS 2023)": (0.0264, 0.0400, 0.0181, 0.0225),
+        "GRID RK-Means (CIKM 2025)": (0.0236, 0.0353, 0.0153, 0.0191),
+    },
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str) -> dict:
+    """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
+    metrics = io.load_json(run_dir / io.METRICS)
+    q = cfg.quantize
+    record = {
+        "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
+        "quantizer": f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}",
+        "model": f"{cfg.model.name} {cfg.model.n_enc_layers}+{cfg.model.n_dec_layers} d{cfg.model.d_model} "
+        f"{cfg.model.n_heads}x{cfg.model.d_head} ff{cfg.model.d_ff}",
+        "embedder": f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name,
+        "commit": git_commit(),
+        "command": command,
+        "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": cfg.seed,
+        "wall_seconds": round(wall_seconds, 1),
+        "stage_seconds": io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {},
+        "valid": metrics.get("valid", {}),
+        "test": metrics.get("test", {}),
+        "best_epoch": metrics.get("best_epoch"),
+        "eval": {k: v for k, v in metrics.items() if k not in ("valid", "test")},
+        "config": config_to_dict(cfg),
+    }
+    if (run_dir / io.SID_STATS).exists():
+        record["sid_stats"] = io.load_json(run_dir / io.SID_STATS)
+    return record
+
+
+def results_table(metrics: dict, dataset: str = "beauty") -> str:
+    """Our validation / test numbers next to the published ones, as a fixed-width table."""
+    rows = [
+        ("sidrec (this run), valid", tuple(metrics.get("valid", {}).get(k, float("nan")) for k in METRIC_KEYS)),
+        ("sidrec (this run), test", tuple(metrics.get("test", {}).get(k, float("nan")) for k in METRIC_KEYS)),
+    ]
+    rows += [(f"{name}, test", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
+    width = max(len(r[0]) for r in rows) + 2
+    lines = ["method".ljust(width) + "".join(k.rjust(11) for k in METRIC_KEYS)]
+    lines.append("-" * len(lines[0]))
+    lines += [name.ljust(width) + "".join(f"{v:11.4f}" for v in nums) for name, nums in rows]
+    return "\n".join(lines)
+
+
+def plot_training(history: list[dict], path: Path) -> None:
+    """Training loss and validation NDCG@10 per epoch, as a PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["epoch"] for r in history], [r["loss"] for r in history], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="tab:blue")
+    evals = [r for r in history if "valid" in r]
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["epoch"] for r in evals], [r["valid"].get("ndcg@10", 0) for r in evals], "s-", color="tab:red")
+        ax2.set_ylabel("valid NDCG@10", color="tab:red")
+    ax.set_title("sidrec training")
+    fig.tight_layout()
+    io.write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)

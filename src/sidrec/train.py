@@ -1,0 +1,202 @@
+"""One explicit training loop for any model with `loss(batch) -> scalar`.
+
+AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast, validation every
+`eval_every` epochs with early stopping on NDCG@10, the best-validation weights kept in `model.pt`,
+and the full training state in `checkpoint.pt` after every epoch, so a killed run resumes where it
+stopped (`sidrec train` / `sidrec run` again with the same run directory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sidrec import io
+from sidrec.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+Batches = Callable[[int], Iterator[dict[str, torch.Tensor]]]  # epoch -> batches (on the model's device)
+Validate = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    seconds: float
+    samples_per_second: float
+    history: list[dict] = field(default_factory=list)
+
+
+def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+
+
+def fit(
+    model: nn.Module,
+    *,
+    batches: Batches,
+    batches_per_epoch: int,
+    validate: Validate,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    meta: dict,
+    seed: int,
+) -> TrainResult:
+    """Train `model` in place; write model.pt (best), checkpoint.pt (last) and train_log.jsonl."""
+    run_dir = Path(run_dir)
+    device = next(model.parameters()).device
+    opt = _optimizer(model, cfg)
+    total = cfg.epochs * batches_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
+    )
+    state = {
+        "epoch": 0,
+        "best": -1.0,
+        "best_epoch": 0,
+        "best_valid": {},
+        "bad": 0,
+        "history": [],
+        "seconds": 0.0,
+        "samples": 0,
+    }
+    ckpt_path = run_dir / io.CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
+    else:
+        torch.manual_seed(seed)
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device))
+    start_wall = time.perf_counter() - state["seconds"]
+    out_of_time = False
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not out_of_time:
+        epoch = state["epoch"] + 1
+        model.train()
+        t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(
+            batches(epoch), total=batches_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2
+        )
+        for batch in bar:
+            with torch.autocast(**autocast):
+                loss = model.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            samples += len(next(iter(batch.values())))
+            loss_sum, n = loss_sum + loss.item(), n + 1
+            if n % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / n:.3f}", sps=f"{samples / (time.perf_counter() - t0):.0f}")
+            if cfg.max_minutes and time.perf_counter() - start_wall > cfg.max_minutes * 60:
+                out_of_time = True
+                break
+        train_s = time.perf_counter() - t0
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum / max(n, 1),
+            "lr": sched.get_last_lr()[0],
+            "train_seconds": round(train_s, 2),
+            "samples_per_second": round(samples / max(train_s, 1e-9), 1),
+        }
+        state["samples"] += samples
+        if epoch % cfg.eval_every == 0 or out_of_time or epoch == cfg.epochs:
+            model.eval()
+            valid = validate(model)
+            row["valid"] = valid
+            score = valid.get("ndcg@10", 0.0)
+            if score > state["best"]:
+                state.update(best=score, best_epoch=epoch, best_valid=valid, bad=0)
+                _save_model(run_dir / io.MODEL, model, {**meta, "epoch": epoch, "valid": valid})
+            else:
+                state["bad"] += 1
+            logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
+        state["epoch"] = epoch
+        state["seconds"] = time.perf_counter() - start_wall
+        state["history"].append(row)
+        _append_log(run_dir / io.TRAIN_LOG, row)
+        _save_checkpoint(ckpt_path, model, opt, sched, state)
+    if not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
+        _save_model(run_dir / io.MODEL, model, {**meta, "epoch": state["epoch"], "valid": {}})
+    seconds = state["seconds"]
+    return TrainResult(
+        best_epoch=state["best_epoch"],
+        best_valid=state["best_valid"],
+        epochs_run=state["epoch"],
+        seconds=seconds,
+        samples_per_second=state["samples"] / max(seconds, 1e-9),
+        history=state["history"],
+    )
+
+
+def _save_model(path: Path, model: nn.Module, meta: dict) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    io.write_atomic(path, lambda p: torch.save({**meta, "state_dict": state}, p))
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt, sched, state: dict) -> None:
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "state": state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    io.write_atomic(path, lambda p: torch.save(ckpt, p))
+
+
+def _append_log(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The shuffling RNG of one epoch: the same after a resume as in an uninterrupted run."""
+    return np.random.default_rng([seed, epoch])
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether bf16 autocast pays off: always on CUDA; on CPU only with native bf16 units.
+
+    Without AMX / AVX512-BF16 (e.g. AMD Zen 3), CPU bf16 matmuls are emulated and run two orders of
+    magnitude slower than fp32, so `auto` picks fp32 there.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"train.precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return True
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)

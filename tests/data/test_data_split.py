@@ -1,0 +1,127 @@
+"""k-core filtering, `prepare`, the leave-one-out split and `render_text`, on hand examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sidrec.config import DataConfig
+from sidrec.data.schema import RawDataset, render_text
+from sidrec.data.split import eval_examples, kcore_filter, prepare, train_sequences, training_examples
+
+
+def frame(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "time": pl.Int64}, orient="row")
+
+
+def test_kcore_filter_repeats_until_stable():
+    df = frame([("A", "i1", 0), ("A", "i2", 1), ("A", "i3", 2), ("B", "i1", 0), ("B", "i2", 1)])
+    df = pl.concat([df, frame([("C", "i1", 0), ("C", "i4", 1)])])
+    # round 1 drops i4 (1 interaction); then C has 1 left and goes; then i1 is back to 2, i3 has 1 and goes
+    out = kcore_filter(df, 2)
+    assert out.rows() == [("A", "i1", 0), ("A", "i2", 1), ("B", "i1", 0), ("B", "i2", 1)]
+    assert kcore_filter(df, 3).height == 0
+    assert kcore_filter(df, 0).height == df.height and kcore_filter(df, 1).height == df.height
+
+
+# user a: file order p q r s t u with times 10 20 20 30 5 40 -> t p q r s u (q before r: tie, file order)
+ROWS = [
+    ("a", "p", 10),
+    ("b", "q", 1),
+    ("a", "q", 20),
+    ("a", "r", 20),
+    ("c", "v", 1),
+    ("b", "p", 2),
+    ("a", "s", 30),
+    ("a", "t", 5),
+    ("c", "p", 2),
+    ("b", "s", 3),
+    ("a", "u", 40),
+]
+ITEMS = pl.DataFrame(
+    {
+        "item_id": ["u", "t", "s", "r", "q", "p", "v"],
+        "title": ["U", "T", None, "R", "Q", "P", "V"],
+        "categories": [["x", "y"], [], ["z"], None, ["x"], ["x"], ["x"]],
+    }
+)
+
+
+@pytest.fixture
+def prepared():
+    return prepare(RawDataset(frame(ROWS), ITEMS, "hand"), DataConfig())
+
+
+def test_prepare(prepared):
+    assert prepared.items.columns == ["item_idx", "item_id", "text"]
+    assert prepared.items.rows() == [
+        (1, "p", "P; x"),
+        (2, "q", "Q; x"),
+        (3, "r", "R"),
+        (4, "s", "z"),
+        (5, "t", "T"),
+        (6, "u", "U; x > y"),
+    ]  # v only belongs to user c, who has < 3 interactions and is dropped
+    assert prepared.sequences.rows() == [(0, "a", [5, 1, 2, 3, 4, 6]), (1, "b", [2, 1, 4])]
+    stats = prepared.stats
+    assert (stats["users"], stats["items"], stats["interactions"], stats["dropped_users"]) == (2, 6, 9, 1)
+
+
+def test_eval_examples(prepared):
+    test = eval_examples(prepared.sequences, "test", max_history=3)
+    assert test.user_idx.tolist() == [0, 1]
+    assert [h.tolist() for h in test.histories] == [[2, 3, 4], [2, 1]]
+    assert test.targets.tolist() == [6, 4]
+    valid = eval_examples(prepared.sequences, "valid", max_history=3)
+    assert [h.tolist() for h in valid.histories] == [[1, 2, 3], [2]]
+    assert valid.targets.tolist() == [4, 1]
+    full = eval_examples(prepared.sequences, "test", max_history=20)
+    assert full.histories[0].tolist() == [5, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="split must be"):
+        eval_examples(prepared.sequences, "train", 3)
+
+
+def test_train_sequences_and_examples(prepared):
+    train = train_sequences(prepared.sequences)
+    assert [s.tolist() for s in train] == [[5, 1, 2, 3], [2]]
+    users, pos = training_examples(train, max_history=2, sliding_window=True)
+    assert users.tolist() == [0, 0, 0] and pos.tolist() == [1, 2, 3]  # user b (1 item) has no example
+    users, pos = training_examples(train, max_history=2, sliding_window=False)
+    assert users.tolist() == [0] and pos.tolist() == [3]
+    assert users.dtype == np.int64 and pos.dtype == np.int64
+
+
+def test_training_examples_can_be_empty():
+    users, pos = training_examples([np.array([1]), np.array([2])], max_history=5, sliding_window=True)
+    assert users.shape == (0,) and pos.shape == (0,)
+
+
+def test_prepare_kcore_min_interactions_and_sampling():
+    raw = RawDataset(frame(ROWS), ITEMS, "hand")
+    assert prepare(raw, DataConfig(min_interactions=2)).stats["users"] == 3
+    # 2-core: r, t, u, v have one interaction each and go; then c (only p left) goes too
+    core = prepare(raw, DataConfig(kcore=2, min_interactions=2))
+    assert core.sequences.rows() == [(0, "a", [1, 2, 3]), (1, "b", [2, 1, 3])]
+    assert core.items["item_id"].to_list() == ["p", "q", "s"]
+    one = prepare(raw, DataConfig(max_users=1, min_interactions=1), seed=3)
+    assert one.stats["users"] == 1
+    assert one.sequences.rows() == prepare(raw, DataConfig(max_users=1, min_interactions=1), seed=3).sequences.rows()
+    with pytest.raises(ValueError, match="no user has >= 7 interactions"):
+        prepare(raw, DataConfig(min_interactions=7))
+
+
+def test_prepare_rejects_empty_items():
+    with pytest.raises(ValueError, match="the items table is empty"):
+        prepare(RawDataset(frame(ROWS), ITEMS.clear(), "hand"), DataConfig())
+
+
+def test_render_text():
+    template = "{title}; {categories}"
+    assert render_text({"title": "Gel", "categories": ["Beauty", "Hair"]}, template) == "Gel; Beauty > Hair"
+    assert render_text({"title": "Gel"}, template) == "Gel"
+    assert render_text({"title": None, "categories": ("A", None, "B")}, template) == "A > B"
+    assert render_text({"item_id": "B01", "title": None, "categories": []}, template) == "B01"
+    assert render_text({"item_id": "B01"}, template) == "B01"
+    assert render_text({"title": "Gel", "price": 9.5}, "{title} ({price} USD)") == "Gel (9.5 USD)"
+    assert render_text({"title": "Gel"}, "{title} by {brand}") == "Gel by"
