@@ -77,7 +77,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15  # upper bound; sized so the default Beauty run fits an hour on a 2-core CPU
+    epochs: int = 20  # upper bound; early stopping or the time budget may end training sooner
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -89,7 +89,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation passes
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
     patience: int = 5  # validation passes without NDCG@10 gain before stopping
-    max_minutes: float = 0.0  # stop training after this wall time (0 = no limit)
+    max_minutes: float = 45.0  # training time budget; the LR schedule ends with it (0 = no limit)
     threads: int = 0  # torch intra-op threads (0 = torch default)
     device: str = "auto"  # auto | cpu | cuda
 

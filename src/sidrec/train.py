@@ -40,11 +40,15 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
+def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float, time_progress: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps.
+
+    With a time budget, `time_progress` (elapsed / budget) drives the decay when it is ahead of the
+    step count, so the schedule ends when the budget does, whatever the machine's speed.
+    """
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max(time_progress, (step - warmup) / max(1, total - warmup)))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -71,9 +75,6 @@ def fit(
     device = next(model.parameters()).device
     opt = _optimizer(model, cfg)
     total = cfg.epochs * batches_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
-    )
     state = {
         "epoch": 0,
         "best": -1.0,
@@ -83,13 +84,13 @@ def fit(
         "history": [],
         "seconds": 0.0,
         "samples": 0,
+        "step": 0,
     }
     ckpt_path = run_dir / io.CHECKPOINT
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         torch.set_rng_state(ckpt["torch_rng"])
         logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
@@ -108,12 +109,18 @@ def fit(
         for batch in bar:
             with torch.autocast(**autocast):
                 loss = model.loss(batch)
+            budget = cfg.max_minutes * 60
+            elapsed = (time.perf_counter() - start_wall) / budget if budget else 0.0
+            factor = lr_factor(state["step"], warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio,
+                               time_progress=elapsed)  # fmt: skip
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * factor
+            state["step"] += 1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            sched.step()
             samples += len(next(iter(batch.values())))
             loss_sum, n = loss_sum + loss.item(), n + 1
             if n % 20 == 0:
@@ -125,7 +132,7 @@ def fit(
         row = {
             "epoch": epoch,
             "loss": loss_sum / max(n, 1),
-            "lr": sched.get_last_lr()[0],
+            "lr": opt.param_groups[0]["lr"],
             "train_seconds": round(train_s, 2),
             "samples_per_second": round(samples / max(train_s, 1e-9), 1),
         }
@@ -145,7 +152,7 @@ def fit(
         state["seconds"] = time.perf_counter() - start_wall
         state["history"].append(row)
         _append_log(run_dir / io.TRAIN_LOG, row)
-        _save_checkpoint(ckpt_path, model, opt, sched, state)
+        _save_checkpoint(ckpt_path, model, opt, state)
     if not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
         _save_model(run_dir / io.MODEL, model, {**meta, "epoch": state["epoch"], "valid": {}})
     seconds = state["seconds"]
@@ -164,11 +171,10 @@ def _save_model(path: Path, model: nn.Module, meta: dict) -> None:
     io.write_atomic(path, lambda p: torch.save({**meta, "state_dict": state}, p))
 
 
-def _save_checkpoint(path: Path, model: nn.Module, opt, sched, state: dict) -> None:
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
     ckpt = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
         "state": state,
         "torch_rng": torch.get_rng_state(),
     }
