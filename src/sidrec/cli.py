@@ -117,13 +117,16 @@ def bench(
     reference: bool = typer.Option(True, help="also time the Hugging Face T5 reference (needs transformers)"),
     steps: int = typer.Option(20, help="timed training steps per model"),
     users: int = typer.Option(1024, help="users beam-searched per model"),
+    record: Path = typer.Option(None, help="also write the measurements (JSON) to this path"),
 ) -> None:
     """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5."""
     from sidrec.bench import run_bench
 
     _setup()
-    cfg = _config(args, Path("/nonexistent"))
-    typer.echo(run_bench(cfg, reference=reference, steps=steps, users=users))
+    result = run_bench(_config(args, Path("/nonexistent")), reference=reference, steps=steps, users=users)
+    typer.echo(result)
+    if record:
+        io.save_json(record, result.record)
 
 
 if __name__ == "__main__":

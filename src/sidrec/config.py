@@ -145,6 +145,8 @@ def _coerce(value: object, annotation: str, key: str) -> object:
         return tuple(_coerce(v, inner.__name__, key) for v in value)
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str) and _finite_float(value) is not None:
+        return _finite_float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
     if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if typ is bool and isinstance(value, str) and value.lower() in {"true", "false"}:
@@ -154,11 +156,26 @@ def _coerce(value: object, annotation: str, key: str) -> object:
     return value
 
 
+def _finite_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if abs(value) < float("inf") else None
+
+
 def _parse_value(text: str) -> object:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text  # a bare string such as `quantize.name=rvq`
+
+
+def _field_type(key: str) -> str:
+    """The (string) annotation of a dotted key's field; '' when there is no such field."""
+    section, _, name = key.partition(".")
+    cls = _SECTION_CLASSES.get(section)
+    return next((str(f.type) for f in dataclasses.fields(cls) if f.name == name), "") if cls else ""
 
 
 def _apply(cfg: Config, key: str, value: object) -> Config:
@@ -219,7 +236,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
-        cfg = _apply(cfg, key.strip(), _parse_value(text.strip()))
+        key, text = key.strip(), text.strip()
+        value = _parse_value(text)
+        if not isinstance(value, str) and _field_type(key) == "str":
+            value = text  # `data.path=0.10` means the text typed, not str(0.1)
+        cfg = _apply(cfg, key, value)
     return cfg
 
 

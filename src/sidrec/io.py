@@ -29,6 +29,7 @@ SID_STATS = "sid_stats.json"
 MODEL = "model.pt"  # best-validation weights + model config + vocabulary sizes
 CHECKPOINT = "checkpoint.pt"  # last epoch's full training state, for resuming
 TRAIN_LOG = "train_log.jsonl"
+TRAIN_SUMMARY = "train_summary.json"  # written last: its presence marks a finished training stage
 TRAIN_PLOT = "training.png"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"  # user_id,rank,item_id (test split, top-n)

@@ -32,7 +32,7 @@ from sidrec.models import build_model, load_model
 from sidrec.quantize import build_quantizer
 from sidrec.quantize.sids import deduplicate, sid_stats
 from sidrec.recommender import SIDRecommender, item_token_table
-from sidrec.report import plot_training, run_record
+from sidrec.report import git_commit, plot_training, run_record
 from sidrec.train import epoch_rng, fit, use_bf16
 
 logger = logging.getLogger(__name__)
@@ -132,11 +132,11 @@ def _recommender(cfg: Config, model, sids: np.ndarray, sequences: pl.DataFrame, 
     )
 
 
-@_stage("train", (io.MODEL,))
+@_stage("train", (io.MODEL, io.TRAIN_SUMMARY))
 def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     """Train the generative model on sliding-window examples; keep the best-validation weights."""
     if force:
-        for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL):
+        for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL, io.TRAIN_SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
     device = _device(cfg.train.device)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
@@ -175,12 +175,14 @@ def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
         seed=cfg.seed,
     )
     plot_training(result.history, run_dir / io.TRAIN_PLOT)
-    return {
+    summary = {
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_run,
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
     }
+    io.save_json(run_dir / io.TRAIN_SUMMARY, summary)
+    return summary
 
 
 @_stage("evaluate", (io.METRICS, io.PREDICTIONS))
@@ -230,13 +232,13 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     """All five stages in order; returns (and writes) the run record."""
     run_dir = Path(run_dir)
     io.save_config(run_dir, cfg)
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
     prepare_data(cfg, run_dir, force)
     embed_items(cfg, run_dir, force)
     build_sids(cfg, run_dir, force)
     train_model(cfg, run_dir, force)
     evaluate_model(cfg, run_dir, force)
-    record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command)
+    record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
     io.save_json(run_dir / "record.json", record)
     return record
 

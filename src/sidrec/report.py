@@ -68,7 +68,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str) -> dict:
+def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str, commit: str = "") -> dict:
     """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
     metrics = io.load_json(run_dir / io.METRICS)
     q = cfg.quantize
@@ -78,7 +78,7 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str)
         "model": f"{cfg.model.name} {cfg.model.n_enc_layers}+{cfg.model.n_dec_layers} d{cfg.model.d_model} "
         f"{cfg.model.n_heads}x{cfg.model.d_head} ff{cfg.model.d_ff}",
         "embedder": f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name,
-        "commit": git_commit(),
+        "commit": commit or git_commit(),
         "command": command,
         "machine": machine(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -1,0 +1,299 @@
+"""`sidrec bench`: training and beam-search throughput on Beauty-shaped synthetic input.
+
+Input (seeded): 12,101 items with distinct random SIDs (`quantize.levels` x `quantize.codebook_size`
+plus a dedup digit of 4), 20-item histories = 80 encoder tokens, batches of `train.batch_size`: the
+shape of the published TIGER / GRID timings (batch 256, 80 history tokens). Timed on the same inputs:
+our TIGER as configured, our TIGER at the GRID / TIGER size (d 128, 4+4 layers, 6 heads x 64, d_ff
+1024, no user tokens) and, with `reference`, Hugging Face `T5ForConditionalGeneration` with that config.
+
+Training: AdamW steps as `train.fit` takes them (clipping, `use_bf16` autocast); samples/s = batch /
+median step time after warm-up. Beam search: width 10 over `users` users in batches of
+`eval.batch_size` through `SIDRecommender` (trie-constrained and free); T5 through `generate`, which
+has no trie, so it decodes free. The models run interleaved in one process (fair ratios on a noisy
+machine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sidrec.config import Config, ModelConfig, config_to_dict
+from sidrec.data.batches import encoder_inputs
+from sidrec.models import TIGER, build_model
+from sidrec.recommender import SIDRecommender, item_token_table
+from sidrec.report import git_commit, machine
+from sidrec.train import _optimizer, use_bf16
+
+logger = logging.getLogger(__name__)
+
+ITEMS, HISTORY, DEDUP, BEAMS, WARMUP, ROUNDS = 12_101, 20, 4, 10, 2, 4
+GRID_SIZE = dict(d_model=128, n_heads=6, d_head=64, d_ff=1024, n_enc_layers=4, n_dec_layers=4, user_tokens=0)
+T5_GRID = dict(d_model=128, d_kv=64, num_heads=6, d_ff=1024, num_layers=4, num_decoder_layers=4, dropout_rate=0.1)
+T5_TOKENS = dict(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # PAD = decoder start; BOS never emitted
+GENERATE = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+
+
+class BenchResult(str):
+    """The printable table (a `str`), with the measurements as a JSON-ready dict in `.record`."""
+
+    record: dict
+
+    def __new__(cls, table: str, record: dict) -> BenchResult:
+        obj = super().__new__(cls, table)
+        obj.record = record
+        return obj
+
+
+@dataclass
+class _Setup:
+    cfg: Config
+    device: torch.device
+    bf16: bool
+    sids: np.ndarray  # (ITEMS, levels + 1) level-local codes
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # histories (n, HISTORY), user ids (n,), target items (n,)
+
+    @property
+    def autocast(self) -> dict:
+        return dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+@dataclass
+class _Entry:
+    """One timed model: its training closure, its beam-search closures by mode, and its timings."""
+
+    name: str
+    params: int
+    step: Callable[[int], None]  # one optimizer step on pre-built batch i
+    beam: dict[str, Callable[[list[np.ndarray], np.ndarray], object]]  # mode -> search(histories, users)
+    step_s: list[float] = field(default_factory=list)
+    beam_s: dict[str, float] = field(default_factory=dict)
+
+
+def synthetic_sids(rng: np.random.Generator, levels: int, codebook_size: int) -> np.ndarray:
+    """(ITEMS, levels + 1) distinct SIDs: random codes, then TIGER's dedup digit (rank among equals).
+
+    Rows whose prefix is shared by more than `DEDUP` items are re-drawn until every SID fits.
+    """
+    if codebook_size**levels * DEDUP < ITEMS:
+        raise ValueError(f"bench needs quantize.codebook_size ** quantize.levels * {DEDUP} >= {ITEMS} distinct SIDs")
+    codes = rng.integers(0, codebook_size, size=(ITEMS, levels))
+    while True:
+        inv = np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
+        order = np.argsort(inv, kind="stable")
+        rank = np.empty(ITEMS, dtype=np.int64)
+        rank[order] = np.arange(ITEMS) - np.searchsorted(inv[order], inv[order])
+        bad = rank >= DEDUP
+        if not bad.any():
+            return np.concatenate([codes, rank[:, None]], axis=1)
+        codes[bad] = rng.integers(0, codebook_size, size=(int(bad.sum()), levels))
+
+
+def _batches(s: _Setup, model: TIGER) -> list[dict[str, Tensor]]:
+    """`model`'s training batches (tokens, positions, codes), plus T5's attention mask and labels."""
+    table, size = item_token_table(s.sids, model.shape.offsets), s.cfg.train.batch_size
+    hists, users, targets = s.train
+    out = []
+    for sl in (slice(i, i + size) for i in range(0, len(hists), size)):
+        tokens, pos = encoder_inputs(
+            list(hists[sl]), table, max_history=HISTORY, users=users[sl], user_tokens=model.shape.user_tokens
+        )
+        codes = torch.from_numpy(s.sids[targets[sl] - 1])
+        labels = codes + torch.tensor(model.shape.offsets)
+        b = {"tokens": tokens, "positions": pos, "codes": codes, "mask": (tokens != 0).long(), "labels": labels}
+        out.append({k: v.to(s.device) for k, v in b.items()})
+    return out
+
+
+def _stepper(s: _Setup, model: nn.Module, loss_fn, batches: list[dict]) -> Callable[[int], None]:
+    """One training step on batch i as `train.fit` takes it (AdamW, clipping, autocast); ends in eval mode."""
+    opt = _optimizer(model, s.cfg.train)
+
+    def step(i: int) -> None:
+        model.train()
+        with torch.autocast(**s.autocast):
+            loss = loss_fn(batches[i % len(batches)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if s.cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), s.cfg.train.grad_clip)
+        opt.step()
+        loss.item()  # waits for the device
+        model.eval()  # dropout off for the beam searches timed between training rounds
+
+    return step
+
+
+def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, TIGER]:
+    sizes = (s.cfg.quantize.codebook_size,) * s.cfg.quantize.levels + (DEDUP,)
+    model = build_model(model_cfg, level_sizes=sizes, max_history=HISTORY).to(s.device)
+    beam = {}
+    for mode in ("constrained", "free"):
+        rec = SIDRecommender(model, s.sids, beam_width=BEAMS, constrained=mode == "constrained", bf16=s.bf16)
+        beam[mode] = lambda h, u, rec=rec: rec.recommend(h, k=BEAMS, users=u)
+    params = sum(p.numel() for p in model.parameters())
+    return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam), model
+
+
+def _t5(s: _Setup, grid: TIGER) -> _Entry:
+    """HF T5 with the TIGER / GRID config, fed the inputs of our GRID-size model `grid` (same vocabulary)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=grid.shape.vocab_size, **T5_GRID, **T5_TOKENS)).to(s.device)
+    table = item_token_table(s.sids, grid.shape.offsets)
+
+    def loss_fn(b: dict) -> Tensor:
+        return t5(input_ids=b["tokens"], attention_mask=b["mask"], labels=b["labels"]).loss
+
+    @torch.no_grad()
+    def generate(hists: list[np.ndarray], users: np.ndarray) -> Tensor:
+        ids = encoder_inputs(hists, table, max_history=HISTORY)[0].to(s.device)
+        with torch.autocast(**s.autocast):
+            return t5.generate(input_ids=ids, attention_mask=(ids != 0).long(), **GENERATE).cpu()
+
+    params, step = sum(p.numel() for p in t5.parameters()), _stepper(s, t5, loss_fn, _batches(s, grid))
+    return _Entry("HF T5, GRID config 4+4 d128 6x64 ff1024", params, step, {"free": generate})
+
+
+def _measure(entries: list[_Entry], steps: int, hists: np.ndarray, users: np.ndarray, eval_batch: int) -> None:
+    """Fill `step_s` and `beam_s` of every entry, interleaving the models round by round."""
+    for e in entries:
+        logger.info("warm-up: %s", e.name)
+        for i in range(WARMUP):
+            e.step(i)
+        for search in e.beam.values():
+            search(list(hists[:16]), users[:16])
+    rounds = max(1, min(ROUNDS, steps))
+    for r in range(rounds):
+        n = steps // rounds + (r < steps % rounds)
+        for e in entries[r % len(entries) :] + entries[: r % len(entries)]:
+            logger.info("train round %d/%d: %s, %d steps", r + 1, rounds, e.name, n)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                e.step(WARMUP + len(e.step_s))
+                e.step_s.append(time.perf_counter() - t0)
+    starts = list(range(0, len(hists), eval_batch))
+    for j, start in enumerate(starts):
+        h, u = list(hists[start : start + eval_batch]), users[start : start + eval_batch]
+        order = [(e, m) for e in entries for m in e.beam]
+        for e, mode in order[j % len(order) :] + order[: j % len(order)]:
+            logger.info("beam batch %d/%d: %s, %s", j + 1, len(starts), e.name, mode)
+            t0 = time.perf_counter()
+            e.beam[mode](h, u)
+            e.beam_s[mode] = e.beam_s.get(mode, 0.0) + time.perf_counter() - t0
+
+
+def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchResult:
+    """Time training and beam search of our model (configured and GRID size) and, if asked, HF T5.
+
+    Args:
+        cfg: the configuration (model, quantize levels / codebook size, batch sizes, precision, device).
+        reference: also time Hugging Face T5 with the TIGER / GRID config (skipped without transformers).
+        steps: timed training steps per model (after warm-up).
+        users: users beam-searched per model and mode.
+    Returns:
+        The fixed-width table (a str) whose `.record` holds the measurements as a dict.
+    """
+    if steps < 1 or users < 1:
+        raise ValueError("bench needs steps >= 1 and users >= 1")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    sids = synthetic_sids(rng, cfg.quantize.levels, cfg.quantize.codebook_size)
+    n = cfg.train.batch_size * min(steps + WARMUP, 8)  # distinct training batches, cycled
+    train = (rng.integers(1, ITEMS + 1, (n, HISTORY)), rng.integers(0, 1 << 30, n), rng.integers(1, ITEMS + 1, n))
+    s = _Setup(cfg, device, use_bf16(cfg.train.precision, device), sids, train)
+    eval_hists, eval_users = rng.integers(1, ITEMS + 1, (users, HISTORY)), rng.integers(0, 1 << 30, users)
+    m = cfg.model
+    desc = f"{m.n_enc_layers}+{m.n_dec_layers} d{m.d_model} {m.n_heads}x{m.d_head} ff{m.d_ff}"
+    ours, _ = _ours(s, f"sidrec, config {desc}", m)
+    grid, grid_model = _ours(s, "sidrec, GRID size 4+4 d128 6x64 ff1024", replace(m, **GRID_SIZE))
+    entries, ref_note = [ours, grid], "not requested"
+    if reference:
+        try:
+            import transformers
+        except ImportError:
+            ref_note = "skipped: transformers is not installed"
+        else:
+            entries.append(_t5(s, grid_model))
+            ref_note = f"transformers {transformers.__version__} T5ForConditionalGeneration; generate() decodes free"
+    logger.info("bench on %s (bf16 %s): %d models, %d steps, %d users", device, s.bf16, len(entries), steps, users)
+    _measure(entries, steps, eval_hists, eval_users, cfg.eval.batch_size)
+    record = _record(s, entries, steps, users, ref_note)
+    return BenchResult(_table(record), record)
+
+
+def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: str) -> dict:
+    """The measurements as a JSON-ready dict (the format of benchmarks/results/bench_*.json)."""
+    cfg, q, rows = s.cfg, s.cfg.quantize, []
+    for e in entries:
+        med = statistics.median(e.step_s)
+        row = dict(model=e.name, params=e.params, train_samples_per_s=round(cfg.train.batch_size / med, 1))
+        row.update(train_step_ms_median=round(1000 * med, 2), train_step_ms=[round(1000 * t, 2) for t in e.step_s])
+        for mode in ("constrained", "free"):
+            row[f"beam_{mode}_users_per_s"] = round(users / e.beam_s[mode], 1) if mode in e.beam_s else None
+        rows.append(row)
+    t5 = rows[2] if len(rows) > 2 else None  # ratios: ours / T5, whose generate() decodes free only
+    pairs = {"train_vs_t5": ("train_samples_per_s",) * 2, "beam_free_vs_t5": ("beam_free_users_per_s",) * 2}
+    pairs["beam_constrained_vs_t5_free"] = ("beam_constrained_users_per_s", "beam_free_users_per_s")
+    for r in rows:
+        r.update({k: round(r[a] / t5[b], 3) if t5 and r[a] else None for k, (a, b) in pairs.items()})
+    inp = dict(items=ITEMS, sid_levels=[q.codebook_size] * q.levels + [DEDUP], history_items=HISTORY)
+    inp.update(encoder_tokens=HISTORY * (q.levels + 1), train_batch_size=cfg.train.batch_size, seed=cfg.seed)
+    inp.update(eval_batch_size=cfg.eval.batch_size, beam_width=BEAMS, timed_steps=steps, warmup_steps=WARMUP)
+    rec = dict(benchmark="sidrec bench", date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    rec.update(commit=git_commit(), machine=machine(), device=str(s.device), threads=torch.get_num_threads())
+    rec.update(precision="bf16" if s.bf16 else "fp32", reference=ref_note, input={**inp, "users": users})
+    rec["timing"] = (
+        f"train: batch / median step time of {steps} AdamW steps after {WARMUP} warm-up, models interleaved in rounds; "
+        "beam: users / total time of recommend() or generate() over all batches (interleaved), after a warm-up batch"
+    )
+    return {**rec, "results": rows, "config": config_to_dict(cfg)}
+
+
+def _table(rec: dict) -> str:
+    """The record as a fixed-width table, then its context lines."""
+
+    def fmt(v: float | None, spec: str, unit: str = "") -> str:
+        return "n/a" if v is None else format(v, spec) + unit
+
+    def cells(r: dict) -> list[str]:
+        nums = [fmt(r[k], ",.0f") for k in keys] + [fmt(r[k], ".2f", "x") for k in ratios]
+        return [r["model"], f"{r['params'] / 1e6:.2f}M", *nums]
+
+    head = ("model", "params", "train samples/s", "beam-10 users/s constr.", "beam-10 users/s free")
+    head += ("train vs T5", "free beam vs T5", "constr. beam vs T5")
+    keys = ("train_samples_per_s", "beam_constrained_users_per_s", "beam_free_users_per_s")
+    ratios = ("train_vs_t5", "beam_free_vs_t5", "beam_constrained_vs_t5_free")
+    rows = [cells(r) for r in rec["results"]]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+
+    inp = rec["input"]
+    return "\n".join(
+        [line(head), "-" * len(line(head)), *(line(c) for c in rows), ""]
+        + [
+            f"input: {inp['items']:,} items, SIDs {'x'.join(map(str, inp['sid_levels']))} (last: dedup digit), "
+            f"{inp['history_items']}-item histories = {inp['encoder_tokens']} encoder tokens, seed {inp['seed']}",
+            f"timed: {inp['timed_steps']} train steps per model at batch {inp['train_batch_size']} (median step, "
+            f"{inp['warmup_steps']} warm-up); {inp['users']} users per model and mode at eval batch "
+            f"{inp['eval_batch_size']}, beam width {inp['beam_width']}",
+            f"reference: {rec['reference']}; ratios are ours / T5 (free beam vs T5: free vs free decoding; "
+            "constr. beam vs T5: our default trie-constrained search vs T5's free one)",
+            f"machine: {rec['machine']}",
+            f"device: {rec['device']}, precision: {rec['precision']}, commit: {rec['commit']}, date: {rec['date']}",
+        ]
+    )

@@ -1,0 +1,100 @@
+"""The prefix trie of valid SIDs: paths, allowed codes, advancing, leaf items, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.decode.trie import SIDTrie
+
+DOC_SIDS = np.array([[0, 1], [0, 2], [3, 1]])  # the module docstring's example
+
+
+def walk(trie: SIDTrie, sid: np.ndarray) -> int:
+    """The leaf reached by following `sid` from the root (-1 if it leaves the trie)."""
+    node = torch.zeros(1, dtype=torch.long)
+    for level, code in enumerate(sid):
+        node = trie.advance(level, node, torch.tensor([int(code)]))
+    return int(node[0])
+
+
+def test_docstring_tables():
+    trie = SIDTrie(DOC_SIDS, (4, 4))
+    assert trie.children[0].tolist() == [[0, -1, -1, 1]]
+    assert trie.children[1].tolist() == [[-1, 0, 1, -1], [-1, 2, -1, -1]]
+    assert trie.n_levels == 2
+    assert trie.paths().tolist() == DOC_SIDS.tolist()
+
+
+def test_allowed_on_docstring_example():
+    trie = SIDTrie(DOC_SIDS, (4, 4))
+    assert trie.allowed(0, torch.tensor([0])).tolist() == [[True, False, False, True]]
+    mask = trie.allowed(1, torch.tensor([0, 1, -1]))
+    assert mask.tolist() == [[False, True, True, False], [False, True, False, False], [False] * 4]
+
+
+def test_advance_on_docstring_example():
+    trie = SIDTrie(DOC_SIDS, (4, 4))
+    root = torch.zeros(3, dtype=torch.long)
+    assert trie.advance(0, root, torch.tensor([0, 3, 1])).tolist() == [0, 1, -1]
+    assert trie.advance(1, torch.tensor([0, 0, 1, 1, -1]), torch.tensor([1, 2, 1, 2, 1])).tolist() == [0, 1, 2, -1, -1]
+    for leaf, sid in enumerate(DOC_SIDS):
+        assert walk(trie, sid) == leaf
+    assert [items.tolist() for items in trie.leaf_items] == [[1], [2], [3]]  # default item ids 1..N
+    assert trie.leaf_first_item.tolist() == [1, 2, 3]
+
+
+def test_paths_equal_sids_on_random_sets():
+    """Property test (a seeded loop; hypothesis is not a dependency): paths() == the set of SIDs."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n_levels = int(rng.integers(1, 5))
+        sizes = tuple(int(k) for k in rng.integers(1, 5, size=n_levels))
+        n = int(rng.integers(1, 30))
+        sids = np.stack([rng.integers(0, k, size=n) for k in sizes], axis=1)  # duplicates allowed
+        items = rng.permutation(n) + 100
+        trie = SIDTrie(sids, sizes, item_ids=items)
+        paths = trie.paths()
+        distinct = {tuple(s) for s in sids.tolist()}
+        assert paths.shape == (len(distinct), n_levels)
+        assert {tuple(p) for p in paths.tolist()} == distinct  # every path is a SID and every SID a path
+        assert paths.tolist() == sorted(paths.tolist())  # leaves in lexicographic order, none repeated
+        for leaf, path in enumerate(paths):
+            assert walk(trie, path) == leaf
+            named = sids[np.isin(items, trie.leaf_items[leaf])]
+            assert (named == path).all()  # a leaf's items all carry its SID
+        assert sorted(np.concatenate(trie.leaf_items).tolist()) == sorted(items.tolist())
+
+
+def test_codes_outside_the_trie_lead_nowhere():
+    rng = np.random.default_rng(1)
+    sizes = (3, 3, 3)
+    sids = np.array([[0, 1, 2], [2, 2, 0], [0, 0, 0]])
+    trie = SIDTrie(sids, sizes)
+    valid = {tuple(s) for s in sids.tolist()}
+    for _ in range(100):
+        sid = rng.integers(0, 3, size=3)
+        assert (walk(trie, sid) >= 0) == (tuple(sid.tolist()) in valid)
+
+
+def test_duplicate_sids_share_a_leaf_without_dedup():
+    sids = np.array([[0, 1], [2, 0], [0, 1], [0, 1]])
+    trie = SIDTrie(sids, (3, 2), item_ids=np.array([10, 11, 12, 13]))
+    assert trie.paths().tolist() == [[0, 1], [2, 0]]
+    assert [items.tolist() for items in trie.leaf_items] == [[10, 12, 13], [11]]  # file order kept
+    assert trie.leaf_first_item.tolist() == [10, 11]
+
+
+@pytest.mark.parametrize(
+    ("sids", "sizes", "match"),
+    [
+        ([[0, 4]], (4, 4), "outside its level's codebook"),
+        ([[0, -1]], (4, 4), "outside its level's codebook"),
+        ([[3, 1]], (3, 4), "outside its level's codebook"),
+        ([[0, 1]], (4, 4, 4), "2 levels, level_sizes gives 3"),
+    ],
+)
+def test_bad_codes_raise(sids, sizes, match):
+    with pytest.raises(ValueError, match=match):
+        SIDTrie(np.array(sids), sizes)

@@ -1,0 +1,156 @@
+"""Structure rules (docs/ARCHITECTURE.md): the import DAG, file size, no references outside the repo."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "sidrec"
+TESTS = ROOT / "tests"
+
+BASE = {"config", "io"}
+LEAVES = {"data", "embed", "quantize", "models", "decode"}
+COMPOSERS = {"recommender", "train", "metrics", "report"}
+# Each top-level unit of sidrec (a module, or a subpackage taken whole) -> the units it may import.
+# Imports inside a unit (sidrec.data.split -> sidrec.data.schema) are always allowed.
+ALLOWED: dict[str, set[str]] = {
+    "config": set(),
+    "io": {"config"},
+    **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
+    **{unit: BASE | LEAVES for unit in COMPOSERS},
+    "bench": BASE | LEAVES | COMPOSERS,  # times the composed parts, like `pipeline` but writes no run directory
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench"},  # everything but the CLI
+    "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},
+    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve"},
+    "__init__": set(),  # the package root stays import-free: `import sidrec` must be cheap
+    "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
+}
+
+
+def unit_of(path: Path) -> str:
+    """src/sidrec/data/split.py -> 'data'; src/sidrec/io.py -> 'io'."""
+    rel = path.relative_to(SRC)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def module_name(path: Path) -> list[str]:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def sidrec_imports(source: str, package: list[str]) -> set[str]:
+    """Fully qualified sidrec modules (or names) imported anywhere in `source`, including inside functions.
+
+    `package` is the importing module's package (['sidrec', 'data'] for sidrec/data/split.py), for
+    resolving relative imports.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the package
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}  # `from sidrec import io`
+    return {name for name in found if name == "sidrec" or name.startswith("sidrec.")}
+
+
+def imported_units(path: Path) -> set[str]:
+    """The top-level sidrec units that `path` imports."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path)[:-1]
+    units = set()
+    for name in sidrec_imports(path.read_text(), package):
+        parts = name.split(".")
+        if len(parts) < 2:
+            continue
+        head = parts[1]
+        if (SRC / head).is_dir() or (SRC / f"{head}.py").exists():
+            units.add(head)
+    return units
+
+
+SOURCES = sorted(SRC.rglob("*.py"))
+
+
+def test_sources_found():
+    assert len(SOURCES) > 20
+    assert {"config", "io", "pipeline", "cli", "decode", "models"} <= {unit_of(p) for p in SOURCES}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(SRC)))
+def test_import_rules(path):
+    unit = unit_of(path)
+    assert unit in ALLOWED, f"{unit}: a new top-level unit; add its import rule to ALLOWED in {Path(__file__).name}"
+    forbidden = imported_units(path) - ALLOWED[unit] - {unit}
+    assert not forbidden, (
+        f"{path.relative_to(ROOT)} ({unit}) imports {sorted(forbidden)}; allowed: {sorted(ALLOWED[unit])}"
+    )
+
+
+def test_nothing_imports_the_cli():
+    importers = [p for p in SOURCES if "cli" in imported_units(p) and unit_of(p) != "__main__"]
+    assert not importers
+
+
+def test_allowed_map_is_acyclic():
+    """The rules themselves form a DAG, so no import cycle between units can satisfy them."""
+    done: set[str] = set()
+
+    def visit(unit: str, stack: tuple[str, ...]) -> None:
+        assert unit not in stack, f"cycle: {' -> '.join((*stack, unit))}"
+        if unit in done:
+            return
+        for dep in ALLOWED.get(unit, ()):
+            visit(dep, (*stack, unit))
+        done.add(unit)
+
+    for unit in ALLOWED:
+        visit(unit, ())
+
+
+def test_import_parser_sees_every_form():
+    source = """
+import numpy as np
+import sidrec.io
+from sidrec import config, pipeline
+from . import trie
+from ..models.tiger import TIGER
+def f():
+    from sidrec.cli import app
+"""
+    found = sidrec_imports(source, ["sidrec", "decode"])
+    assert {"sidrec.io", "sidrec.config", "sidrec.pipeline", "sidrec.decode.trie", "sidrec.models.tiger"} <= found
+    assert "sidrec.cli" in found and "numpy" not in found
+    assert imported_units(SRC / "decode" / "beam.py") == {"decode"}
+    assert imported_units(SRC / "cli.py") >= {"io", "pipeline", "config", "report"}  # incl. inside functions
+
+
+PY_FILES = sorted([*SRC.rglob("*.py"), *TESTS.rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_files_are_short(path):
+    lines = len(path.read_text().splitlines())
+    assert lines < 500, f"{path.relative_to(ROOT)} has {lines} lines; split it (limit 500)"
+
+
+OUTSIDE = ("../" + "shared", "/work/" + "shared")  # spelled in two parts so this file does not match
+
+
+def test_no_references_outside_the_repository():
+    offenders = []
+    for root in (SRC, TESTS):
+        for path in root.rglob("*"):
+            if not path.is_file() or "__pycache__" in path.parts:
+                continue
+            data = path.read_bytes()
+            offenders += [f"{path.relative_to(ROOT)}: {ref}" for ref in OUTSIDE if ref.encode() in data]
+    assert not offenders

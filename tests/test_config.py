@@ -1,0 +1,192 @@
+"""Configuration: shipped configs load, unknown keys and wrong types fail loudly, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from sidrec import io
+from sidrec.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    packaged_configs,
+    resolve_config_path,
+    valid_keys,
+)
+
+
+def write_yaml(tmp_path, obj) -> str:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    return str(path)
+
+
+def test_defaults():
+    cfg = load_config()
+    assert cfg == Config()
+    assert cfg.eval.ks == (5, 10)
+
+
+def test_every_shipped_config_loads():
+    shipped = packaged_configs()
+    assert "toy" in shipped
+    for name, path in shipped.items():
+        assert path.suffix == ".yaml"
+        cfg = load_config(name)
+        assert cfg == load_config(path)
+        assert resolve_config_path(name) == path
+
+
+def test_toy_config_values():
+    cfg = load_config("toy")
+    assert cfg.data.max_users == 300
+    assert cfg.embed.name == "hashing"
+    assert cfg.model.d_model == 32 and cfg.train.epochs == 2
+
+
+def test_unknown_config_name():
+    with pytest.raises(ValueError, match="neither a file nor a shipped config. Shipped: .*toy"):
+        load_config("no_such_config")
+
+
+def test_unknown_key_in_yaml_lists_valid_keys(tmp_path):
+    path = write_yaml(tmp_path, {"train": {"epoch": 3}})
+    with pytest.raises(ValueError, match=r"exp\.yaml: unknown config key 'train\.epoch'") as err:
+        load_config(path)
+    assert "Valid keys:" in str(err.value) and "train.epochs" in str(err.value)
+
+
+def test_unknown_section_in_yaml(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown section 'trainer'.*Valid sections: seed, data, embed"):
+        load_config(write_yaml(tmp_path, {"trainer": {"epochs": 3}}))
+    with pytest.raises(ValueError, match="unknown section 'train'"):  # not a mapping
+        load_config(write_yaml(tmp_path, {"train": 3}))
+
+
+def test_yaml_must_be_a_mapping(tmp_path):
+    with pytest.raises(ValueError, match="expected a mapping of sections, got list"):
+        load_config(write_yaml(tmp_path, [1, 2]))
+
+
+def test_empty_yaml_is_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_config(path) == Config()
+
+
+@pytest.mark.parametrize("key", ["train.epoch=3", "trainer.epochs=3", "epochs=3", "seeds=1"])
+def test_unknown_override_lists_valid_keys(key):
+    with pytest.raises(ValueError, match="unknown config key") as err:
+        load_config(overrides=[key])
+    message = str(err.value)
+    assert "Valid keys:" in message
+    assert all(k in message for k in valid_keys())
+
+
+def test_override_needs_an_equals_sign():
+    with pytest.raises(ValueError, match="must look like key=value"):
+        load_config(overrides=["train.epochs"])
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("train.epochs=abc", r"'train\.epochs' expects int, got 'abc'"),
+        ("model.d_model=1.5", r"'model\.d_model' expects int, got 1\.5"),
+        ("train.epochs=True", r"'train\.epochs' expects int"),
+        ("train.lr=fast", r"'train\.lr' expects float"),
+        ("eval.constrained=maybe", r"'eval\.constrained' expects bool"),
+        ("eval.ks=abc", r"'eval\.ks' expects a list"),
+        ("eval.ks=[5,'x']", r"'eval\.ks' expects int"),
+        ("seed=1.5", r"'seed' expects int"),
+    ],
+)
+def test_wrong_types_fail(override, match):
+    with pytest.raises(ValueError, match=match):
+        load_config(overrides=[override])
+
+
+def test_wrong_type_in_yaml_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"exp\.yaml: config key 'model\.d_model' expects int"):
+        load_config(write_yaml(tmp_path, {"model": {"d_model": "big"}}))
+
+
+def test_values_are_parsed_and_coerced():
+    cfg = load_config(
+        overrides=[
+            "eval.ks=[5,10,20]",
+            "train.sliding_window=False",
+            "eval.constrained=false",
+            "train.lr=1",
+            "quantize.name=rvq",
+            "data.name=123",
+            "seed=7",
+            "quantize.hidden=64",
+        ]
+    )
+    assert cfg.eval.ks == (5, 10, 20)
+    assert cfg.train.sliding_window is False
+    assert cfg.eval.constrained is False
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.quantize.name == "rvq"
+    assert cfg.data.name == "123"
+    assert cfg.seed == 7
+    assert cfg.quantize.hidden == (64,)
+
+
+def test_yaml_exponent_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  min_lr_ratio: 5E-2\n")  # YAML 1.1 reads these as strings
+    cfg = load_config(path)
+    assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.min_lr_ratio == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="expects float"):
+        load_config(write_yaml(tmp_path, {"train": {"lr": "inf"}}))
+
+
+def test_string_overrides_keep_the_text_typed():
+    assert load_config(overrides=["data.path=0.10"]).data.path == "0.10"  # not str(0.1)
+    assert load_config(overrides=["data.path=2014"]).data.path == "2014"
+    assert load_config(overrides=["data.name='beauty'"]).data.name == "beauty"  # quotes are stripped
+    assert load_config(overrides=["data.text_template={title}"]).data.text_template == "{title}"
+
+
+def test_overrides_apply_after_yaml(tmp_path):
+    path = write_yaml(tmp_path, {"seed": 3, "train": {"epochs": 4, "lr": 0.01}, "eval": {"ks": [1, 2]}})
+    cfg = load_config(path, ["train.epochs=9"])
+    assert cfg.seed == 3 and cfg.train.epochs == 9 and cfg.train.lr == 0.01 and cfg.eval.ks == (1, 2)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().train.epochs = 3
+
+
+def test_dict_round_trip():
+    cfg = load_config("toy", ["eval.ks=[1,5,20]", "train.sliding_window=False", "seed=5", "train.lr=0.003"])
+    raw = config_to_dict(cfg)
+    assert raw["eval"]["ks"] == [1, 5, 20]  # tuples become lists (plain YAML)
+    assert config_from_dict(raw) == cfg
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(raw))) == cfg
+
+
+def test_run_directory_round_trip(tmp_path):
+    cfg = load_config("toy", ["quantize.hidden=[32,16]", "train.max_minutes=1.5"])
+    io.save_config(tmp_path, cfg)
+    assert io.load_run_config(tmp_path) == cfg
+    assert load_config(tmp_path / io.CONFIG) == cfg
+    with pytest.raises(ValueError, match="not a sidrec run directory"):
+        io.load_run_config(tmp_path / "nothing")
+
+
+def test_valid_keys_cover_every_field():
+    keys = valid_keys()
+    assert keys[0] == "seed"
+    assert len(keys) == len(set(keys))
+    assert {"train.epochs", "model.d_model", "eval.ks", "data.path", "embed.name", "quantize.dedup"} <= set(keys)
+    raw = config_to_dict(Config())
+    flat = ["seed"] + [f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict) for k in values]
+    assert sorted(flat) == sorted(keys)

@@ -1,0 +1,93 @@
+"""SIDRecommender: k distinct real items per user, free decoding with popularity fill, token table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sidrec.recommender import SIDRecommender, item_token_table
+
+HISTORIES = [np.array([1, 2, 3]), np.array([4]), np.array([5, 1, 3, 2, 4, 1, 3, 2]), np.array([2, 2])]
+
+
+def check_rows(items: np.ndarray, n_items: int, k: int) -> None:
+    assert items.shape == (len(HISTORIES), k)
+    for row in items:
+        assert len(set(row.tolist())) == k  # distinct
+        assert row.min() >= 1 and row.max() <= n_items  # real item_idx, never the padding item 0
+
+
+@pytest.mark.parametrize("k", [1, 5, 8])
+def test_recommend_returns_k_distinct_real_items(make_tiger, make_sids, k):
+    sizes = (4, 4, 3)
+    sids = make_sids(20, sizes, seed=1)
+    rec = SIDRecommender(make_tiger(sizes), sids, beam_width=8, constrained=True, bf16=False)
+    out = rec.recommend(HISTORIES, k)
+    check_rows(out.items, 20, k)
+    assert out.invalid_beams == 0 and out.filled == 0
+    assert np.isfinite(out.scores).all()
+    assert (np.diff(out.scores, axis=1) <= 1e-6).all()  # best first
+    leaf_sids = {int(item): tuple(sids[item - 1].tolist()) for item in out.items.reshape(-1)}
+    assert all(len(s) == 3 for s in leaf_sids.values())
+
+
+def test_too_few_beams_are_filled_by_popularity(make_tiger, make_sids):
+    sizes = (4, 4, 3)
+    sids = make_sids(20, sizes, seed=2)
+    popularity = np.zeros(21)
+    popularity[1:] = np.arange(20)  # item 20 the most popular, then 19, ...
+    rec = SIDRecommender(make_tiger(sizes), sids, beam_width=3, constrained=True, popularity=popularity, bf16=False)
+    out = rec.recommend(HISTORIES, 7)
+    check_rows(out.items, 20, 7)
+    assert out.filled == 4 * len(HISTORIES)
+    assert np.isfinite(out.scores[:, :3]).all() and np.isneginf(out.scores[:, 3:]).all()
+    for row in out.items:
+        fill = [i for i in range(20, 0, -1) if i not in row[:3]][:4]
+        assert row[3:].tolist() == fill  # by popularity, skipping items the beams already gave
+
+
+def test_free_decoding_counts_invalid_beams_and_fills(make_tiger, make_sids):
+    sizes = (8, 8)
+    sids = make_sids(5, sizes, seed=3)  # 5 valid SIDs among 64: most free beams name no item
+    model = make_tiger(sizes, seed=3)
+    free = SIDRecommender(model, sids, beam_width=16, constrained=False, bf16=False)
+    out = free.recommend(HISTORIES, 5)
+    check_rows(out.items, 5, 5)
+    assert 0 < out.invalid_beams <= 16 * len(HISTORIES)
+    valid_beams = 16 * len(HISTORIES) - out.invalid_beams  # each valid beam names one distinct item here
+    assert out.filled == 5 * len(HISTORIES) - valid_beams
+    assert np.isneginf(out.scores).sum() == out.filled
+    constrained = SIDRecommender(model, sids, beam_width=16, constrained=True, bf16=False).recommend(HISTORIES, 5)
+    check_rows(constrained.items, 5, 5)
+    assert constrained.invalid_beams == 0 and constrained.filled == 0
+
+
+def test_duplicate_sids_yield_every_item(make_tiger):
+    sizes = (2, 2)
+    sids = np.array([[0, 0], [0, 0], [1, 1], [0, 1], [1, 0]])  # items 1 and 2 share a SID
+    out = SIDRecommender(make_tiger(sizes), sids, beam_width=4, bf16=False).recommend(HISTORIES, 5)
+    assert out.filled == 0
+    for row, scores in zip(out.items, out.scores, strict=True):
+        assert sorted(row.tolist()) == [1, 2, 3, 4, 5]
+        where = {int(item): pos for pos, item in enumerate(row)}
+        assert abs(where[1] - where[2]) == 1  # adjacent: one beam names both
+        assert scores[where[1]] == scores[where[2]]
+
+
+def test_item_token_table_layout():
+    sids = np.array([[0, 1], [2, 3], [1, 0]])
+    table = item_token_table(sids, (2, 6))
+    assert table.dtype == np.int64
+    assert table.tolist() == [[0, 0], [2, 7], [4, 9], [3, 6]]  # row 0 = padding item; token = offset + code
+
+
+def test_item_tokens_match_the_model_vocabulary(make_tiger, make_sids):
+    sizes = (4, 4, 3)
+    model = make_tiger(sizes, user_tokens=3)
+    sids = make_sids(10, sizes)
+    table = SIDRecommender(model, sids, bf16=False).item_tokens
+    offsets = model.shape.offsets
+    assert offsets == (5, 9, 13)  # PAD, BOS, 3 user tokens, then the levels
+    for level, size in enumerate(sizes):
+        assert table[1:, level].min() >= offsets[level] and table[1:, level].max() < offsets[level] + size
+    assert table.max() < model.shape.vocab_size

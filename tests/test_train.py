@@ -1,0 +1,178 @@
+"""The training loop: learning-rate shape, resuming from checkpoint.pt, precision choice."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec import io
+from sidrec.config import TrainConfig
+from sidrec.models import load_model
+from sidrec.train import epoch_rng, fit, lr_factor, use_bf16
+
+SIZES = (4, 4)
+
+
+def test_lr_warmup_is_linear():
+    factors = [lr_factor(s, warmup=4, total=20, min_ratio=0.1) for s in range(4)]
+    assert factors == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+def test_lr_cosine_decay():
+    warmup, total, floor = 4, 20, 0.1
+    decay = [lr_factor(s, warmup=warmup, total=total, min_ratio=floor) for s in range(warmup, total + 5)]
+    assert decay[0] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))  # non-increasing
+    assert lr_factor(12, warmup=warmup, total=total, min_ratio=floor) == pytest.approx(floor + (1 - floor) / 2)
+    assert lr_factor(total, warmup=warmup, total=total, min_ratio=floor) == pytest.approx(floor)
+    assert lr_factor(total + 100, warmup=warmup, total=total, min_ratio=floor) == pytest.approx(floor)  # stays
+
+
+def test_lr_without_warmup():
+    assert lr_factor(0, warmup=0, total=10, min_ratio=0.0) == pytest.approx(1.0)
+    assert lr_factor(5, warmup=0, total=10, min_ratio=0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_lr_time_budget_drives_the_decay_when_ahead():
+    kw = dict(warmup=4, total=100, min_ratio=0.1)
+    assert lr_factor(4, **kw, time_progress=0.5) == pytest.approx(0.1 + 0.9 / 2)  # time ahead of steps
+    assert lr_factor(4, **kw, time_progress=1.5) == pytest.approx(0.1)  # budget spent: the floor
+    assert lr_factor(54, **kw, time_progress=0.1) == lr_factor(54, **kw)  # steps ahead of time
+    assert lr_factor(2, **kw, time_progress=0.9) == pytest.approx(0.75)  # warm-up ignores the clock
+
+
+def test_use_bf16():
+    cpu = torch.device("cpu")
+    assert use_bf16("fp32", cpu) is False
+    assert use_bf16("bf16", cpu) is True
+    assert use_bf16("fp32", torch.device("cuda")) is False  # no CUDA needed to decide
+    assert use_bf16("auto", torch.device("cuda")) is True
+    assert isinstance(use_bf16("auto", cpu), bool)
+    with pytest.raises(ValueError, match="train.precision must be auto, bf16 or fp32, got 'fp16'"):
+        use_bf16("fp16", cpu)
+
+
+def test_epoch_rng_is_reproducible():
+    a, b = epoch_rng(1, 3).permutation(10), epoch_rng(1, 3).permutation(10)
+    assert (a == b).all()
+    assert not (a == epoch_rng(1, 4).permutation(10)).all()
+
+
+def batches_for(n_batches: int = 2):
+    """A fixed tiny data set; batch contents depend on the epoch like the real pipeline's."""
+    sids = np.array([[a, b] for a in range(4) for b in range(4)])
+
+    def make(epoch: int):
+        rng = epoch_rng(0, epoch)
+        for _ in range(n_batches):
+            items = rng.integers(0, len(sids), size=(4, 3))
+            tokens = torch.from_numpy(np.stack([(sids[row] + [2, 6]).reshape(-1) for row in items]))
+            positions = torch.from_numpy(np.tile(np.repeat([2, 1, 0], 2), (4, 1)))
+            codes = torch.from_numpy(sids[rng.integers(0, len(sids), size=4)])
+            yield {"tokens": tokens, "positions": positions, "codes": codes}
+
+    return make
+
+
+class Trainer:
+    """Runs `fit` on a tiny model in `run_dir`, recording which epochs it was asked for."""
+
+    def __init__(self, make_tiger, run_dir) -> None:
+        self.make_tiger, self.run_dir = make_tiger, run_dir
+        self.epochs_asked: list[int] = []
+        self.on_epoch = lambda model, epoch: None
+
+    def __call__(self, epochs: int, seed: int = 0, **cfg):
+        model = self.make_tiger(SIZES, seed=seed)
+        data = batches_for()
+        scores = iter(np.linspace(0.1, 0.9, 9))
+
+        def batches(epoch: int):
+            self.epochs_asked.append(epoch)
+            self.on_epoch(model, epoch)
+            return data(epoch)
+
+        cfg = TrainConfig(epochs=epochs, warmup_steps=2, precision="fp32", max_minutes=0, **cfg)
+        result = fit(
+            model,
+            batches=batches,
+            batches_per_epoch=2,
+            validate=lambda m: {"ndcg@10": float(next(scores))},
+            cfg=cfg,
+            run_dir=self.run_dir,
+            meta={"model": "tiger", "shape": model.config_dict()},
+            seed=0,
+        )
+        return model, result
+
+
+def log_rows(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / io.TRAIN_LOG).read_text().splitlines()]
+
+
+def test_fit_writes_artifacts(make_tiger, tmp_path):
+    model, result = Trainer(make_tiger, tmp_path)(2)
+    assert result.epochs_run == 2 and result.best_epoch == 2
+    assert [row["epoch"] for row in log_rows(tmp_path)] == [1, 2]
+    assert all(math.isfinite(row["loss"]) and "valid" in row for row in log_rows(tmp_path))
+    assert torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["state"]["epoch"] == 2
+    loaded, meta = load_model(str(tmp_path / io.MODEL))
+    assert meta["epoch"] == 2 and meta["valid"] == {"ndcg@10": pytest.approx(0.2)}
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value)
+
+
+def test_fit_resumes_from_the_checkpoint(make_tiger, tmp_path):
+    trainer = Trainer(make_tiger, tmp_path)
+    trainer(2)
+    assert trainer.epochs_asked == [1, 2]
+    saved = torch.load(tmp_path / io.CHECKPOINT, weights_only=False)
+
+    def weights_are_restored(model, epoch):
+        for name, value in model.state_dict().items():
+            torch.testing.assert_close(value, saved["model"][name])
+
+    trainer.on_epoch = weights_are_restored
+    _, result = trainer(3, seed=1)  # a differently initialised model: the checkpoint must replace it
+    assert trainer.epochs_asked == [1, 2, 3]  # starts from epoch 3
+    assert result.epochs_run == 3
+    rows = log_rows(tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    # the step counter resumed at 4: the last of 6 steps (index 5) used the schedule's step-5 rate
+    assert rows[-1]["lr"] == pytest.approx(TrainConfig().lr * lr_factor(5, warmup=2, total=6, min_ratio=0.05))
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["state"]["epoch"] == 3
+
+
+def test_fit_with_every_epoch_done_trains_nothing(make_tiger, tmp_path):
+    trainer = Trainer(make_tiger, tmp_path)
+    trainer(2)
+    _, result = trainer(2)
+    assert trainer.epochs_asked == [1, 2]
+    assert result.epochs_run == 2
+    assert len(log_rows(tmp_path)) == 2
+
+
+def test_early_stopping_on_patience(make_tiger, tmp_path):
+    model = make_tiger(SIZES)
+    result = fit(
+        model,
+        batches=batches_for(),
+        batches_per_epoch=2,
+        validate=lambda m: {"ndcg@10": 0.5},  # never improves after the first pass
+        cfg=TrainConfig(epochs=10, warmup_steps=1, precision="fp32", patience=2, max_minutes=0),
+        run_dir=tmp_path,
+        meta={"model": "tiger", "shape": model.config_dict()},
+        seed=0,
+    )
+    assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_zero_epochs_still_saves_a_model(make_tiger, tmp_path):
+    _, result = Trainer(make_tiger, tmp_path)(0)
+    assert result.epochs_run == 0
+    assert (tmp_path / io.MODEL).exists()
