@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sidrec.models import TIGER, TIGERShape
+from sidrec.models import MODELS, TIGER, IDShape, TIGERShape
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,3 +60,35 @@ def tiny_tiger(level_sizes: tuple[int, ...] = (4, 4, 3), *, seed: int = 0, **ove
 def make_tiger():
     """Factory of tiny seeded TIGER models: make_tiger(level_sizes, seed=0, **shape_overrides)."""
     return tiny_tiger
+
+
+def tiny_id_model(name: str, *, n_items: int = 30, seed: int = 0, **overrides):
+    """A small item-ID model (`sasrec` / `hstu`: d 32, 2 layers, 2 heads x 16, no dropout) in eval mode, seeded."""
+    torch.manual_seed(seed)
+    shape = dict(n_items=n_items, max_len=8, d_model=32, n_heads=2, d_head=16, d_ff=64, n_layers=2, dropout=0.0)
+    shape.update(overrides)
+    return MODELS[name](IDShape(**shape)).eval()
+
+
+@pytest.fixture
+def make_id_model():
+    """Factory of tiny seeded item-ID models: make_id_model(name, n_items=30, seed=0, **shape_overrides)."""
+    return tiny_id_model
+
+
+def random_id_batch(n: int = 16, *, n_items: int = 30, max_len: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """n random left-padded next-item windows of 1..max_len positions: {"inputs", "targets"} (n, max_len)."""
+    rng = np.random.default_rng(seed)
+    inputs = np.zeros((n, max_len), dtype=np.int64)
+    targets = np.zeros_like(inputs)
+    for row in range(n):
+        seq = rng.integers(1, n_items + 1, size=int(rng.integers(2, max_len + 2)))
+        inputs[row, max_len - len(seq) + 1 :] = seq[:-1]
+        targets[row, max_len - len(seq) + 1 :] = seq[1:]
+    return {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+
+
+@pytest.fixture
+def make_id_batch():
+    """Factory of random item-ID training batches: make_id_batch(n=16, n_items=30, max_len=8, seed=0)."""
+    return random_id_batch

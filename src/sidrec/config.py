@@ -63,16 +63,18 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "tiger"  # tiger (encoder-decoder over SID tokens)
+    name: str = "tiger"  # tiger (encoder-decoder over SID tokens) | sasrec | hstu (item-ID baselines)
     d_model: int = 128
     n_heads: int = 4  # GRID / TIGER: 6 heads x 64 (configs/tiger_grid.yaml); see docs/ARCHITECTURE.md
     d_head: int = 32
     d_ff: int = 512  # GRID / TIGER: 1024
-    n_enc_layers: int = 2  # GRID / TIGER: 4
-    n_dec_layers: int = 2  # GRID / TIGER: 4
+    n_enc_layers: int = 2  # GRID / TIGER: 4; sasrec / hstu: the number of layers
+    n_dec_layers: int = 2  # GRID / TIGER: 4 (tiger only)
     dropout: float = 0.1
     user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
     attention: str = "sdpa"  # sdpa (torch's fused kernels) | math (plain matmul + softmax, the reference)
+    loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
+    negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
 
 
 @dataclass(frozen=True)

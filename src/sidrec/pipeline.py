@@ -7,6 +7,9 @@
     evaluate -> metrics.json, predictions.csv
 
 A stage whose artifacts exist is skipped unless `force`. `run` chains them and writes record.json.
+Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU) need no SIDs: `run` skips embed and
+quantize for them, and `_parts` (the one place that branches on the model kind) swaps the training
+examples and the recommender.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -22,16 +27,16 @@ import torch
 
 from sidrec import io
 from sidrec.config import Config
-from sidrec.data.batches import SIDExamples
+from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.schema import ITEM, TEXT, USER
 from sidrec.data.sources import load_dataset
 from sidrec.data.split import eval_examples, prepare, train_sequences, training_examples
 from sidrec.embed import build_embedder
 from sidrec.metrics import evaluate
-from sidrec.models import build_model, load_model
+from sidrec.models import build_model, load_model, model_kind
 from sidrec.quantize import build_quantizer
 from sidrec.quantize.sids import deduplicate, sid_stats
-from sidrec.recommender import SIDRecommender, item_token_table
+from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.train import epoch_rng, fit, use_bf16
 
@@ -121,41 +126,66 @@ def _popularity(sequences: pl.DataFrame, n_items: int) -> np.ndarray:
     return counts
 
 
-def _recommender(cfg: Config, model, sids: np.ndarray, sequences: pl.DataFrame, device: torch.device) -> SIDRecommender:
-    return SIDRecommender(
-        model,
-        sids,
-        beam_width=cfg.eval.beam_width,
-        constrained=cfg.eval.constrained,
-        popularity=_popularity(sequences, sids.shape[0]),
-        bf16=use_bf16(cfg.train.precision, device),
-    )
+class _Parts(NamedTuple):
+    """What differs between SID models and item-ID models, as lazy builders over the run directory."""
+
+    needs_sids: bool  # embed + quantize run before training
+    build: Callable[[], torch.nn.Module]  # a fresh model
+    examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
+    recommender: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> a Recommender
+
+
+def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
+    """The one place that branches on the model kind (ValueError for an unknown model.name)."""
+    hist, bf16 = cfg.data.max_history, use_bf16(cfg.train.precision, device)
+    if model_kind(cfg.model.name) == "id":
+        return _Parts(
+            needs_sids=False,
+            build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
+            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            recommender=lambda model, sequences: ItemRecommender(model, max_history=hist, bf16=bf16),
+        )
+
+    @cache
+    def sids() -> np.ndarray:
+        return np.load(run_dir / io.SIDS)
+
+    def examples(model, sequences: pl.DataFrame) -> SIDExamples:
+        seqs = train_sequences(sequences)
+        users, positions = training_examples(seqs, hist, cfg.train.sliding_window)
+        tokens = item_token_table(sids(), model.shape.offsets)
+        return SIDExamples(seqs, users, positions, sids(), tokens, max_history=hist, user_tokens=cfg.model.user_tokens)
+
+    def build() -> torch.nn.Module:
+        sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
+        return build_model(cfg.model, level_sizes=sizes, max_history=hist)
+
+    def recommender(model, sequences: pl.DataFrame) -> SIDRecommender:
+        pop = _popularity(sequences, sids().shape[0])
+        beam, constrained = cfg.eval.beam_width, cfg.eval.constrained
+        return SIDRecommender(model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16)
+
+    return _Parts(True, build, examples, recommender)
 
 
 @_stage("train", (io.MODEL, io.TRAIN_SUMMARY))
 def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
-    """Train the generative model on sliding-window examples; keep the best-validation weights."""
+    """Train the model on its training examples; keep the best-validation weights."""
     if force:
         for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL, io.TRAIN_SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
     device = _device(cfg.train.device)
+    parts = _parts(cfg, run_dir, device)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
-    sids = np.load(run_dir / io.SIDS)
-    sizes = level_sizes(sids, cfg.quantize.codebook_size, cfg.quantize.levels)
-    model = build_model(cfg.model, level_sizes=sizes, max_history=cfg.data.max_history).to(device)
-    seqs = train_sequences(sequences)
-    users, positions = training_examples(seqs, cfg.data.max_history, cfg.train.sliding_window)
-    item_tokens = item_token_table(sids, model.shape.offsets)
-    examples = SIDExamples(
-        seqs, users, positions, sids, item_tokens, max_history=cfg.data.max_history, user_tokens=cfg.model.user_tokens
-    )
+    model = parts.build().to(device)
+    examples = parts.examples(model, sequences)
     valid = eval_examples(sequences, "valid", cfg.data.max_history)
     if 0 < cfg.train.eval_users < len(valid.targets):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(valid.targets), cfg.train.eval_users, replace=False))
         valid = type(valid)(valid.user_idx[keep], [valid.histories[i] for i in keep], valid.targets[keep])
 
     def validate(m) -> dict[str, float]:
-        rec = _recommender(cfg, m, sids, sequences, device)
+        rec = parts.recommender(m, sequences)
         return evaluate(rec, valid, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, desc="validate").metrics
 
     logger.info(
@@ -192,13 +222,11 @@ def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     model, meta = load_model(str(run_dir / io.MODEL), device)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
-    sids = np.load(run_dir / io.SIDS)
-    rec = _recommender(cfg, model, sids, sequences, device)
-    out: dict = {
-        "best_epoch": meta.get("epoch"),
-        "beam_width": cfg.eval.beam_width,
-        "constrained": cfg.eval.constrained,
-    }
+    parts = _parts(cfg, run_dir, device)
+    rec = parts.recommender(model, sequences)
+    out: dict = {"best_epoch": meta.get("epoch")}
+    if parts.needs_sids:
+        out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     for split in ("valid", "test"):
         examples = eval_examples(sequences, split, cfg.data.max_history)
         start = time.perf_counter()
@@ -229,13 +257,15 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
-    """All five stages in order; returns (and writes) the run record."""
+    """All five stages in order (three for item-ID models); returns (and writes) the run record."""
     run_dir = Path(run_dir)
     io.save_config(run_dir, cfg)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
+    parts = _parts(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
     prepare_data(cfg, run_dir, force)
-    embed_items(cfg, run_dir, force)
-    build_sids(cfg, run_dir, force)
+    if parts.needs_sids:  # item-ID models need no embeddings and no SIDs
+        embed_items(cfg, run_dir, force)
+        build_sids(cfg, run_dir, force)
     train_model(cfg, run_dir, force)
     evaluate_model(cfg, run_dir, force)
     record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)

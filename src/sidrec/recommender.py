@@ -1,7 +1,8 @@
 """Recommenders: `recommend(histories, k) -> (item ids (B, k), scores (B, k))`.
 
 Evaluation and serving depend only on this protocol, never on model internals.
-`SIDRecommender` runs beam search over a generative SID model and maps SIDs to items.
+`SIDRecommender` runs beam search over a generative SID model and maps SIDs to items;
+`ItemRecommender` takes the top-k of an item-ID model's scores over all items (SASRec, HSTU).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
-from sidrec.data.batches import encoder_inputs
+from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
 from sidrec.decode.trie import SIDTrie
 from sidrec.models.tiger import BOS, TIGER
@@ -19,7 +20,7 @@ from sidrec.models.tiger import BOS, TIGER
 
 class Recommendations(NamedTuple):
     items: np.ndarray  # (B, k) item_idx, best first; all distinct and real
-    scores: np.ndarray  # (B, k) log-probability of the item's SID (-inf for a popularity fill)
+    scores: np.ndarray  # (B, k) log-probability of the item's SID (-inf for a popularity fill); ID models: score
     invalid_beams: int  # beams whose SID names no item (free decoding only)
     filled: int  # slots filled from popularity because too few valid beams remained
 
@@ -123,3 +124,31 @@ class SIDRecommender:
                     filled += 1
             out_items[row] = chosen
         return Recommendations(out_items, out_scores, invalid, filled)
+
+
+class ItemRecommender:
+    """Top-k items by `model.score_all` (any model mapping (B, T) left-padded item_idx to (B, N+1) scores).
+
+    The padding item never appears (its score is -inf). Items already in the history are ranked
+    like any other unless `mask_history` (off by default: the SID recommenders do not mask either).
+    """
+
+    def __init__(self, model, *, max_history: int, mask_history: bool = False, bf16: bool = False) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.max_history, self.mask_history, self.bf16 = max_history, mask_history, bf16
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        """Top-k distinct real items per history, best first; `users` is unused (ID models have no user input)."""
+        inputs = item_inputs(histories, self.max_history).to(self.device)  # (B, T)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            scores = self.model.score_all(inputs).float()  # (B, N+1)
+        scores[:, 0] = float("-inf")
+        if self.mask_history:
+            scores.scatter_(1, inputs, float("-inf"))  # padding (0) is -inf already
+        n_items = scores.shape[1] - 1
+        if k > n_items:
+            raise ValueError(f"asked for {k} items per user but the catalogue has only {n_items}")
+        top = scores.topk(k, dim=1)
+        return Recommendations(top.indices.cpu().numpy(), top.values.cpu().numpy(), 0, 0)

@@ -12,6 +12,7 @@ import torch
 
 from sidrec import io
 from sidrec.config import Config, config_to_dict
+from sidrec.models import model_kind
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
@@ -71,13 +72,15 @@ def git_commit() -> str:
 def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str, commit: str = "") -> dict:
     """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
     metrics = io.load_json(run_dir / io.METRICS)
-    q = cfg.quantize
+    q, m = cfg.quantize, cfg.model
+    sid = model_kind(m.name) == "sid"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
+    layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if sid else f"{m.n_enc_layers}L loss={m.loss}"
+    embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
     record = {
         "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
-        "quantizer": f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}",
-        "model": f"{cfg.model.name} {cfg.model.n_enc_layers}+{cfg.model.n_dec_layers} d{cfg.model.d_model} "
-        f"{cfg.model.n_heads}x{cfg.model.d_head} ff{cfg.model.d_ff}",
-        "embedder": f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name,
+        "quantizer": f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}" if sid else "none",
+        "model": f"{m.name} {layers} d{m.d_model} {m.n_heads}x{m.d_head} ff{m.d_ff}",
+        "embedder": embedder if sid else "none",
         "commit": commit or git_commit(),
         "command": command,
         "machine": machine(),
@@ -91,7 +94,7 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         "eval": {k: v for k, v in metrics.items() if k not in ("valid", "test")},
         "config": config_to_dict(cfg),
     }
-    if (run_dir / io.SID_STATS).exists():
+    if sid and (run_dir / io.SID_STATS).exists():
         record["sid_stats"] = io.load_json(run_dir / io.SID_STATS)
     return record
 

@@ -4,6 +4,9 @@ Encoder input of one history of n items with L-token SIDs, oldest first:
     tokens    = [t(i_1,0) .. t(i_1,L-1), ..., t(i_n,0) .. t(i_n,L-1)] (+ PAD to the batch's longest)
     positions = [n-1]*L + [n-2]*L + ... + [0]*L   (items counted from the end: 0 = most recent)
 With user tokens on, one token `2 + user % user_tokens` comes first, at position `max_history`.
+
+Item-ID models (SASRec, HSTU) read item_idx directly, left-padded with 0 (`item_inputs`), and
+train on `IDExamples`: one window per user with a next-item target at every position.
 """
 
 from __future__ import annotations
@@ -100,6 +103,53 @@ class SIDExamples:
         )
         codes = torch.from_numpy(self.sids[targets - 1])  # (B, L)
         return {"tokens": tokens.to(device), "positions": pos.to(device), "codes": codes.to(device)}
+
+    def batches(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"):
+        for idx in bucketed_batches(self.lengths, batch_size, rng):
+            yield self.batch(idx, device)
+
+
+def item_inputs(histories: list[np.ndarray], max_history: int) -> Tensor:
+    """B item_idx arrays (oldest first) -> (B, T) int64, left-padded with 0; the last `max_history` kept.
+
+    T is the longest kept history (at least 1), so the most recent item is always in the last column.
+    """
+    rows = [np.asarray(h, dtype=np.int64)[-max_history:] if max_history else np.zeros(0, np.int64) for h in histories]
+    out = np.zeros((len(rows), max([len(r) for r in rows] + [1])), dtype=np.int64)
+    for i, row in enumerate(rows):
+        if len(row):
+            out[i, -len(row) :] = row
+    return torch.from_numpy(out)
+
+
+class IDExamples:
+    """Next-item training windows for item-ID models, served as length-bucketed batches.
+
+    A user's training sequence s_1..s_n (n >= 2; shorter ones are skipped) gives one example:
+    inputs s_1..s_{n-1} and targets s_2..s_n, both cut to the last `max_history` positions, so
+    every position is a training target (SASRec's scheme: one window per user, the most recent
+    one; older items of long sequences are not used, as in SASRec's reference code).
+    `train.sliding_window` does not apply: every prefix is already a target.
+    """
+
+    def __init__(self, train_seqs: list[np.ndarray], *, max_history: int) -> None:
+        seqs = [np.asarray(s, dtype=np.int64) for s in train_seqs if len(s) >= 2]
+        self.inputs = [s[:-1][-max_history:] for s in seqs]
+        self.targets = [s[1:][-max_history:] for s in seqs]
+        self.max_history = max_history
+        self.lengths = np.array([len(t) for t in self.targets], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        """{"inputs": (B, T), "targets": (B, T)} item_idx, left-padded with 0 (0 target = no loss)."""
+        inputs = item_inputs([self.inputs[i] for i in idx], self.max_history)
+        targets = item_inputs([self.targets[i] for i in idx], self.max_history)
+        return {"inputs": inputs.to(device), "targets": targets.to(device)}
 
     def batches(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"):
         for idx in bucketed_batches(self.lengths, batch_size, rng):

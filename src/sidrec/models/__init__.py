@@ -1,33 +1,69 @@
-"""Generative models over SID tokens. `MODELS` is the closed registry."""
+"""Sequential recommenders: TIGER over SID tokens, and the item-ID baselines SASRec and HSTU.
+
+`MODELS` is the closed registry; `KIND` says what a model consumes: `sid` models generate Semantic
+IDs (they need the embed and quantize stages), `id` models score item IDs directly.
+"""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
 import torch
+from torch import nn
 
 from sidrec.config import ModelConfig
+from sidrec.models.hstu import HSTU
+from sidrec.models.id_objectives import IDShape
+from sidrec.models.sasrec import SASRec
 from sidrec.models.tiger import TIGER, TIGERShape
 
-MODELS = {"tiger": TIGER}
+MODELS = {"tiger": TIGER, "sasrec": SASRec, "hstu": HSTU}
+KIND = {"tiger": "sid", "sasrec": "id", "hstu": "id"}
+SHAPES = {"sid": TIGERShape, "id": IDShape}
 
 
-def build_model(cfg: ModelConfig, *, level_sizes: tuple[int, ...], max_history: int) -> TIGER:
-    if cfg.name not in MODELS:
-        raise ValueError(f"unknown model.name '{cfg.name}'. Known: {', '.join(MODELS)}")
-    names = {f.name for f in fields(TIGERShape)}
+def model_kind(name: str) -> str:
+    """'sid' or 'id' for a registered model name; ValueError for an unknown one."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model.name '{name}'. Known: {', '.join(MODELS)}")
+    return KIND[name]
+
+
+def build_model(
+    cfg: ModelConfig, *, max_history: int, level_sizes: tuple[int, ...] = (), n_items: int = 0
+) -> nn.Module:
+    """A fresh model from the config: SID models need `level_sizes`, ID models `n_items`."""
+    kind = model_kind(cfg.name)
+    names = {f.name for f in fields(SHAPES[kind])}
     kwargs = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+    if kind == "id":
+        if n_items < 2:
+            raise ValueError(f"model '{cfg.name}' needs n_items >= 2 (the number of items), got {n_items}")
+        shape = IDShape(**{**kwargs, "n_items": n_items, "max_len": max_history, "n_layers": cfg.n_enc_layers})
+        return MODELS[cfg.name](shape)
     return TIGER(TIGERShape(**{**kwargs, "level_sizes": tuple(level_sizes), "max_history": max_history}))
 
 
-def load_model(path: str, device: str | torch.device = "cpu") -> tuple[TIGER, dict]:
+def load_model(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model saved by training: (model in eval mode, the saved metadata)."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     shape = dict(ckpt["shape"])
-    shape["level_sizes"] = tuple(shape["level_sizes"])
-    model = MODELS[ckpt["model"]](TIGERShape(**shape)).to(device)
+    if "level_sizes" in shape:
+        shape["level_sizes"] = tuple(shape["level_sizes"])
+    model = MODELS[ckpt["model"]](SHAPES[model_kind(ckpt["model"])](**shape)).to(device)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}
 
 
-__all__ = ["MODELS", "TIGER", "TIGERShape", "build_model", "load_model"]
+__all__ = [
+    "MODELS",
+    "KIND",
+    "TIGER",
+    "TIGERShape",
+    "SASRec",
+    "HSTU",
+    "IDShape",
+    "model_kind",
+    "build_model",
+    "load_model",
+]

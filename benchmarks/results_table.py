@@ -1,0 +1,40 @@
+"""Print the README's results table from the JSON records in benchmarks/results/ (no number typed by hand).
+
+    python benchmarks/results_table.py > /tmp/table.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sidrec.report import METRIC_KEYS, PUBLISHED
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def fmt(values) -> str:
+    return " / ".join(f"{v:.4f}" for v in values)
+
+
+def main() -> None:
+    print("| run | test R@5 / R@10 / N@5 / N@10 | valid R@5 / R@10 / N@5 / N@10 | wall | commit | machine | command |")
+    print("|---|---|---|---|---|---|---|")
+    for path in sorted(RESULTS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        if "test" not in rec:
+            continue
+        test = [rec["test"][k] for k in METRIC_KEYS]
+        valid = [rec["valid"][k] for k in METRIC_KEYS]
+        wall = f"{rec['wall_seconds'] / 60:.1f} min"
+        print(f"| `{path.name}`: {rec['quantizer']}, {rec['model']}, seed {rec['seed']} | {fmt(test)} | {fmt(valid)} "
+              f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |")
+    print()
+    print("| published (test) | R@5 / R@10 / N@5 / N@10 |")
+    print("|---|---|")
+    for name, nums in PUBLISHED["beauty"].items():
+        print(f"| {name} | {fmt(nums)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""What the item-ID baselines (SASRec, HSTU) share: the shape, the embeddings, the three training objectives.
+
+Both models read left-padded item_idx sequences (0 = padding, items 1..N), add a learned position
+embedding counted from the end of the sequence (0 = the most recent item; the same as SASRec's
+absolute positions over a fixed-length left-padded window), run their own causal layers
+(`hidden`), and score items by a dot product with the same (tied) item embedding table.
+
+Objectives (`IDShape.loss`), each averaged over the non-padding target positions:
+- `ce`: full softmax cross-entropy over all N items (Klenitskiy & Vasilev, "Turning Dross Into Gold
+  Loss: is BERT4Rec really better than SASRec?", RecSys 2023, show it beats the original BCE).
+- `sampled`: sampled softmax over the target and `negatives` uniform items shared by the whole batch,
+  in the simple form without the logQ correction (uniform sampling makes it a constant anyway);
+  a negative that equals the position's target is masked out.
+- `bce`: the original SASRec objective: one uniform random negative per position (re-drawn when it
+  equals the target; SASRec also avoids the user's other items, which we do not), binary
+  cross-entropy on the positive and the negative logit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PAD = 0
+OBJECTIVES = ("ce", "sampled", "bce")
+
+
+@dataclass(frozen=True)
+class IDShape:
+    """Everything needed to rebuild an item-ID model (saved in model.pt)."""
+
+    n_items: int  # N real items, item_idx 1..N
+    max_len: int = 20  # longest input sequence (data.max_history)
+    d_model: int = 64
+    n_heads: int = 1
+    d_head: int = 64
+    d_ff: int = 256  # SASRec's MLP width; HSTU has no MLP
+    n_layers: int = 2
+    dropout: float = 0.2
+    loss: str = "ce"
+    negatives: int = 256
+    attention: str = "math"  # SASRec: math | sdpa (layers.attend); HSTU has its own pointwise attention
+
+
+def check_objective(loss: str, negatives: int) -> None:
+    if loss not in OBJECTIVES:
+        raise ValueError(f"unknown model.loss '{loss}'. Known: {', '.join(OBJECTIVES)} (e.g. model.loss=ce)")
+    if loss == "sampled" and negatives < 1:
+        raise ValueError(f"model.negatives must be >= 1 with model.loss=sampled, got {negatives}")
+
+
+def sequence_loss(hidden: Tensor, targets: Tensor, table: Tensor, objective: str, negatives: int) -> Tensor:
+    """Next-item loss at every position whose target is not padding.
+
+    Args:
+        hidden: (B, T, d) model outputs; position t predicts targets[:, t].
+        targets: (B, T) item_idx, 0 where there is nothing to predict.
+        table: (N+1, d) the item embedding table (row 0 = padding, never a valid answer).
+        objective: ce | sampled | bce.
+        negatives: shared negatives per batch (sampled only).
+    Returns:
+        the scalar mean loss (0 when no position has a target).
+    """
+    keep = targets != PAD
+    h, y = hidden[keep].float(), targets[keep]  # (M, d), (M,)
+    if y.numel() == 0:
+        return hidden.sum() * 0.0
+    table = table.float()
+    n_items = table.shape[0] - 1
+    if objective == "ce":
+        logits = h @ table.T  # (M, N+1)
+        logits[:, PAD] = float("-inf")
+        return F.cross_entropy(logits, y)
+    positive = (h * table[y]).sum(-1)  # (M,)
+    if objective == "sampled":
+        neg = torch.randint(1, n_items + 1, (negatives,), device=h.device)  # (S,)
+        neg_logits = (h @ table[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))  # (M, S)
+        logits = torch.cat([positive[:, None], neg_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(y))
+    if objective == "bce":
+        neg = torch.randint(1, n_items + 1, y.shape, device=h.device)
+        neg = torch.where(neg == y, neg % n_items + 1, neg)  # never the target itself (N >= 2)
+        negative = (h * table[neg]).sum(-1)
+        return -(F.logsigmoid(positive) + F.logsigmoid(-negative)).mean()
+    raise ValueError(f"unknown model.loss '{objective}'. Known: {', '.join(OBJECTIVES)}")
+
+
+class IDSequenceModel(nn.Module):
+    """Base of SASRec and HSTU: embeddings in, `hidden` (subclass) in between, tied item scores out."""
+
+    def __init__(self, shape: IDShape) -> None:
+        super().__init__()
+        check_objective(shape.loss, shape.negatives)
+        if shape.n_items < 2:
+            raise ValueError(f"an item-ID model needs at least 2 items, got n_items={shape.n_items}")
+        self.shape = shape
+        self.item = nn.Embedding(shape.n_items + 1, shape.d_model, padding_idx=PAD)
+        self.pos = nn.Embedding(shape.max_len, shape.d_model)  # items from the end, 0 = most recent
+        self.drop = nn.Dropout(shape.dropout)
+        self.norm = nn.LayerNorm(shape.d_model)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def embed(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d) first-layer inputs: item + position, zero at padding."""
+        t = inputs.shape[1]
+        if t > self.shape.max_len:
+            raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
+        positions = torch.arange(t - 1, -1, -1, device=inputs.device)  # (T,)
+        x = self.item(inputs) * math.sqrt(self.shape.d_model) + self.pos(positions)
+        return self.drop(x) * (inputs != PAD)[..., None]
+
+    @staticmethod
+    def allowed(inputs: Tensor) -> Tensor:
+        """(B, T) inputs -> (B, 1, T, T) bool: query i may attend key j iff j <= i and j is not padding."""
+        t = inputs.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=inputs.device).tril()
+        return causal[None, None] & (inputs != PAD)[:, None, None, :]
+
+    def hidden(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d) outputs; position t sees only inputs[:, :t+1]."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """batch: inputs (B, T) item_idx, targets (B, T) next item_idx (0 = ignore). Returns a scalar."""
+        h = self.hidden(batch["inputs"])
+        return sequence_loss(h, batch["targets"], self.item.weight, self.shape.loss, self.shape.negatives)
+
+    def score_all(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded histories -> (B, N+1) scores of every item from the last position.
+
+        Column 0 (padding) is -inf, so it never enters a top-k.
+        """
+        h = self.hidden(inputs)[:, -1].float()  # (B, d)
+        with torch.autocast(h.device.type, enabled=False):  # fp32 scores: bf16 would tie many of N items
+            scores = h @ self.item.weight.float().T
+        scores[:, PAD] = float("-inf")
+        return scores
+
+    def config_dict(self) -> dict:
+        return asdict(self.shape)

@@ -1,0 +1,47 @@
+"""SASRec: a causal self-attention Transformer over item IDs that predicts the next item at every position.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018. Item embeddings (scaled by
+sqrt(d)) plus learned positions, `n_layers` causal self-attention blocks, a final LayerNorm, and
+scores by a dot product with the same item embeddings. Trained on every position of each user's
+(last) training window; the objective is `model.loss` (`ce` by default, see `id_objectives`).
+
+Deviations from the paper: the blocks are this package's pre-norm `EncoderBlock` (LayerNorm before
+attention and before the MLP, GELU MLP, dropout on the residual branches only) instead of the
+original's LayerNorm on the queries only and a ReLU point-wise feed-forward; positions are counted
+from the end of the sequence (the original's absolute index over a fixed-length left-padded window,
+which puts the last item at the same position too); the default objective is full softmax
+cross-entropy instead of one-negative BCE (`model.loss=bce` gives the original).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sidrec.models.id_objectives import IDSequenceModel, IDShape
+from sidrec.models.layers import EncoderBlock
+
+NEG = -1e9  # additive mask value; finite so fully-masked (padding) rows stay NaN-free
+
+
+class SASRec(IDSequenceModel):
+    def __init__(self, shape: IDShape) -> None:
+        super().__init__(shape)
+        block = dict(
+            d_model=shape.d_model,
+            n_heads=shape.n_heads,
+            d_head=shape.d_head,
+            d_ff=shape.d_ff,
+            dropout=shape.dropout,
+            impl=shape.attention,
+        )
+        self.blocks = nn.ModuleList(EncoderBlock(**block) for _ in range(shape.n_layers))
+        self.apply(self._init)
+
+    def hidden(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d); position t attends to positions <= t only."""
+        bias = torch.where(self.allowed(inputs), 0.0, NEG)  # (B, 1, T, T)
+        x = self.embed(inputs)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)

@@ -1,0 +1,135 @@
+"""Item-ID baselines through the pipeline: training windows, the top-k recommender, the CLI end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sidrec import io
+from sidrec.cli import app
+from sidrec.config import load_config, resolve_config_path
+from sidrec.data.batches import IDExamples, item_inputs
+from sidrec.models import build_model, model_kind
+from sidrec.recommender import ItemRecommender
+from sidrec.report import METRIC_KEYS
+
+TINY = ["train.epochs=1", "model.d_model=16", "model.n_heads=1", "model.d_head=16", "model.d_ff=32"]
+
+
+def test_item_inputs_left_pad_and_cut():
+    out = item_inputs([np.array([1, 2, 3, 4]), np.array([5]), np.array([], dtype=np.int64)], max_history=3)
+    assert out.dtype == torch.int64
+    assert out.tolist() == [[2, 3, 4], [0, 0, 5], [0, 0, 0]]
+    assert item_inputs([np.array([], dtype=np.int64)], max_history=3).shape == (1, 1)
+
+
+def test_id_examples_take_the_last_window_of_each_user():
+    seqs = [np.array([1, 2, 3, 4, 5, 6]), np.array([7, 8]), np.array([9])]  # the last is too short: skipped
+    ex = IDExamples(seqs, max_history=3)
+    assert len(ex) == 2 and ex.n_batches(1) == 2 and ex.lengths.tolist() == [3, 1]
+    batch = ex.batch(np.array([0, 1]))
+    assert batch["inputs"].tolist() == [[3, 4, 5], [0, 0, 7]]
+    assert batch["targets"].tolist() == [[4, 5, 6], [0, 0, 8]]
+    seen = [b["inputs"].shape[0] for b in ex.batches(1, np.random.default_rng(0))]
+    assert sorted(seen) == [1, 1]
+
+
+def test_item_recommender_top_k(make_id_model):
+    model = make_id_model("sasrec", n_items=12)
+    histories = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9, 10, 11, 12, 1, 2])]
+    out = ItemRecommender(model, max_history=8).recommend(histories, 5)
+    assert out.items.shape == (3, 5) and out.invalid_beams == 0 and out.filled == 0
+    assert (out.items >= 1).all() and (out.items <= 12).all()
+    assert all(len(set(row)) == 5 for row in out.items.tolist())
+    assert (np.diff(out.scores, axis=1) <= 0).all()  # best first
+    with torch.no_grad():
+        expected = model.score_all(item_inputs(histories, 8))[:, 1:].topk(5).indices + 1
+    np.testing.assert_array_equal(out.items, expected.numpy())
+    masked = ItemRecommender(model, max_history=8, mask_history=True).recommend(histories, 2)
+    assert not any(set(row) & set(h[-8:].tolist()) for row, h in zip(masked.items.tolist(), histories, strict=True))
+    with pytest.raises(ValueError, match="catalogue has only 12"):
+        ItemRecommender(model, max_history=8).recommend(histories, 13)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def sasrec_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sasrec")
+    result = invoke("run", "toy", "model.name=sasrec", *TINY, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_skips_embed_and_quantize(sasrec_run):
+    for name in (io.CONFIG, io.ITEMS, io.SEQUENCES, io.MODEL, io.METRICS, io.PREDICTIONS, "record.json"):
+        assert (sasrec_run / name).exists(), name
+    for name in (io.EMBEDDINGS, io.QUANTIZER, io.SIDS, io.SID_STATS):
+        assert not (sasrec_run / name).exists(), name
+    assert set(io.load_json(sasrec_run / io.TIMINGS)) == {"prepare", "train", "evaluate"}
+
+
+def test_metrics_and_record(sasrec_run):
+    metrics = io.load_json(sasrec_run / io.METRICS)
+    for split in ("valid", "test"):
+        assert set(METRIC_KEYS) <= set(metrics[split])
+        assert all(0.0 <= metrics[split][k] <= 1.0 for k in METRIC_KEYS)
+        assert metrics[f"{split}_users"] == 300 and metrics[f"{split}_popularity_filled"] == 0
+    assert "beam_width" not in metrics
+    record = io.load_json(sasrec_run / "record.json")
+    assert record["quantizer"] == "none" and record["embedder"] == "none"
+    assert record["model"].startswith("sasrec 1L loss=ce")
+    assert "sid_stats" not in record
+
+
+def test_predictions(sasrec_run):
+    preds = pl.read_csv(sasrec_run / io.PREDICTIONS, infer_schema=False)
+    items = pl.read_parquet(sasrec_run / io.ITEMS)
+    assert preds.columns == ["user_id", "rank", "item_id"] and preds.height == 10 * 300
+    assert (preds.group_by("user_id").agg(pl.col("item_id").n_unique())["item_id"] == 10).all()
+    assert set(preds["item_id"].to_list()) <= set(items["item_id"].to_list())
+
+
+def test_second_run_skips_every_stage(sasrec_run):
+    before = {n: (sasrec_run / n).stat().st_mtime_ns for n in (io.MODEL, io.METRICS, io.ITEMS)}
+    result = invoke("run", "--out", str(sasrec_run))
+    assert result.exit_code == 0, result.output
+    assert {n: (sasrec_run / n).stat().st_mtime_ns for n in before} == before
+
+
+@pytest.mark.parametrize("loss", ["sampled", "bce"])
+def test_hstu_runs_end_to_end(tmp_path, loss):
+    result = invoke("run", "toy", "model.name=hstu", f"model.loss={loss}", "model.negatives=32", *TINY,
+                    "--out", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / io.METRICS).exists() and not (tmp_path / io.EMBEDDINGS).exists()
+    assert io.load_json(tmp_path / "record.json")["model"].startswith(f"hstu 1L loss={loss}")
+
+
+def test_unknown_loss_exits_with_the_choices(tmp_path):
+    result = invoke("run", "toy", "model.name=sasrec", "model.loss=softmax", *TINY, "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unknown model.loss 'softmax'" in result.output and "ce, sampled, bce" in result.output
+
+
+def test_unknown_model_name_fails_before_any_stage(tmp_path):
+    result = invoke("run", "toy", "model.name=gru4rec", *TINY, "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unknown model.name 'gru4rec'" in result.output and "sasrec" in result.output
+
+
+@pytest.mark.parametrize("name", ["beauty_sasrec", "beauty_hstu"])
+def test_shipped_baseline_configs_build(name):
+    cfg = load_config(name)
+    assert model_kind(cfg.model.name) == "id" and cfg.model.loss == "ce"
+    assert cfg.train.max_minutes == 15 and cfg.train.epochs == 200
+    assert len(resolve_config_path(name).read_text().splitlines()) < 60
+    model = build_model(cfg.model, max_history=cfg.data.max_history, n_items=100)
+    assert model.shape.d_model == 64 and model.shape.n_layers == 2
