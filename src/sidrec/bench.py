@@ -202,8 +202,8 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
     Returns:
         The fixed-width table (a str) whose `.record` holds the measurements as a dict.
     """
-    if steps < 1 or users < 1:
-        raise ValueError("bench needs steps >= 1 and users >= 1")
+    if steps < 1 or users < 1 or cfg.model.name != "tiger":
+        raise ValueError(f"bench needs model.name=tiger, steps, users >= 1; got {cfg.model.name}, {steps}, {users}")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
