@@ -1,6 +1,6 @@
 """Print the README's results table from the JSON records in benchmarks/results/ (no number typed by hand).
 
-    python benchmarks/results_table.py > /tmp/table.md
+python benchmarks/results_table.py > /tmp/table.md
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def main() -> None:
         test = [rec["test"][k] for k in METRIC_KEYS]
         valid = [rec["valid"][k] for k in METRIC_KEYS]
         wall = f"{rec['wall_seconds'] / 60:.1f} min"
-        print(f"| `{path.name}`: {rec['quantizer']}, {rec['model']}, seed {rec['seed']} | {fmt(test)} | {fmt(valid)} "
-              f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |")
+        print(
+            f"| `{path.name}`: {rec['quantizer']}, {rec['model']}, seed {rec['seed']} | {fmt(test)} | {fmt(valid)} "
+            f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
+        )
     print()
     print("| published (test) | R@5 / R@10 / N@5 / N@10 |")
     print("|---|---|")
