@@ -1,6 +1,6 @@
 """Transformer building blocks: multi-head attention with an optional KV cache, MLP, pre-norm blocks.
 
-Small and CPU-friendly. Attention is `sdpa` (torch.nn.functional.scaled_dot_product_attention, the
+Small and CPU-friendly. Attention is `sdpa` (torch.nn.functional.scaled_dot_product_attention,
 the default; it was the faster of the two in a quick fp32 check on the dev CPU) or `math`
 (plain matmul + softmax, the readable reference; tests check both agree). Dropout sits only on the residual branches
 (d_model wide), not on attention probabilities or the MLP hidden layer: on CPU, generating
