@@ -97,3 +97,13 @@ def test_bundled_beauty():
     assert [ids[i] for i in first] == ["B004756YJA", "B004ZT0SSG", "B0020YLEYK", "7806397051", "B002WLWX82"]
     text = prepared.items.filter(prepared.items["item_id"] == "7806397051")["text"].item()
     assert text.startswith("WAWO 15 Color") and text.endswith("Beauty > Makeup > Face > Concealers & Neutralizers")
+
+
+def test_bundled_sports_loads_with_published_counts() -> None:
+    from sidrec.config import DataConfig
+    from sidrec.data.sources import load_dataset
+    from sidrec.data.split import prepare
+
+    cfg = DataConfig(name="sports")
+    stats = prepare(load_dataset(cfg), cfg).stats
+    assert (stats["users"], stats["items"], stats["interactions"]) == (35598, 18357, 296337)

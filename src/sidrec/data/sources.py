@@ -14,7 +14,7 @@ from sidrec.data.p5 import load_p5
 from sidrec.data.schema import RawDataset
 from sidrec.data.table import load_table
 
-BUNDLED = ("beauty",)
+BUNDLED = ("beauty", "sports")
 
 
 def _normalized(cfg: DataConfig, path: Path) -> RawDataset:
