@@ -28,14 +28,16 @@ def main() -> None:
         valid = [rec["valid"][k] for k in METRIC_KEYS]
         wall = f"{rec['wall_seconds'] / 60:.1f} min"
         print(
-            f"| `{path.name}`: {rec['quantizer']}, {rec['model']}, seed {rec['seed']} | {fmt(test)} | {fmt(valid)} "
+            f"| `{path.name}`: {rec['dataset']}, {rec['quantizer']}, {rec['model']}, seed {rec['seed']} "
+            f"| {fmt(test)} | {fmt(valid)} "
             f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
         )
     print()
     print("| published (test) | R@5 / R@10 / N@5 / N@10 |")
     print("|---|---|")
-    for name, nums in PUBLISHED["beauty"].items():
-        print(f"| {name} | {fmt(nums)} |")
+    for dataset, rows in PUBLISHED.items():
+        for name, nums in rows.items():
+            print(f"| {dataset}: {name} | {fmt(nums)} |")
 
 
 if __name__ == "__main__":
