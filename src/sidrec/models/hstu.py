@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
+from sidrec.models.layers import Dropout
 
 
 class HSTULayer(nn.Module):
@@ -39,7 +40,7 @@ class HSTULayer(nn.Module):
         self.norm_attn = nn.LayerNorm(inner)
         self.out = nn.Linear(inner, d_model)
         self.rel_pos_bias = nn.Parameter(torch.zeros(max_len))  # rab by distance i - j (query i, key j <= i)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape

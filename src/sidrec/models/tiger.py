@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.layers import DecoderBlock, EncoderBlock
+from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock
 
 PAD, BOS = 0, 1
 NEG = -1e9  # additive mask value; finite so fully-masked rows stay NaN-free
@@ -77,7 +77,7 @@ class TIGER(nn.Module):
         self.decoder = nn.ModuleList(DecoderBlock(**block) for _ in range(shape.n_dec_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, k) for k in shape.level_sizes)
-        self.drop = nn.Dropout(shape.dropout)
+        self.drop = Dropout(shape.dropout)
         self.register_buffer("offsets", torch.tensor(shape.offsets), persistent=False)
         causal = torch.full((n_levels, n_levels), NEG).triu(1)
         self.register_buffer("causal", causal, persistent=False)
