@@ -65,11 +65,11 @@ class QuantizeConfig:
 class ModelConfig:
     name: str = "tiger"  # tiger (encoder-decoder over SID tokens) | sasrec | hstu (item-ID baselines)
     d_model: int = 128
-    n_heads: int = 6  # GRID / TIGER size: 4+4 layers, d 128, 6 heads x 64, d_ff 1024
-    d_head: int = 64
-    d_ff: int = 1024
-    n_enc_layers: int = 4  # sasrec / hstu: the number of layers
-    n_dec_layers: int = 4  # tiger only
+    n_heads: int = 4  # GRID / TIGER: 4+4 layers, 6 heads x 64, d_ff 1024 (configs/tiger_grid.yaml)
+    d_head: int = 32
+    d_ff: int = 512
+    n_enc_layers: int = 2  # sasrec / hstu: the number of layers
+    n_dec_layers: int = 2  # tiger only
     dropout: float = 0.1
     user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
     attention: str = "math"  # math (plain matmul + softmax; 1.6x faster than sdpa for CPU training) | sdpa (fused; GPU)
@@ -79,7 +79,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20  # upper bound; early stopping or the time budget may end training sooner
+    epochs: int = 60  # upper bound; early stopping or the time budget may end training sooner
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -90,7 +90,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16: AMX / AVX512-BF16) | bf16 | fp32
     eval_every: int = 1  # epochs between validation passes
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
-    patience: int = 5  # validation passes without NDCG@10 gain before stopping
+    patience: int = 8  # validation passes without NDCG@10 gain before stopping
     max_minutes: float = 50.0  # training time budget; the LR schedule ends with it (0 = no limit)
     threads: int = 0  # torch intra-op threads (0 = torch default)
     device: str = "auto"  # auto | cpu | cuda
