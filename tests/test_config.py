@@ -190,3 +190,10 @@ def test_valid_keys_cover_every_field():
     raw = config_to_dict(Config())
     flat = ["seed"] + [f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict) for k in values]
     assert sorted(flat) == sorted(keys)
+
+
+def test_default_beams_final_40_per_epoch_validation_20():
+    """The final evaluation uses eval.beam_width; per-epoch validation the cheaper train.valid_beam_width."""
+    for cfg in (load_config(), load_config("beauty_tiger")):
+        assert cfg.eval.beam_width == 40 and cfg.train.valid_beam_width == 20
+    assert load_config(None, ["train.valid_beam_width=0"]).train.valid_beam_width == 0

@@ -132,7 +132,7 @@ class _Parts(NamedTuple):
     needs_sids: bool  # embed + quantize run before training
     build: Callable[[], torch.nn.Module]  # a fresh model
     examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
-    recommender: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> a Recommender
+    recommender: Callable[..., object]  # (model, sequences, beam_width=None) -> a Recommender
 
 
 def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
@@ -143,7 +143,7 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
             needs_sids=False,
             build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
             examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
-            recommender=lambda model, sequences: ItemRecommender(model, max_history=hist, bf16=bf16),
+            recommender=lambda model, sequences, beam_width=None: ItemRecommender(model, max_history=hist, bf16=bf16),
         )
 
     @cache
@@ -160,9 +160,9 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
         sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
         return build_model(cfg.model, level_sizes=sizes, max_history=hist)
 
-    def recommender(model, sequences: pl.DataFrame) -> SIDRecommender:
+    def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None) -> SIDRecommender:
         pop = _popularity(sequences, sids().shape[0])
-        beam, constrained = cfg.eval.beam_width, cfg.eval.constrained
+        beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
         return SIDRecommender(model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16)
 
     return _Parts(True, build, examples, recommender)
@@ -185,7 +185,7 @@ def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
         valid = type(valid)(valid.user_idx[keep], [valid.histories[i] for i in keep], valid.targets[keep])
 
     def validate(m) -> dict[str, float]:
-        rec = parts.recommender(m, sequences)
+        rec = parts.recommender(m, sequences, beam_width=cfg.train.valid_beam_width or None)
         return evaluate(rec, valid, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, desc="validate").metrics
 
     logger.info(

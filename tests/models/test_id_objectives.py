@@ -35,3 +35,32 @@ def test_sequence_loss_ce_under_bf16_autocast_is_close():
         low = sequence_loss(hidden, targets, table, "ce", 0)
     assert low.dtype == torch.float32
     assert abs(float(low) - float(exact)) < 0.05 * float(exact)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_cosine_scores_are_bounded_and_match_the_definition(make_id_model, name):
+    """temperature > 0: score = cos(output, item) / temperature, so |score| <= 1 / t; padding stays -inf."""
+    t = 0.05
+    model = make_id_model(name, temperature=t).eval()
+    inputs = torch.tensor([[0, 0, 3, 7, 1], [5, 2, 9, 4, 6]])
+    with torch.no_grad():
+        scores = model.score_all(inputs)
+        h = model.hidden(inputs)[:, -1]
+        expected = F.cosine_similarity(h[:, None, :], model.item.weight[None, 1:, :], dim=-1) / t
+    assert torch.isneginf(scores[:, 0]).all()
+    assert scores[:, 1:].abs().max() <= 1 / t + 1e-4
+    torch.testing.assert_close(scores[:, 1:], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_cosine_model_overfits_one_batch(make_id_model, make_id_batch, name):
+    from id_contract import check_overfits
+
+    model = make_id_model(name, temperature=0.05)
+    batch = make_id_batch(16)
+    assert check_overfits(model, batch) < 0.2
+
+
+def test_negative_temperature_fails_clearly(make_id_model):
+    with pytest.raises(ValueError, match="model.temperature must be >= 0"):
+        make_id_model("sasrec", temperature=-1.0)

@@ -3,7 +3,9 @@
 Both models read left-padded item_idx sequences (0 = padding, items 1..N), add a learned position
 embedding counted from the end of the sequence (0 = the most recent item; the same as SASRec's
 absolute positions over a fixed-length left-padded window), run their own causal layers
-(`hidden`), and score items by a dot product with the same (tied) item embedding table.
+(`hidden`), and score items by a dot product with the same (tied) item embedding table, or, with
+`temperature` > 0, by the cosine similarity divided by the temperature (as HSTU's reference code
+does: both sides L2-normalised, temperature 0.05).
 
 Objectives (`IDShape.loss`), each averaged over the non-padding target positions:
 - `ce`: full softmax cross-entropy over all N items (Klenitskiy & Vasilev, "Turning Dross Into Gold
@@ -46,6 +48,7 @@ class IDShape:
     loss: str = "ce"
     negatives: int = 256
     attention: str = "math"  # SASRec: math | sdpa (layers.attend); HSTU has its own pointwise attention
+    temperature: float = 0.0  # 0: dot-product scores; > 0: cosine similarity / temperature (HSTU's code: 0.05)
 
 
 def check_objective(loss: str, negatives: int) -> None:
@@ -140,6 +143,8 @@ class IDSequenceModel(nn.Module):
     def __init__(self, shape: IDShape) -> None:
         super().__init__()
         check_objective(shape.loss, shape.negatives)
+        if shape.temperature < 0:
+            raise ValueError(f"model.temperature must be >= 0 (0 = dot-product scores), got {shape.temperature}")
         if shape.n_items < 2:
             raise ValueError(f"an item-ID model needs at least 2 items, got n_items={shape.n_items}")
         self.shape = shape
@@ -175,19 +180,29 @@ class IDSequenceModel(nn.Module):
         """(B, T) left-padded item_idx -> (B, T, d) outputs; position t sees only inputs[:, :t+1]."""
         raise NotImplementedError
 
+    def query(self, h: Tensor) -> Tensor:
+        """Outputs -> the query side of the item scores (L2-normalised / temperature in cosine mode)."""
+        t = self.shape.temperature
+        return F.normalize(h.float(), dim=-1) / t if t > 0 else h
+
+    def item_vectors(self) -> Tensor:
+        """The item side of the scores: the tied embedding table, L2-normalised in cosine mode."""
+        w = self.item.weight
+        return F.normalize(w.float(), dim=-1) if self.shape.temperature > 0 else w
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """batch: inputs (B, T) item_idx, targets (B, T) next item_idx (0 = ignore). Returns a scalar."""
-        h = self.hidden(batch["inputs"])
-        return sequence_loss(h, batch["targets"], self.item.weight, self.shape.loss, self.shape.negatives)
+        h = self.query(self.hidden(batch["inputs"]))
+        return sequence_loss(h, batch["targets"], self.item_vectors(), self.shape.loss, self.shape.negatives)
 
     def score_all(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded histories -> (B, N+1) scores of every item from the last position.
 
         Column 0 (padding) is -inf, so it never enters a top-k.
         """
-        h = self.hidden(inputs)[:, -1].float()  # (B, d)
+        h = self.query(self.hidden(inputs)[:, -1].float())  # (B, d)
         with torch.autocast(h.device.type, enabled=False):  # fp32 scores: bf16 would tie many of N items
-            scores = h @ self.item.weight.float().T
+            scores = h.float() @ self.item_vectors().float().T
         scores[:, PAD] = float("-inf")
         return scores
 
