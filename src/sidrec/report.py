@@ -75,6 +75,8 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     q, m = cfg.quantize, cfg.model
     sid = model_kind(m.name) == "sid"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
     layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if sid else f"{m.n_enc_layers}L loss={m.loss}"
+    if not sid and m.temperature > 0:
+        layers += f" cos/{m.temperature:g}"
     embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
     record = {
         "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
