@@ -17,13 +17,11 @@ def fmt(values) -> str:
     return " / ".join(f"{v:.4f}" for v in values)
 
 
-def main() -> None:
+def table(paths: list[Path]) -> None:
     print("| run | test R@5 / R@10 / N@5 / N@10 | valid R@5 / R@10 / N@5 / N@10 | wall | commit | machine | command |")
     print("|---|---|---|---|---|---|---|")
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in paths:
         rec = json.loads(path.read_text())
-        if "test" not in rec:
-            continue
         test = [rec["test"][k] for k in METRIC_KEYS]
         valid = [rec["valid"][k] for k in METRIC_KEYS]
         wall = f"{rec['wall_seconds'] / 60:.1f} min"
@@ -32,6 +30,17 @@ def main() -> None:
             f"| {fmt(test)} | {fmt(valid)} "
             f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
         )
+
+
+def main() -> None:
+    runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
+    table([p for p in runs if not p.stem.endswith("_zen3")])
+    earlier = [p for p in runs if p.stem.endswith("_zen3")]
+    if earlier:
+        print()
+        print("Earlier records (`*_zen3.json`: first development machine, AMD Zen 3, fp32; older code and configs):")
+        print()
+        table(earlier)
     print()
     print("| published (test) | R@5 / R@10 / N@5 / N@10 |")
     print("|---|---|")

@@ -15,8 +15,8 @@ Deviations from the paper:
   distance is its own bucket; the paper's log-bucketing is for time deltas).
 - `n` is `max_len` (the paper's padded sequence length), whatever the padding of a batch, so the
   attention scale is the same in training and at inference.
-- Outputs pass a final LayerNorm and score items by a plain dot product (the reference code
-  L2-normalises both sides and divides by a temperature).
+- Outputs pass a final LayerNorm. Items are scored by a plain dot product with `temperature` 0, or,
+  as in the reference code, by the cosine similarity / temperature (the shipped configs: 0.05).
 - `n_heads` x `d_head` is the width of each of U, V, Q and K; `d_ff` is unused (HSTU has no MLP).
 """
 

@@ -10,7 +10,9 @@ attention and before the MLP, GELU MLP, dropout on the residual branches only) i
 original's LayerNorm on the queries only and a ReLU point-wise feed-forward; positions are counted
 from the end of the sequence (the original's absolute index over a fixed-length left-padded window,
 which puts the last item at the same position too); the default objective is full softmax
-cross-entropy instead of one-negative BCE (`model.loss=bce` gives the original).
+cross-entropy instead of one-negative BCE (`model.loss=bce` gives the original); the shipped
+configs score by cosine similarity / 0.05 (`model.temperature`; 0 gives the paper's dot product),
+which beat the dot product on Beauty validation (benchmarks/README.md, "Sweeps").
 """
 
 from __future__ import annotations
