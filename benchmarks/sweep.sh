@@ -1,5 +1,6 @@
 #!/bin/bash
-# GPU hyper-parameter sweep (validation-only selection). Usage: bash .sweep/sweep.sh JOBSFILE OUTDIR [TIMEOUT]
+# Hyper-parameter sweep, one parallel run per line of JOBSFILE (name|config|overrides); choose on validation only.
+# Usage: BASE=RUN_DIR_WITH_PREPARE_EMBED_QUANTIZE_ARTIFACTS bash benchmarks/sweep.sh JOBSFILE OUTDIR [TIMEOUT_S]
 set -u
 JOBS=$1; OUTD=$2; TO=${3:-480}
 W=/tmp/sweepwork; rm -rf $W; mkdir -p $W $OUTD
