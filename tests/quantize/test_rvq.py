@@ -58,33 +58,45 @@ def test_deterministic_and_state_round_trip(make_data, tmp_path):
     assert torch.equal(fresh.encode(x), a.encode(x))
 
 
-def test_reset_dead_moves_codes_to_batch_residuals():
-    rq = ResidualCodebooks(levels=2, codebook_size=4, dim=3, beta=0.25)
+def test_reset_dead_moves_codes_onto_the_worst_served_points():
+    rq = ResidualCodebooks(levels=2, codebook_size=4, dim=2, beta=0.25)
     opt = torch.optim.Adam(rq.parameters(), lr=1e-2)
-    rq.codebooks.data.normal_()
-    residuals = [torch.randn(5, 3), torch.randn(5, 3)]  # (B, D) per level
-    rq(residuals[0]).loss.backward()
+    z = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 3.0], [0.0, 0.2]])  # (N, D)
+    rq.codebooks.data[0] = torch.tensor([[0.0, 0.0], [9.0, 9.0], [8.0, 9.0], [9.0, 8.0]])  # 1..3 unused
+    rq.codebooks.data[1] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [7.0, 7.0], [7.0, 6.0]])
+    rq(z).loss.backward()
     opt.step()  # creates Adam moments
-    before = rq.codebooks.detach().clone()
-    dead = torch.tensor([[False, True, False, False], [True, False, False, True]])  # (L, K)
-    n = rq.reset_dead(dead, residuals, torch.Generator().manual_seed(0), opt)
-    assert n == 3
-    assert torch.equal(rq.codebooks[~dead], before[~dead])
-    for level, code in dead.nonzero().tolist():
-        row = rq.codebooks[level, code]
-        assert any(torch.equal(row, r) for r in residuals[level])
-        assert not opt.state[rq.codebooks]["exp_avg"][level, code].any()
+    level1 = rq.codebooks[1].detach().clone()
+    n = rq.reset_dead(z, 1.0, opt)
+    # level 0: the three dead codes take the three worst-served points, worst first
+    assert torch.equal(rq.codebooks[0, 1:], z[[2, 3, 4]])
+    assert n[0] == 3
+    # level 1 sees the residuals after the level-0 resets; every reset code is zeroed in Adam
+    state = opt.state[rq.codebooks]["exp_avg"]
+    assert not state[0, 1:].any()
+    assert n[1] == int((rq.codebooks[1] != level1).any(1).sum())
+    used = [set(rq.assign(z)[:, level].tolist()) for level in range(2)]
+    assert len(used[0]) == 4  # every level-0 code now serves a point
+
+
+def test_reset_dead_with_more_dead_codes_than_points():
+    rq = ResidualCodebooks(levels=1, codebook_size=8, dim=2, beta=0.25)
+    opt = torch.optim.Adam(rq.parameters(), lr=1e-2)
+    z = torch.randn(3, 2)
+    n = rq.reset_dead(z, 1e9, opt)  # every code is dead, only 3 points to move them to
+    assert n.tolist() == [3]
+    assert torch.isfinite(rq.codebooks).all()
 
 
 def test_fit_resets_dead_codes_each_epoch_but_the_last(make_data, monkeypatch):
     calls = []
     original = ResidualCodebooks.reset_dead
 
-    def spy(self, dead, residuals, gen, opt):
-        calls.append(dead.clone())
-        return original(self, dead, residuals, gen, opt)
+    def spy(self, z, threshold, opt):
+        calls.append(z.shape)
+        return original(self, z, threshold, opt)
 
     monkeypatch.setattr(ResidualCodebooks, "reset_dead", spy)
     cfg = dataclasses.replace(CFG, epochs=3, dead_code_threshold=1e9)  # every code counts as dead
     build_quantizer(cfg, 16, seed=0).fit(make_data())
-    assert len(calls) == 2 and all(d.shape == (3, 8) and bool(d.all()) for d in calls)
+    assert calls == [(256, 16), (256, 16)]  # the whole data set, after epochs 1 and 2

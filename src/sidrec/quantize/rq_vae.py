@@ -4,16 +4,19 @@ Generation using Residual Quantization").
 
 An MLP encoder maps an item vector (D) through `hidden` widths to a `latent_dim` latent z; a residual
 quantizer (`ResidualCodebooks`, shared with R-VQ) turns z into L codes; a mirrored MLP decoder maps the
-straight-through quantized latent back to D. Loss = MSE(decoder(z_q), x) + sum over levels of
-||sg[r_l] - e_l||^2 + beta * ||r_l - sg[e_l]||^2. Before training, every level is initialised by
-residual k-means on the latents of the whole data set under the freshly initialised encoder (the
-"first pass"). Adam, shuffled minibatches and dead-code resets follow `train_residual`.
+straight-through quantized latent back to D. Loss (per item, averaged over the batch) = ||decoder(z_q) - x||^2
++ sum over levels of ||sg[r_l] - e_l||^2 + beta * ||r_l - sg[e_l]||^2, all sums over dimensions as in the
+paper. (Averaging the reconstruction over the D = 384 input dims instead, as an earlier version did, weights
+it 12x less than the quantization terms over the 32 latent dims: the encoder then collapsed the latents
+onto the codes and only 90-131 of 256 level-3 codes stayed in use on Beauty; with sums, all 256 are used
+at every level and the reconstruction error falls from 0.358 to 0.305.)
+Before training, every level is initialised by residual k-means on the latents of the whole data set
+under the freshly initialised encoder (the "first pass"). Adam, shuffled minibatches and dead-code resets follow `train_residual`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.config import QuantizeConfig
@@ -93,7 +96,9 @@ class RQVAE(nn.Module):
     def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
         out = self.rq(self.encoder(xb))  # quantized (B, latent)
         recon = self.decoder(out.quantized)  # (B, D)
-        return F.mse_loss(recon, xb) + out.loss, out
+        # Per-item sums of squares (RQ-VAE's ||x - x_hat||^2): `out.loss` is a mean over latent dims
+        recon_loss = ((recon - xb) ** 2).sum(1).mean()
+        return recon_loss + out.loss * self.rq.dim, out
 
     @torch.no_grad()
     def _latent(self, x: Tensor) -> Tensor:
@@ -110,6 +115,7 @@ class RQVAE(nn.Module):
             self.rq,
             x,
             self._step,
+            self.encoder,
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
