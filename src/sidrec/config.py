@@ -76,6 +76,9 @@ class ModelConfig:
     loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
     negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
     temperature: float = 0.0  # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05)
+    hstu_ffn: bool = (
+        False  # hstu: a pre-norm SiLU MLP of width d_ff after each layer (not in the paper; see models/hstu.py)
+    )
 
 
 @dataclass(frozen=True)

@@ -64,3 +64,26 @@ def test_build_from_config_and_reload(tmp_path):
     assert isinstance(loaded, HSTU) and meta["shape"]["loss"] == "bce"
     inputs = torch.tensor([[0, 3, 4, 5]])
     torch.testing.assert_close(loaded.score_all(inputs), model.eval().score_all(inputs))
+
+
+def test_ffn_option_is_off_by_default_and_keeps_the_contract(make_id_model, make_id_batch):
+    assert make_id_model("hstu").layers[0].ffn is None  # the paper's layer has no MLP
+    model = make_id_model("hstu", hstu_ffn=True, d_ff=24)
+    assert model.layers[0].ffn[1].weight.shape == (24, model.shape.d_model)
+    check_causal(model)
+    check_padding(model)
+    assert check_overfits(model, make_id_batch(16)) < 0.1
+
+
+def test_ffn_layer_adds_a_pre_norm_mlp_after_the_hstu_block():
+    torch.manual_seed(0)
+    layer = HSTULayer(d_model=8, n_heads=1, d_head=4, max_len=6, dropout=0.0, d_ff=16).eval()
+    plain = HSTULayer(d_model=8, n_heads=1, d_head=4, max_len=6, dropout=0.0).eval()
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("ffn.")})
+    x = torch.randn(2, 5, 8)
+    allowed = torch.ones(5, 5, dtype=torch.bool).tril()[None, None]
+    with torch.no_grad():
+        h = plain(x, allowed)
+        mlp = layer.ffn
+        expected = h + mlp[4](torch.nn.functional.silu(mlp[1](mlp[0](h))))
+        torch.testing.assert_close(layer(x, allowed), expected)

@@ -17,7 +17,10 @@ Deviations from the paper:
   attention scale is the same in training and at inference.
 - Outputs pass a final LayerNorm. Items are scored by a plain dot product with `temperature` 0, or,
   as in the reference code, by the cosine similarity / temperature (the shipped configs: 0.05).
-- `n_heads` x `d_head` is the width of each of U, V, Q and K; `d_ff` is unused (HSTU has no MLP).
+- `n_heads` x `d_head` is the width of each of U, V, Q and K. HSTU has no MLP, so `d_ff` is unused
+  unless `hstu_ffn` (off by default) adds one after each layer: x = x + Dropout(W_4 Dropout(SiLU(W_3
+  LayerNorm(x)))), width d_ff. The phonism/genrec reproduction, whose Beauty numbers are our target,
+  has such an MLP (4 x d, SiLU) in every layer.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from sidrec.models.layers import Dropout
 
 
 class HSTULayer(nn.Module):
-    def __init__(self, *, d_model: int, n_heads: int, d_head: int, max_len: int, dropout: float) -> None:
+    def __init__(self, *, d_model: int, n_heads: int, d_head: int, max_len: int, dropout: float, d_ff: int = 0) -> None:
         super().__init__()
         self.n_heads, self.d_head, self.max_len = n_heads, d_head, max_len
         inner = n_heads * d_head
@@ -41,6 +44,18 @@ class HSTULayer(nn.Module):
         self.out = nn.Linear(inner, d_model)
         self.rel_pos_bias = nn.Parameter(torch.zeros(max_len))  # rab by distance i - j (query i, key j <= i)
         self.dropout = Dropout(dropout)
+        self.ffn = (
+            nn.Sequential(
+                nn.LayerNorm(d_model),
+                nn.Linear(d_model, d_ff),
+                nn.SiLU(),
+                Dropout(dropout),
+                nn.Linear(d_ff, d_model),
+                Dropout(dropout),
+            )
+            if d_ff > 0
+            else None
+        )
 
     def split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -55,7 +70,8 @@ class HSTULayer(nn.Module):
         scores = self.split(q) @ self.split(k).transpose(-1, -2) + self.rel_pos_bias[distance]  # (B, H, T, T)
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
         y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)  # (B, T, H*dh)
-        return x + self.out(self.dropout(self.norm_attn(y) * u))
+        x = x + self.out(self.dropout(self.norm_attn(y) * u))
+        return x if self.ffn is None else x + self.ffn(x)
 
 
 class HSTU(IDSequenceModel):
@@ -68,6 +84,7 @@ class HSTU(IDSequenceModel):
                 d_head=shape.d_head,
                 max_len=shape.max_len,
                 dropout=shape.dropout,
+                d_ff=shape.d_ff if shape.hstu_ffn else 0,
             )
             for _ in range(shape.n_layers)
         )

@@ -49,6 +49,7 @@ class IDShape:
     negatives: int = 256
     attention: str = "math"  # SASRec: math | sdpa (layers.attend); HSTU has its own pointwise attention
     temperature: float = 0.0  # 0: dot-product scores; > 0: cosine similarity / temperature (HSTU's code: 0.05)
+    hstu_ffn: bool = False  # HSTU only: add a pointwise MLP (width d_ff) after each layer
 
 
 def check_objective(loss: str, negatives: int) -> None:

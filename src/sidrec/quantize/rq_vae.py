@@ -11,7 +11,8 @@ it 12x less than the quantization terms over the 32 latent dims: the encoder the
 onto the codes and only 90-131 of 256 level-3 codes stayed in use on Beauty; with sums, all 256 are used
 at every level and the reconstruction error falls from 0.358 to 0.305.)
 Before training, every level is initialised by residual k-means on the latents of the whole data set
-under the freshly initialised encoder (the "first pass"). Adam, shuffled minibatches and dead-code resets follow `train_residual`.
+under the freshly initialised encoder (the "first pass"). Adam, shuffled minibatches and dead-code
+resets follow `train_residual`.
 """
 
 from __future__ import annotations
