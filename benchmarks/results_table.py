@@ -32,9 +32,34 @@ def table(paths: list[Path]) -> None:
         )
 
 
+def quantizer_table(paths: list[Path]) -> None:
+    """GRID's Table 1 analogue: the same model and budget on SIDs from each tokenizer."""
+    cols = ["tokenizer", "test R@5 / R@10 / N@5 / N@10", "collisions", "perplexity per level", "recon MSE"]
+    print("| " + " | ".join([*cols, "best epoch", "wall"]) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for path in paths:
+        rec = json.loads(path.read_text())
+        st = rec["sid_stats"]
+        ppl = " / ".join(f"{lv['perplexity']:.0f}" for lv in st["per_level"])
+        recon = st.get("reconstruction_mse")
+        print(
+            f"| {rec['quantizer']} (`{path.name}`, {rec['commit']}) | {fmt(rec['test'][k] for k in METRIC_KEYS)} "
+            f"| {st['collision_rate']:.1%} | {ppl} | {'-' if recon is None else f'{recon:.3f}'} "
+            f"| {rec['best_epoch']} | {rec['wall_seconds'] / 60:.1f} min |"
+        )
+
+
 def main() -> None:
     runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
     table([p for p in runs if not p.stem.endswith("_zen3")])
+    same_model = [  # the default model and evaluation on each tokenizer's SIDs (records named beauty_tiger_<q>_seed*)
+        p for p in runs if p.stem.startswith("beauty_tiger_") and "beam" not in p.stem and not p.stem.endswith("_zen3")
+    ]
+    if same_model:
+        print()
+        print("Tokenizers (GRID Table 1 analogue; same default model, budget and beam 40):")
+        print()
+        quantizer_table(same_model)
     earlier = [p for p in runs if p.stem.endswith("_zen3")]
     if earlier:
         print()

@@ -80,11 +80,12 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if sid else f"{m.n_enc_layers}L loss={m.loss}"
     if not sid and m.temperature > 0:
         layers += f" cos/{m.temperature:g}"
+    ffn = "" if m.name == "hstu" and not m.hstu_ffn else f" ff{m.d_ff}"  # HSTU has no MLP unless hstu_ffn
     embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
     record = {
         "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
         "quantizer": f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}" if sid else "none",
-        "model": f"{m.name} {layers} d{m.d_model} {m.n_heads}x{m.d_head} ff{m.d_ff}",
+        "model": f"{m.name} {layers} d{m.d_model} {m.n_heads}x{m.d_head}{ffn}",
         "embedder": embedder if sid else "none",
         "commit": commit or git_commit(),
         "command": command,
