@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.kmeans import as_points
 from sidrec.quantize.rq_kmeans import require_fitted
-from sidrec.quantize.rvq import ResidualCodebooks, RQOutput, train_residual
+from sidrec.quantize.rvq import GradientRQ, RQOutput
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -36,55 +36,22 @@ def mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class RQVAE(nn.Module):
+class RQVAE(GradientRQ):
     """TIGER's RQ-VAE. state_dict holds `encoder.*`, `decoder.*`, `rq.codebooks` and `fitted`."""
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        levels: int = 3,
-        codebook_size: int = 256,
-        hidden: tuple[int, ...] = (512, 256, 128),
-        latent_dim: int = 32,
-        kmeans_iters: int = 50,
-        epochs: int = 200,
-        batch_size: int = 1024,
-        lr: float = 1e-3,
-        beta: float = 0.25,
-        dead_code_threshold: float = 1.0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, dim: int, hidden: tuple[int, ...] = (512, 256, 128), latent_dim: int = 32, **kwargs) -> None:
         if latent_dim < 1 or any(h < 1 for h in hidden):
             raise ValueError(f"quantize.latent_dim and quantize.hidden widths must be >= 1, got {latent_dim}, {hidden}")
-        self.dim, self.levels, self.codebook_size, self.seed = dim, levels, codebook_size, seed
-        self.kmeans_iters, self.epochs, self.batch_size, self.lr = kmeans_iters, epochs, batch_size, lr
-        self.dead_code_threshold = dead_code_threshold
+        super().__init__(dim=dim, code_dim=latent_dim, **kwargs)
         widths = [dim, *hidden, latent_dim]
         with torch.random.fork_rng(devices=[]):  # nn.Linear draws its init from the global RNG
             self.encoder = mlp(widths)  # D -> ... -> latent_dim
             self.decoder = mlp(widths[::-1])  # latent_dim -> ... -> D
-        self.rq = ResidualCodebooks(levels=levels, codebook_size=codebook_size, dim=latent_dim, beta=beta)
-        self.register_buffer("fitted", torch.tensor(False))
         self._reset_parameters()
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> RQVAE:
-        return cls(
-            dim=dim,
-            levels=cfg.levels,
-            codebook_size=cfg.codebook_size,
-            hidden=tuple(cfg.hidden),
-            latent_dim=cfg.latent_dim,
-            kmeans_iters=cfg.kmeans_iters,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            beta=cfg.beta,
-            dead_code_threshold=cfg.dead_code_threshold,
-            seed=seed,
-        )
+        return cls(dim=dim, hidden=tuple(cfg.hidden), latent_dim=cfg.latent_dim, **cls.config_kwargs(cfg, seed))
 
     def _reset_parameters(self) -> None:
         """Seeded default init of the MLPs, leaving the global RNG untouched."""
@@ -109,23 +76,7 @@ class RQVAE(nn.Module):
         """Seeded init, k-means init of the codebooks on the encoded data, then Adam; x (N, D)."""
         x = as_points(x, self.dim, self.rq.codebooks.device)  # (N, D)
         self._reset_parameters()
-        self.rq.init_kmeans(self._latent(x), iters=self.kmeans_iters, seed=self.seed)
-        self.train()
-        train_residual(
-            self,
-            self.rq,
-            x,
-            self._step,
-            self.encoder,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            dead_code_threshold=self.dead_code_threshold,
-            seed=self.seed,
-            desc="rqvae",
-        )
-        self.eval()
-        self.fitted.fill_(True)
+        self._fit(x, self.encoder, "rqvae")
         return self
 
     @torch.no_grad()

@@ -177,13 +177,15 @@ def train_residual(
     return mean_loss
 
 
-class RVQ(nn.Module):
-    """Gradient-trained residual VQ on the raw item vectors; state_dict holds `rq.codebooks` and `fitted`."""
+class GradientRQ(nn.Module):
+    """Shared by R-VQ and RQ-VAE: the hyper-parameters, the codebooks (`rq`, of width `code_dim`), the
+    `fitted` flag, and `_fit`: k-means init on the latents, then `train_residual`."""
 
     def __init__(
         self,
         *,
         dim: int,
+        code_dim: int,
         levels: int = 3,
         codebook_size: int = 256,
         kmeans_iters: int = 50,
@@ -198,23 +200,49 @@ class RVQ(nn.Module):
         self.dim, self.levels, self.codebook_size, self.seed = dim, levels, codebook_size, seed
         self.kmeans_iters, self.epochs, self.batch_size, self.lr = kmeans_iters, epochs, batch_size, lr
         self.dead_code_threshold = dead_code_threshold
-        self.rq = ResidualCodebooks(levels=levels, codebook_size=codebook_size, dim=dim, beta=beta)
+        self.rq = ResidualCodebooks(levels=levels, codebook_size=codebook_size, dim=code_dim, beta=beta)
         self.register_buffer("fitted", torch.tensor(False))
+
+    @staticmethod
+    def config_kwargs(cfg: QuantizeConfig, seed: int) -> dict:
+        """The constructor arguments both quantizers take from `quantize.*`."""
+        keys = ("levels", "codebook_size", "kmeans_iters", "epochs", "batch_size", "lr", "beta", "dead_code_threshold")
+        return {**{k: getattr(cfg, k) for k in keys}, "seed": seed}
+
+    def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
+        raise NotImplementedError
+
+    def _fit(self, x: Tensor, latent: Callable[[Tensor], Tensor], desc: str) -> None:
+        """k-means init of every level on latent(x), then Adam with dead-code resets; x (N, D) float32."""
+        with torch.no_grad():
+            self.rq.init_kmeans(latent(x), iters=self.kmeans_iters, seed=self.seed)
+        self.train()
+        train_residual(
+            self,
+            self.rq,
+            x,
+            self._step,
+            latent,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            dead_code_threshold=self.dead_code_threshold,
+            seed=self.seed,
+            desc=desc,
+        )
+        self.eval()
+        self.fitted.fill_(True)
+
+
+class RVQ(GradientRQ):
+    """Gradient-trained residual VQ on the raw item vectors; state_dict holds `rq.codebooks` and `fitted`."""
+
+    def __init__(self, *, dim: int, **kwargs) -> None:
+        super().__init__(dim=dim, code_dim=dim, **kwargs)
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> RVQ:
-        return cls(
-            dim=dim,
-            levels=cfg.levels,
-            codebook_size=cfg.codebook_size,
-            kmeans_iters=cfg.kmeans_iters,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            beta=cfg.beta,
-            dead_code_threshold=cfg.dead_code_threshold,
-            seed=seed,
-        )
+        return cls(dim=dim, **cls.config_kwargs(cfg, seed))
 
     def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
         out = self.rq(xb)
@@ -222,24 +250,7 @@ class RVQ(nn.Module):
 
     def fit(self, x: Tensor) -> RVQ:
         """Residual k-means init, then gradient refinement on x (N, D); returns self."""
-        x = as_points(x, self.dim, self.rq.codebooks.device)  # (N, D)
-        self.rq.init_kmeans(x, iters=self.kmeans_iters, seed=self.seed)
-        self.train()
-        train_residual(
-            self,
-            self.rq,
-            x,
-            self._step,
-            lambda v: v,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            dead_code_threshold=self.dead_code_threshold,
-            seed=self.seed,
-            desc="rvq",
-        )
-        self.eval()
-        self.fitted.fill_(True)
+        self._fit(as_points(x, self.dim, self.rq.codebooks.device), lambda v: v, "rvq")
         return self
 
     @torch.no_grad()
@@ -255,4 +266,4 @@ class RVQ(nn.Module):
         return self.rq.lookup(codes)
 
 
-__all__ = ["RQOutput", "RVQ", "ResidualCodebooks", "train_residual"]
+__all__ = ["GradientRQ", "RQOutput", "RVQ", "ResidualCodebooks", "train_residual"]
