@@ -34,19 +34,29 @@ def table(paths: list[Path]) -> None:
 
 def quantizer_table(paths: list[Path]) -> None:
     """GRID's Table 1 analogue: the same model and budget on SIDs from each tokenizer."""
-    cols = ["tokenizer", "test R@5 / R@10 / N@5 / N@10", "collisions", "perplexity per level", "recon MSE"]
-    print("| " + " | ".join([*cols, "best epoch", "wall"]) + " |")
-    print("|---|---|---|---|---|---|---|")
-    for path in paths:
-        rec = json.loads(path.read_text())
+    cols = ["tokenizer", "test R@5 / R@10 / N@5 / N@10", "GRID's row (published)", "collisions", "perplexity per level"]
+    print("| " + " | ".join([*cols, "recon MSE", "best epoch", "wall"]) + " |")
+    print("|---|---|---|---|---|---|---|---|")
+    grid = {"rkmeans": "GRID RK-Means", "rvq": "GRID R-VQ", "rqvae": "GRID RQ-VAE"}
+    records = {path: json.loads(path.read_text()) for path in paths}
+    for path in sorted(paths, key=lambda p: list(grid).index(records[p]["config"]["quantize"]["name"])):
+        rec = records[path]
+        prefix = grid[rec["config"]["quantize"]["name"]]
+        published = [v for k, v in PUBLISHED["beauty"].items() if k == prefix or k.startswith(prefix + " ")]
         st = rec["sid_stats"]
         ppl = " / ".join(f"{lv['perplexity']:.0f}" for lv in st["per_level"])
-        recon = st.get("reconstruction_mse")
-        print(
-            f"| {rec['quantizer']} (`{path.name}`, {rec['commit']}) | {fmt(rec['test'][k] for k in METRIC_KEYS)} "
-            f"| {st['collision_rate']:.1%} | {ppl} | {'-' if recon is None else f'{recon:.3f}'} "
-            f"| {rec['best_epoch']} | {rec['wall_seconds'] / 60:.1f} min |"
-        )
+        recon = "-" if st.get("reconstruction_mse") is None else f"{st['reconstruction_mse']:.3f}"
+        cells = [
+            f"{rec['quantizer']} (`{path.name}`, {rec['commit']})",
+            fmt(rec["test"][k] for k in METRIC_KEYS),
+            fmt(published[0]) if published else "-",
+            f"{st['collision_rate']:.1%}",
+            ppl,
+            recon,
+            str(rec["best_epoch"]),
+            f"{rec['wall_seconds'] / 60:.1f} min",
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
