@@ -76,9 +76,7 @@ class ModelConfig:
     loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
     negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
     temperature: float = 0.0  # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05)
-    hstu_ffn: bool = (
-        False  # hstu: a pre-norm SiLU MLP of width d_ff after each layer (not in the paper; see models/hstu.py)
-    )
+    hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
 
 
 @dataclass(frozen=True)
