@@ -6,6 +6,7 @@ python benchmarks/results_table.py > /tmp/table.md
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from sidrec.report import METRIC_KEYS, PUBLISHED
@@ -59,17 +60,45 @@ def quantizer_table(paths: list[Path]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def seeds_table(paths: list[Path]) -> None:
+    """One config over several seeds: each seed's test metrics, then their mean and spread."""
+    print("| seed | test R@5 / R@10 / N@5 / N@10 | valid N@10 | best epoch | wall | commit |")
+    print("|---|---|---|---|---|---|")
+    records = sorted((json.loads(p.read_text()) for p in paths), key=lambda r: r["seed"])
+    for rec in records:
+        cells = [
+            str(rec["seed"]),
+            fmt(rec["test"][k] for k in METRIC_KEYS),
+            f"{rec['valid']['ndcg@10']:.4f}",
+            str(rec["best_epoch"]),
+            f"{rec['wall_seconds'] / 60:.1f} min",
+            rec["commit"],
+        ]
+        print("| " + " | ".join(cells) + " |")
+    if len(records) > 1:
+        columns = [[rec["test"][k] for rec in records] for k in METRIC_KEYS]
+        mean = fmt(statistics.mean(c) for c in columns)
+        spread = " / ".join(f"{statistics.stdev(c):.4f}" for c in columns)
+        print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | |")
+
+
 def main() -> None:
     runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
     table([p for p in runs if not p.stem.endswith("_zen3")])
-    same_model = [  # the default model and evaluation on each tokenizer's SIDs (records named beauty_tiger_<q>_seed*)
-        p for p in runs if p.stem.startswith("beauty_tiger_") and "beam" not in p.stem and not p.stem.endswith("_zen3")
+    same_model = [  # the default model and evaluation on each tokenizer's SIDs (records named beauty_tiger_<q>_seed42)
+        p for p in runs if p.stem.startswith("beauty_tiger_") and p.stem.endswith("_seed42") and "beam" not in p.stem
     ]
     if same_model:
         print()
         print("Tokenizers (GRID Table 1 analogue; same default model, budget and beam 40):")
         print()
         quantizer_table(same_model)
+    default_seeds = [p for p in runs if p.stem.startswith("beauty_tiger_rkmeans_seed") and not p.stem.endswith("_zen3")]
+    if len(default_seeds) > 1:
+        print()
+        print("The default run over seeds (`sidrec run seed=N`, same commit's code path):")
+        print()
+        seeds_table(default_seeds)
     earlier = [p for p in runs if p.stem.endswith("_zen3")]
     if earlier:
         print()
