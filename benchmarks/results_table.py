@@ -78,7 +78,7 @@ def seeds_table(paths: list[Path]) -> None:
     if len(records) > 1:
         columns = [[rec["test"][k] for rec in records] for k in METRIC_KEYS]
         mean = fmt(statistics.mean(c) for c in columns)
-        spread = " / ".join(f"{statistics.stdev(c):.4f}" for c in columns)
+        spread = " / ".join(f"{statistics.stdev(c):.5f}" for c in columns)
         print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | |")
 
 
