@@ -125,7 +125,9 @@ def test_unknown_model_name_fails_before_any_stage(tmp_path):
     assert "unknown model.name 'gru4rec'" in result.output and "sasrec" in result.output
 
 
-@pytest.mark.parametrize("name", ["beauty_sasrec", "beauty_hstu", "beauty_hstu_ffn", "sports_sasrec", "sports_hstu", "sports_hstu_ffn"])
+@pytest.mark.parametrize(
+    "name", ["beauty_sasrec", "beauty_hstu", "beauty_hstu_ffn", "sports_sasrec", "sports_hstu", "sports_hstu_ffn"]
+)
 def test_shipped_baseline_configs_build(name):
     cfg = load_config(name)
     assert model_kind(cfg.model.name) == "id" and cfg.model.loss == "ce"
