@@ -1,4 +1,4 @@
-"""The training loop: learning-rate shape, resuming from checkpoint.pt, precision choice."""
+"""The training loop: learning-rate shape, resuming from checkpoint.pt, precision choice, weight averaging."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from sidrec import io
 from sidrec.config import TrainConfig
 from sidrec.models import load_model
-from sidrec.train import epoch_rng, fit, lr_factor, use_bf16
+from sidrec.train import WeightAverage, epoch_rng, fit, lr_factor, use_bf16
 
 SIZES = (4, 4)
 
@@ -115,7 +115,7 @@ def log_rows(run_dir) -> list[dict]:
 
 
 def test_fit_writes_artifacts(make_tiger, tmp_path):
-    model, result = Trainer(make_tiger, tmp_path)(2)
+    model, result = Trainer(make_tiger, tmp_path)(2, ema=0)  # no averaging: model.pt holds the raw weights
     assert result.epochs_run == 2 and result.best_epoch == 2
     assert [row["epoch"] for row in log_rows(tmp_path)] == [1, 2]
     assert all(math.isfinite(row["loss"]) and "valid" in row for row in log_rows(tmp_path))
@@ -176,3 +176,56 @@ def test_zero_epochs_still_saves_a_model(make_tiger, tmp_path):
     _, result = Trainer(make_tiger, tmp_path)(0)
     assert result.epochs_run == 0
     assert (tmp_path / io.MODEL).exists()
+
+
+def test_weight_average_follows_the_decay():
+    model = torch.nn.Linear(3, 2)
+    avg = WeightAverage(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    avg.update(step=1000)  # past the warm-up: decay 0.9
+    torch.testing.assert_close(avg.model.weight, start + 0.1)
+    avg.update(step=0)  # warm-up: decay min(0.9, 1/10), the average jumps most of the way
+    torch.testing.assert_close(avg.model.weight, start + 0.1 + 0.9 * 0.9)
+    assert not avg.model.weight.requires_grad and not avg.model.training
+    with pytest.raises(ValueError, match="train.ema"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_fit_with_ema_validates_and_saves_the_average(make_tiger, tmp_path):
+    seen = []
+    model = make_tiger(SIZES)
+    result = fit(
+        model,
+        batches=batches_for(),
+        batches_per_epoch=2,
+        validate=lambda m: seen.append(m) or {"ndcg@10": 0.1 * len(seen)},
+        cfg=TrainConfig(epochs=2, warmup_steps=1, precision="fp32", max_minutes=0, ema=0.5),
+        run_dir=tmp_path,
+        meta={"model": "tiger", "shape": model.config_dict()},
+        seed=0,
+    )
+    assert result.best_epoch == 2 and all(m is not model for m in seen)
+    loaded, _ = load_model(str(tmp_path / io.MODEL))
+    saved = torch.load(tmp_path / io.CHECKPOINT, weights_only=False)
+    differs = False
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, saved["ema"][name])  # model.pt holds the average...
+        differs |= not torch.equal(value, model.state_dict()[name])
+    assert differs  # ... not the raw weights
+
+
+def test_fit_resumes_the_weight_average(make_tiger, tmp_path):
+    trainer = Trainer(make_tiger, tmp_path)
+    trainer(2, ema=0.5)
+    first = torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["ema"]
+    trainer(3, ema=0.5)
+    assert trainer.epochs_asked == [1, 2, 3]
+    last = torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["ema"]
+    assert any(not torch.equal(first[k], last[k]) for k in first)
+    plain = Trainer(make_tiger, tmp_path / "plain")
+    (tmp_path / "plain").mkdir()
+    plain(1, ema=0)  # a checkpoint without an average cannot resume with one
+    with pytest.raises(ValueError, match="holds no weight average"):
+        plain(2, ema=0.5)

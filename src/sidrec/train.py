@@ -1,13 +1,16 @@
 """One explicit training loop for any model with `loss(batch) -> scalar`.
 
-AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast, validation every
-`eval_every` epochs with early stopping on NDCG@10, the best-validation weights kept in `model.pt`,
+AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast, an optional exponential
+moving average of the weights (`ema`: validated and saved in place of the raw weights; Polyak &
+Juditsky 1992), validation every `eval_every` epochs with early stopping on NDCG@10, the
+best-validation weights kept in `model.pt`,
 and the full training state in `checkpoint.pt` after every epoch, so a killed run resumes where it
 stopped (`sidrec train` / `sidrec run` again with the same run directory).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -52,6 +55,32 @@ def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float, time_prog
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters, kept in a frozen copy of the model.
+
+    The decay is warmed up as (1 + step) / (10 + step), so the average follows the weights closely
+    early on and settles at `decay` (a horizon of about 1 / (1 - decay) steps) later.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"train.ema={decay}: the EMA decay must lie in (0, 1), e.g. 0.999 (0 turns it off)")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._src = [p for p in model.parameters()]
+        self._dst = [p for p in self.model.parameters()]
+        self._src_buffers = list(model.buffers())
+        self._dst_buffers = list(self.model.buffers())
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold the current weights in (after optimizer step `step`, counted from 0)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self._dst, [p.detach() for p in self._src], 1.0 - decay)
+        for dst, src in zip(self._dst_buffers, self._src_buffers, strict=True):
+            dst.copy_(src)
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
@@ -74,6 +103,8 @@ def fit(
     run_dir = Path(run_dir)
     device = next(model.parameters()).device
     opt = _optimizer(model, cfg)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    best_model = ema.model if ema else model  # the weights that are validated and saved
     total = cfg.epochs * batches_per_epoch
     state = {
         "epoch": 0,
@@ -91,6 +122,11 @@ def fit(
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if ema:
+            if "ema" not in ckpt:
+                raise ValueError(f"{ckpt_path} holds no weight average but train.ema={cfg.ema}: resume with "
+                                 "train.ema=0 or retrain with --force")  # fmt: skip
+            ema.model.load_state_dict(ckpt["ema"])
         state = ckpt["state"]
         torch.set_rng_state(ckpt["torch_rng"])
         logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
@@ -121,6 +157,8 @@ def fit(
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if ema:
+                ema.update(state["step"] - 1)
             samples += len(next(iter(batch.values())))
             loss_sum, n = loss_sum + loss.item(), n + 1
             if n % 20 == 0:
@@ -139,12 +177,12 @@ def fit(
         state["samples"] += samples
         if epoch % cfg.eval_every == 0 or out_of_time or epoch == cfg.epochs:
             model.eval()
-            valid = validate(model)
+            valid = validate(best_model)
             row["valid"] = valid
             score = valid.get("ndcg@10", 0.0)
             if score > state["best"]:
                 state.update(best=score, best_epoch=epoch, best_valid=valid, bad=0)
-                _save_model(run_dir / io.MODEL, model, {**meta, "epoch": epoch, "valid": valid})
+                _save_model(run_dir / io.MODEL, best_model, {**meta, "epoch": epoch, "valid": valid})
             else:
                 state["bad"] += 1
             logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
@@ -152,9 +190,9 @@ def fit(
         state["seconds"] = time.perf_counter() - start_wall
         state["history"].append(row)
         _append_log(run_dir / io.TRAIN_LOG, row)
-        _save_checkpoint(ckpt_path, model, opt, state)
+        _save_checkpoint(ckpt_path, model, opt, state, ema)
     if not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
-        _save_model(run_dir / io.MODEL, model, {**meta, "epoch": state["epoch"], "valid": {}})
+        _save_model(run_dir / io.MODEL, best_model, {**meta, "epoch": state["epoch"], "valid": {}})
     seconds = state["seconds"]
     return TrainResult(
         best_epoch=state["best_epoch"],
@@ -171,13 +209,17 @@ def _save_model(path: Path, model: nn.Module, meta: dict) -> None:
     io.write_atomic(path, lambda p: torch.save({**meta, "state_dict": state}, p))
 
 
-def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+def _save_checkpoint(
+    path: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict, ema: WeightAverage | None
+) -> None:
     ckpt = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "state": state,
         "torch_rng": torch.get_rng_state(),
     }
+    if ema:
+        ckpt["ema"] = ema.model.state_dict()
     io.write_atomic(path, lambda p: torch.save(ckpt, p))
 
 
