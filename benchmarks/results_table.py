@@ -86,19 +86,30 @@ def main() -> None:
     runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
     table([p for p in runs if not p.stem.endswith("_zen3")])
     same_model = [  # the default model and evaluation on each tokenizer's SIDs (records named beauty_tiger_<q>_seed42)
-        p for p in runs if p.stem.startswith("beauty_tiger_") and p.stem.endswith("_seed42") and "beam" not in p.stem
+        p
+        for p in runs
+        if p.stem.startswith("beauty_tiger_")
+        and p.stem.endswith("_seed42")
+        and not ("beam" in p.stem or "_ema_" in p.stem)
     ]
     if same_model:
         print()
-        print("Tokenizers (GRID Table 1 analogue; same default model, budget and beam 40):")
+        print("Tokenizers (GRID Table 1 analogue; same model, budget and beam 40; trained without weight averaging):")
         print()
         quantizer_table(same_model)
-    default_seeds = [p for p in runs if p.stem.startswith("beauty_tiger_rkmeans_seed") and not p.stem.endswith("_zen3")]
-    if len(default_seeds) > 1:
-        print()
-        print("The default run over seeds (`sidrec run seed=N`, same commit's code path):")
-        print()
-        seeds_table(default_seeds)
+    groups = {
+        "beauty_tiger_rkmeans_ema_seed": "The default run over seeds (`sidrec run seed=N`; weight averaging, "
+        "`train.ema=0.999`):",
+        "beauty_tiger_rkmeans_seed": "The default run before weight averaging (`sidrec run seed=N` at the "
+        "commits shown; `train.ema=0` reproduces it):",
+    }
+    for prefix, title in groups.items():
+        group = [p for p in runs if p.stem.startswith(prefix) and p.stem[len(prefix) :].isdigit()]
+        if group:
+            print()
+            print(title)
+            print()
+            seeds_table(group)
     earlier = [p for p in runs if p.stem.endswith("_zen3")]
     if earlier:
         print()
