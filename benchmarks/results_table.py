@@ -94,14 +94,13 @@ def main() -> None:
     ]
     if same_model:
         print()
-        print("Tokenizers (GRID Table 1 analogue; same model, budget and beam 40; trained without weight averaging):")
+        print("Tokenizers (GRID Table 1 analogue; same model, budget and beam 40; no weight averaging):")
         print()
         quantizer_table(same_model)
     groups = {
-        "beauty_tiger_rkmeans_ema_seed": "The default run over seeds (`sidrec run seed=N`; weight averaging, "
-        "`train.ema=0.999`):",
-        "beauty_tiger_rkmeans_seed": "The default run before weight averaging (`sidrec run seed=N` at the "
-        "commits shown; `train.ema=0` reproduces it):",
+        "beauty_tiger_rkmeans_seed": "The default run over seeds (`sidrec run seed=N`):",
+        "beauty_tiger_rkmeans_ema_seed": "The default run with weight averaging (run at 396c59b / 4dd9c59, where "
+        "it was the default; now `sidrec run train.ema=0.999 seed=N`):",
     }
     for prefix, title in groups.items():
         group = [p for p in runs if p.stem.startswith(prefix) and p.stem[len(prefix) :].isdigit()]

@@ -88,7 +88,7 @@ class TrainConfig:
     warmup_steps: int = 500
     min_lr_ratio: float = 0.05  # cosine decay to lr * this
     grad_clip: float = 1.0
-    ema: float = 0.999  # decay of a moving average of the weights, validated and saved instead (0 = off)
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
     sliding_window: bool = True  # every prefix of a training sequence is a sample (TIGER/GRID)
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16: AMX / AVX512-BF16) | bf16 | fp32
     eval_every: int = 1  # epochs between validation passes
