@@ -5,10 +5,12 @@ python benchmarks/results_table.py > /tmp/table.md
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
 
+from sidrec.config import Config
 from sidrec.report import METRIC_KEYS, PUBLISHED
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,16 +84,53 @@ def seeds_table(paths: list[Path]) -> None:
         print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | |")
 
 
+def config_diff(config: dict, reference: dict, defaults: dict, prefix: str = "") -> dict:
+    """The settings of `config` that differ from `reference`, as flat key=value pairs.
+
+    A key one record lacks is a setting added after it was recorded (the code then behaved as the
+    setting's default), so it counts at today's default (`defaults`, the same nesting).
+    """
+    out = {}
+    for key, default in defaults.items():
+        value, other = config.get(key, default), reference.get(key, default)
+        if isinstance(default, dict):
+            out.update(config_diff(value, other, default, f"{prefix}{key}."))
+        elif value != other:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def variants_table(runs: list[Path]) -> None:
+    """Variants of the default run, each against the default run of the same seed, on full validation.
+
+    Records named beauty_tiger_rkmeans_<variant>_seed<N> are paired with beauty_tiger_rkmeans_seed<N>;
+    settings are chosen on the validation columns only (test is shown, never used to choose).
+    """
+    base = {p.stem.removeprefix("beauty_tiger_rkmeans_seed"): p for p in runs}
+    rows = []
+    for path in runs:
+        head, _, seed = path.stem.rpartition("_seed")
+        variant = head.removeprefix("beauty_tiger_rkmeans_")
+        if head.startswith("beauty_tiger_rkmeans_") and seed.isdigit() and seed in base:
+            rows.append((variant, seed, json.loads(path.read_text()), json.loads(base[seed].read_text())))
+    if not rows:
+        return
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))  # tuples as lists, as in the records
+    head = "| variant (settings that differ) | seed | valid R@5 / R@10 / N@5 / N@10 | minus the default run, same seed"
+    print(head + " | test | commit |")
+    print("|---|---|---|---|---|---|")
+    for variant, seed, rec, ref in sorted(rows, key=lambda r: (r[0], int(r[1]))):
+        delta = " / ".join(f"{rec['valid'][k] - ref['valid'][k]:+.4f}" for k in METRIC_KEYS)
+        change = " ".join(f"{k}={v}" for k, v in config_diff(rec["config"], ref["config"], defaults).items()) or "none"
+        cells = [f"{variant} (`{change}`)", seed, fmt(rec["valid"][k] for k in METRIC_KEYS), delta]
+        print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), rec["commit"]]) + " |")
+
+
 def main() -> None:
     runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
     table([p for p in runs if not p.stem.endswith("_zen3")])
-    same_model = [  # the default model and evaluation on each tokenizer's SIDs (records named beauty_tiger_<q>_seed42)
-        p
-        for p in runs
-        if p.stem.startswith("beauty_tiger_")
-        and p.stem.endswith("_seed42")
-        and not ("beam" in p.stem or "_ema_" in p.stem)
-    ]
+    tokenizers = {f"beauty_tiger_{q}_seed42" for q in ("rkmeans", "rvq", "rqvae")}
+    same_model = [p for p in runs if p.stem in tokenizers]  # the default model and evaluation on each tokenizer's SIDs
     if same_model:
         print()
         print("Tokenizers (GRID Table 1 analogue; same model, budget and beam 40; no weight averaging):")
@@ -109,6 +148,10 @@ def main() -> None:
             print(title)
             print()
             seeds_table(group)
+    print()
+    print("Variants of the default run, judged on the full validation split against the default run of the same seed:")
+    print()
+    variants_table([p for p in runs if not p.stem.endswith("_zen3")])
     earlier = [p for p in runs if p.stem.endswith("_zen3")]
     if earlier:
         print()
