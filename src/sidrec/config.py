@@ -95,7 +95,7 @@ class TrainConfig:
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
     valid_beam_width: int = 20  # beam of those per-epoch passes (0 = eval.beam_width); the final one uses eval's
     patience: int = 8  # validation passes without NDCG@10 gain before stopping
-    max_minutes: float = 50.0  # training time budget; the LR schedule ends with it (0 = no limit)
+    max_minutes: float = 54.0  # training time budget; the LR schedule ends with it (0 = no limit)
     threads: int = 0  # torch intra-op threads (0 = torch default)
     device: str = "auto"  # auto | cpu | cuda
 

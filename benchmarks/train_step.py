@@ -1,0 +1,83 @@
+"""Training-step timing on the real batches of a finished run, for speed decisions about the step itself.
+
+`sidrec bench` times synthetic Beauty-shaped batches against Hugging Face T5; this script takes the
+real length-bucketed batches of a run directory (sequences.parquet + sids.npy of a finished
+`sidrec run`) and times variants of the step against the default, in the same process:
+
+    python benchmarks/train_step.py runs/beauty                       # default, fused vs for-loop AdamW
+    python benchmarks/train_step.py runs/beauty --compile             # + torch.compile (inductor)
+    python benchmarks/train_step.py runs/beauty --override model.dropout=0
+
+Variants run one after another on the same batches (run it alone on the machine: timings are
+wall-clock), after a few warm-up steps each; it prints samples/s and the ratio to the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from sidrec import io, pipeline
+from sidrec.config import load_config
+from sidrec.train import _optimizer, epoch_rng, use_bf16
+
+
+def time_steps(cfg, run_dir: Path, steps: int, *, fused: bool = True, compile_: bool = False) -> float:
+    """Samples/s of `steps` AdamW steps (after 20 warm-up steps) on the run's first epoch of batches."""
+    device = torch.device("cpu")
+    parts = pipeline._parts(cfg, run_dir, device)
+    torch.manual_seed(cfg.seed)
+    model = parts.build().train()
+    batches = list(parts.examples(model, pl.read_parquet(run_dir / io.SEQUENCES)).batches(
+        cfg.train.batch_size, epoch_rng(cfg.seed, 1)))  # fmt: skip
+    opt = _optimizer(model, cfg.train)
+    if not fused:  # the for-loop AdamW, same groups and hyper-parameters
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        opt = torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.98), fused=False, foreach=False)
+    bf16 = use_bf16(cfg.train.precision, device)
+
+    def loss_of(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model.loss(batch)
+
+    loss_fn = torch.compile(loss_of, dynamic=True) if compile_ else loss_of
+    samples, start = 0, 0.0
+    for i, batch in enumerate(batches[: steps + 20]):
+        if i == 20:
+            start, samples = time.perf_counter(), 0
+        loss = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        loss.item()
+        samples += len(batch["codes"])
+    return samples / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished TIGER run directory (sequences.parquet, sids.npy)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(dynamic=True)")
+    parser.add_argument("--override", action="append", default=[], help="a key=value variant to time (repeatable)")
+    args = parser.parse_args()
+    base = load_config(None, [])
+    variants = {"default (fused AdamW)": dict(cfg=base), "for-loop AdamW": dict(cfg=base, fused=False)}
+    if args.compile:
+        variants["torch.compile"] = dict(cfg=base, compile_=True)
+    for override in args.override:
+        variants[override] = dict(cfg=load_config(None, [override]))
+    results = {name: time_steps(run_dir=args.run_dir, steps=args.steps, **kw) for name, kw in variants.items()}
+    ref = results["default (fused AdamW)"]
+    print(f"{'variant':32s} {'samples/s':>10s} {'ratio':>7s}")
+    for name, sps in results.items():
+        print(f"{name:32s} {sps:10.0f} {sps / ref:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
