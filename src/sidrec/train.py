@@ -86,7 +86,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     device = next(model.parameters()).device
-    # The fused kernel updates all parameters in one pass: 2 ms a step instead of 6.6 on the dev CPU.
+    # One fused kernel for all parameters: 1.04x the for-loop AdamW in training samples/s (benchmarks/train_step.py).
     fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=fused or None)
 
