@@ -126,8 +126,22 @@ def variants_table(runs: list[Path]) -> None:
         print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), rec["commit"]]) + " |")
 
 
+def probes_table(paths: list[Path]) -> None:
+    """Probes that resumed a finished run's last checkpoint with one setting changed, against that run."""
+    print("| probe (how it was made) | valid R@5 / R@10 / N@5 / N@10 | minus the run it resumed | test | best epoch |")
+    print("|---|---|---|---|---|")
+    for path in paths:
+        rec = json.loads(path.read_text())
+        ref = json.loads((RESULTS / rec["resumed_from"]).read_text())
+        delta = " / ".join(f"{rec['valid'][k] - ref['valid'][k]:+.4f}" for k in METRIC_KEYS)
+        cells = [f"`{path.name}`: {rec['note']}", fmt(rec["valid"][k] for k in METRIC_KEYS), delta]
+        print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), str(rec["best_epoch"])]) + " |")
+
+
 def main() -> None:
-    runs = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
+    found = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
+    probes = [p for p in found if p.stem.startswith("probe_")]
+    runs = [p for p in found if p not in probes]
     table([p for p in runs if not p.stem.endswith("_zen3")])
     tokenizers = {f"beauty_tiger_{q}_seed42" for q in ("rkmeans", "rvq", "rqvae")}
     same_model = [p for p in runs if p.stem in tokenizers]  # the default model and evaluation on each tokenizer's SIDs
@@ -137,10 +151,12 @@ def main() -> None:
         print()
         quantizer_table(same_model)
     groups = {
+        "beauty_tiger_rkmeans_m54_seed": "The default run from 5c55662 to 2026-11-26 (54-minute budget, early-stopping "
+        "patience 8), over seeds (now `sidrec run train.patience=8 seed=N`):",
         "beauty_tiger_rkmeans_seed": "The default run with its earlier 50-minute training budget, over seeds "
-        "(`sidrec run train.max_minutes=50 seed=N`; today's default has 54 minutes):",
+        "(`sidrec run train.patience=8 train.max_minutes=50 seed=N`):",
         "beauty_tiger_rkmeans_ema_seed": "The default run with weight averaging (run at 396c59b / 4dd9c59, where "
-        "it was the default; now `sidrec run train.max_minutes=50 train.ema=0.999 seed=N`):",
+        "it was the default; now `sidrec run train.patience=8 train.max_minutes=50 train.ema=0.999 seed=N`):",
     }
     for prefix, title in groups.items():
         group = [p for p in runs if p.stem.startswith(prefix) and p.stem[len(prefix) :].isdigit()]
@@ -153,6 +169,11 @@ def main() -> None:
     print("Variants of the default run, judged on the full validation split against the default run of the same seed:")
     print()
     variants_table([p for p in runs if not p.stem.endswith("_zen3")])
+    if probes:
+        print()
+        print("Probes: a finished run resumed from its last checkpoint with one setting changed (not end-to-end runs):")
+        print()
+        probes_table(probes)
     earlier = [p for p in runs if p.stem.endswith("_zen3")]
     if earlier:
         print()

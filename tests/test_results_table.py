@@ -54,3 +54,18 @@ def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
     assert len(rows) == 1
     assert "`model.dropout=0.2`" in rows[0] and "| 42 |" in rows[0]
     assert "-0.0100 / -0.0100 / -0.0100 / -0.0100" in rows[0]
+
+
+def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, capsys):
+    table = _module()
+    table.RESULTS = tmp_path
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    _record(tmp_path / "beauty_tiger_rkmeans_m54_seed44.json", defaults, 0.04, 0.03)
+    probe = _record(tmp_path / "probe_p20_seed44.json", defaults, 0.05, 0.04)
+    rec = json.loads(probe.read_text())
+    rec.update(resumed_from="beauty_tiger_rkmeans_m54_seed44.json", note="resumed", best_epoch=35)
+    probe.write_text(json.dumps(rec))
+    table.probes_table([probe])
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert "`probe_p20_seed44.json`: resumed" in row
+    assert "+0.0100 / +0.0100 / +0.0100 / +0.0100" in row and row.endswith("| 35 |")
