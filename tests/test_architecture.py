@@ -22,9 +22,10 @@ ALLOWED: dict[str, set[str]] = {
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
     **{unit: BASE | LEAVES for unit in COMPOSERS},
     "bench": BASE | LEAVES | COMPOSERS,  # times the composed parts, like `pipeline` but writes no run directory
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench"},  # everything but the CLI
+    "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint"},  # everything but the CLI
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve"},
+    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "fingerprint"},
     "__init__": set(),  # the package root stays import-free: `import sidrec` must be cheap
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -82,13 +84,92 @@ def test_second_run_skips_every_stage(toy_run):
     assert {name: (toy_run / name).stat().st_mtime_ns for name in before} == before
 
 
-def test_evaluate_force(toy_run):
-    before = (toy_run / io.METRICS).stat().st_mtime_ns
-    result = invoke("evaluate", "--out", str(toy_run), "--force")
+@pytest.fixture
+def copy_of_run(toy_run, tmp_path) -> Path:
+    """A private copy of the toy run, for tests that change it."""
+    out = tmp_path / "run"
+    shutil.copytree(toy_run, out)
+    return out
+
+
+def mtimes(run: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(run.iterdir())}
+
+
+def test_evaluate_force_recomputes_a_changed_setting(copy_of_run):
+    before = mtimes(copy_of_run)
+    result = invoke("evaluate", "--out", str(copy_of_run), "--force")  # nothing changed: nothing to do
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output and mtimes(copy_of_run) == before
+    result = invoke("evaluate", "eval.beam_width=12", "--out", str(copy_of_run), "--force")
     assert result.exit_code == 0, result.output
     assert "evaluate_model: done" in result.output
-    assert (toy_run / io.METRICS).stat().st_mtime_ns != before
-    assert set(METRIC_KEYS) <= set(io.load_json(toy_run / io.METRICS)["test"])
+    assert (copy_of_run / io.METRICS).stat().st_mtime_ns != before[io.METRICS]
+    assert io.load_json(copy_of_run / io.METRICS)["beam_width"] == 12
+    assert io.load_run_config(copy_of_run).eval.beam_width == 12
+
+
+def test_changed_setting_stops_before_writing_and_names_the_field(copy_of_run):
+    before = mtimes(copy_of_run)
+    result = invoke("run", "train.lr=0.001", "--out", str(copy_of_run))
+    assert result.exit_code == 1
+    assert "train: train.lr: 0.002 -> 0.001" in result.output
+    assert "--force" in result.output and "new --out" in result.output
+    assert mtimes(copy_of_run) == before  # config.yaml included
+    result = invoke("quantize", "quantize.codebook_size=8", "--out", str(copy_of_run))
+    assert result.exit_code == 1 and "quantize.codebook_size: 16 -> 8" in result.output
+    assert mtimes(copy_of_run) == before
+
+
+def test_resume_with_a_changed_lr_stops(copy_of_run):
+    (copy_of_run / io.TRAIN_SUMMARY).unlink()  # as if killed mid-training: checkpoint.pt remains
+    result = invoke("train", "train.lr=0.001", "--out", str(copy_of_run))
+    assert result.exit_code == 1 and "train.lr: 0.002 -> 0.001" in result.output
+    assert not (copy_of_run / io.TRAIN_SUMMARY).exists()
+    result = invoke("train", "--out", str(copy_of_run))  # the same settings resume (every epoch is done)
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output or (copy_of_run / io.TRAIN_SUMMARY).exists()
+
+
+def test_force_recomputes_only_what_depends_on_the_change(copy_of_run):
+    before = mtimes(copy_of_run)
+    result = invoke("run", "train.lr=0.001", "--out", str(copy_of_run), "--force")
+    assert result.exit_code == 0, result.output
+    after = mtimes(copy_of_run)
+    for name in (io.ITEMS, io.SEQUENCES, io.EMBEDDINGS, io.SIDS, io.QUANTIZER):
+        assert after[name] == before[name], name  # prepare, embed, quantize kept
+    for name in (io.MODEL, io.METRICS, io.PREDICTIONS):
+        assert after[name] != before[name], name  # train and evaluate redone
+    record = io.load_json(copy_of_run / "record.json")
+    assert record["stages_run"] == ["train", "evaluate"] and record["from_empty_dir"] is False
+
+
+def test_a_replaced_input_file_is_noticed(copy_of_run):
+    sids = np.load(copy_of_run / io.SIDS)
+    np.save(copy_of_run / io.SIDS, sids[::-1].copy())
+    result = invoke("run", "--out", str(copy_of_run))
+    assert result.exit_code == 1 and "input sids.npy changed" in result.output
+
+
+def test_validation_only_evaluation_never_scores_test(copy_of_run):
+    result = invoke("evaluate", "eval.splits=[valid]", "--out", str(copy_of_run), "--force")
+    assert result.exit_code == 0, result.output
+    metrics = io.load_json(copy_of_run / io.METRICS)
+    assert "test" not in metrics and set(METRIC_KEYS) <= set(metrics["valid"])
+    assert "test: not scored" in result.output and "TIGER (NeurIPS 2023)" not in result.output
+    result = invoke("evaluate", "eval.splits=[test,vallid]", "--out", str(copy_of_run), "--force")
+    assert result.exit_code == 1 and "eval.splits" in result.output
+
+
+def test_the_same_command_gives_the_same_numbers(toy_run, tmp_path):
+    """Step-based training: same seed, same command, same machine class -> bitwise the same run (CPU)."""
+    out = tmp_path / "again"
+    result = invoke("run", "toy", *FAST, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    first, second = io.load_json(toy_run / "record.json"), io.load_json(out / "record.json")
+    assert first["test"] == second["test"] and first["valid"] == second["valid"]
+    assert (toy_run / io.PREDICTIONS).read_bytes() == (out / io.PREDICTIONS).read_bytes()
+    assert second["from_empty_dir"] is True and second["time_capped"] is False
 
 
 def test_malformed_items_line_stops_before_writing(tmp_path):

@@ -37,12 +37,10 @@ def test_lr_without_warmup():
     assert lr_factor(5, warmup=0, total=10, min_ratio=0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
 
 
-def test_lr_time_budget_drives_the_decay_when_ahead():
-    kw = dict(warmup=4, total=100, min_ratio=0.1)
-    assert lr_factor(4, **kw, time_progress=0.5) == pytest.approx(0.1 + 0.9 / 2)  # time ahead of steps
-    assert lr_factor(4, **kw, time_progress=1.5) == pytest.approx(0.1)  # budget spent: the floor
-    assert lr_factor(54, **kw, time_progress=0.1) == lr_factor(54, **kw)  # steps ahead of time
-    assert lr_factor(2, **kw, time_progress=0.9) == pytest.approx(0.75)  # warm-up ignores the clock
+def test_lr_depends_on_the_step_only():
+    import inspect
+
+    assert list(inspect.signature(lr_factor).parameters) == ["step", "warmup", "total", "min_ratio"]
 
 
 def test_use_bf16():
@@ -96,7 +94,7 @@ class Trainer:
             self.on_epoch(model, epoch)
             return data(epoch)
 
-        cfg = TrainConfig(epochs=epochs, warmup_steps=2, precision="fp32", max_minutes=0, **cfg)
+        cfg = TrainConfig(**{"epochs": epochs, "warmup_steps": 2, "precision": "fp32", "max_minutes": 0, **cfg})
         result = fit(
             model,
             batches=batches,
@@ -170,6 +168,31 @@ def test_early_stopping_on_patience(make_tiger, tmp_path):
         seed=0,
     )
     assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_time_cap_stops_between_epochs_and_a_resume_goes_on_exactly(make_tiger, tmp_path, monkeypatch):
+    """The cap ends training after the epoch in which it is reached; the schedule never changes, so a resume
+    under a larger cap ends with the weights of an uncapped run."""
+    import sidrec.train as train_mod
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: clock["now"])
+    trainer = Trainer(make_tiger, tmp_path / "capped")
+    (tmp_path / "capped").mkdir()
+    trainer.on_epoch = lambda model, epoch: clock.update(now=clock["now"] + 40.0)  # each epoch: 40 s
+    _, capped = trainer(4, max_minutes=1.0)  # 60 s: reached during epoch 2
+    assert capped.time_capped and capped.epochs_run == 2 and capped.steps == 4
+    assert trainer.epochs_asked == [1, 2]
+    _, again = trainer(4, max_minutes=1.0)  # the same cap: nothing more to do
+    assert again.time_capped and trainer.epochs_asked == [1, 2]
+    model, resumed = trainer(4, max_minutes=0)  # no cap: epochs 3 and 4, as an uncapped run has them
+    assert not resumed.time_capped and resumed.epochs_run == 4 and trainer.epochs_asked == [1, 2, 3, 4]
+    uncapped = Trainer(make_tiger, tmp_path / "uncapped")
+    (tmp_path / "uncapped").mkdir()
+    reference, full = uncapped(4)
+    assert not full.time_capped and full.steps == resumed.steps == 8
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
 
 
 def test_zero_epochs_still_saves_a_model(make_tiger, tmp_path):

@@ -20,7 +20,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative r
 
 ARGS = typer.Argument(None, help="[CONFIG] [key=value ...]: a shipped config name or YAML path, then overrides")
 OUT = typer.Option(Path("runs/beauty"), "--out", "-o", help="run directory (created; artifacts are reused)")
-FORCE = typer.Option(False, "--force", help="redo the stage even if its artifacts exist")
+FORCE = typer.Option(
+    False, "--force", help="recompute stages whose settings or inputs changed, and the stages after them"
+)
 
 
 def _setup() -> None:
@@ -45,13 +47,12 @@ def _config(args: list[str] | None, out: Path) -> Config:
 def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
     _setup()
     cfg = _config(args, out)
-    io.save_config(out, cfg)
     try:
-        result = fn(cfg, out, force)
+        result = fn(cfg, out, force)  # writes config.yaml once the stage's fingerprint check has passed
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{fn.__name__}: {'skipped (artifacts exist)' if result is None else 'done'} -> {out}")
+    typer.echo(f"{fn.__name__}: {'up to date, skipped' if result is None else 'done'} -> {out}")
 
 
 @app.command()

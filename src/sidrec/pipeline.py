@@ -6,7 +6,9 @@
     train    -> model.pt (best on validation), checkpoint.pt, train_log.jsonl, training.png
     evaluate -> metrics.json, predictions.csv
 
-A stage whose artifacts exist is skipped unless `force`. `run` chains them and writes record.json.
+A stage whose artifacts exist and match its fingerprint (the config keys and input files it read,
+`sidrec.fingerprint`) is skipped; one that does not match stops the command unless `force`.
+`run` checks every stage first, chains them and writes record.json.
 Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU) need no SIDs: `run` skips embed and
 quantize for them, and `_parts` (the one place that branches on the model kind) swaps the training
 examples and the recommender.
@@ -25,7 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import io
+from sidrec import fingerprint, io
 from sidrec.config import Config
 from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.schema import ITEM, TEXT, USER
@@ -44,38 +46,141 @@ logger = logging.getLogger(__name__)
 STAGES = ("prepare", "embed", "quantize", "train", "evaluate")
 
 
-def _stage(name: str, outputs: tuple[str, ...]) -> Callable:
-    """Skip the stage when its outputs exist (unless force); record its wall time in timings.json."""
+class StageSpec(NamedTuple):
+    """What a stage reads and writes; `fingerprint` keys its outputs by the first two."""
+
+    name: str
+    keys: Callable[[Config], tuple[str, ...]]  # config keys or sections whose values shape the outputs
+    inputs: Callable[[Config], tuple[str, ...]]  # run-directory files read (earlier stages' outputs)
+    outputs: Callable[[Config], tuple[str, ...]]  # files written; all present = the stage is done
+
+
+SPECS: dict[str, StageSpec] = {}
+
+
+def stage_status(spec: StageSpec, cfg: Config, run_dir: Path) -> tuple[str, list[str], list[str]]:
+    """('missing' | 'current' | 'stale', changed settings, changed input files) of one stage in `run_dir`.
+
+    'missing': some output is absent, so the stage runs (training resumes from its checkpoint, which
+    must then match); 'current': outputs present and the fingerprint matches; 'stale': it does not.
+    """
+    fp = fingerprint.compute(cfg, run_dir, spec.keys(cfg), spec.inputs(cfg))
+    old = fingerprint.stored(run_dir, spec.name)
+    done = all((run_dir / o).exists() for o in spec.outputs(cfg))
+    if spec.name == "train" and done and _capped_run_can_go_on(cfg, run_dir):
+        done = False  # a time-capped run resumes under a larger (or no) cap
+    resumable = spec.name == "train" and (run_dir / io.CHECKPOINT).exists()
+    if not done and not resumable:
+        return "missing", [], []
+    lines = fingerprint.changes(old, fp)
+    if not lines:
+        return ("current" if done else "missing"), [], []
+    old_inputs = (old or {}).get("inputs", {})
+    files = [name for name in fp.inputs if old is not None and old_inputs.get(name) != fp.inputs[name]]
+    settings = [line for line in lines if not line.startswith("input ")]
+    return "stale", settings, files
+
+
+def _capped_run_can_go_on(cfg: Config, run_dir: Path) -> bool:
+    summary = io.load_json(run_dir / io.TRAIN_SUMMARY)
+    if not summary.get("time_capped") or not (run_dir / io.CHECKPOINT).exists():
+        return False
+    cap = cfg.train.max_minutes * 60
+    return not cap or cap > summary.get("train_seconds", float("inf"))
+
+
+def _producers(cfg: Config) -> dict[str, str]:
+    return {out: spec.name for spec in SPECS.values() for out in spec.outputs(cfg)}
+
+
+def _explained(files: list[str], settings: list[str], redone: set[str], cfg: Config, has_record: bool) -> bool:
+    """Whether a stale stage only follows an earlier stage redone by this same command (recomputed without --force)."""
+    producers = _producers(cfg)
+    return has_record and not settings and all(producers.get(f) in redone for f in files)
+
+
+def _stage(name: str, *, keys, inputs, outputs) -> Callable:
+    """Register a stage; skip it while up to date, stop on a stale one (unless `force`), record its wall time."""
+    spec = StageSpec(name, keys, inputs, outputs)
+    SPECS[name] = spec
 
     def wrap(fn: Callable) -> Callable:
-        def run_stage(cfg: Config, run_dir: str | Path, force: bool = False):
+        def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None):
             run_dir = Path(run_dir)
-            if not force and all((run_dir / o).exists() for o in outputs):
-                logger.info("%s: artifacts exist in %s, skipped (--force to redo)", name, run_dir)
+            redone = set() if redone is None else redone
+            status, settings, files = stage_status(spec, cfg, run_dir)
+            if status == "current":
+                logger.info("%s: up to date in %s, skipped", name, run_dir)
                 return None
+            has_record = fingerprint.stored(run_dir, name) is not None
+            if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
+                found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
+                raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
             run_dir.mkdir(parents=True, exist_ok=True)
+            io.save_config(run_dir, cfg)
+            fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume is checked against it
             torch.manual_seed(cfg.seed)
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
             start = time.perf_counter()
-            out = fn(cfg, run_dir, force)
+            out = fn(cfg, run_dir, status == "stale")
+            redone.add(name)
             timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
             timings[name] = round(time.perf_counter() - start, 2)
             io.save_json(run_dir / io.TIMINGS, timings)
             return out
 
         run_stage.__name__, run_stage.__doc__ = fn.__name__, fn.__doc__
+        run_stage.spec = spec
         return run_stage
 
     return wrap
+
+
+def _fp(spec: StageSpec, cfg: Config, run_dir: Path) -> fingerprint.Fingerprint:
+    return fingerprint.compute(cfg, run_dir, spec.keys(cfg), spec.inputs(cfg))
+
+
+def plan(cfg: Config, run_dir: Path, force: bool, stages: tuple[str, ...]) -> dict[str, str]:
+    """Each stage's status for `run`, checked before anything is written; StaleRunError lists every stale one."""
+    run_dir, redo, problems, out = Path(run_dir), set(), {}, {}
+    for name in stages:
+        spec = SPECS[name]
+        status, settings, files = stage_status(spec, cfg, run_dir)
+        out[name] = status
+        if status == "current":
+            continue
+        has_record = fingerprint.stored(run_dir, name) is not None
+        if status == "stale" and not force and not _explained(files, settings, redo, cfg, has_record):
+            problems[name] = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
+        redo.add(name)
+    if problems:
+        raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, problems))
+    return out
 
 
 def _device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
-@_stage("prepare", (io.ITEMS, io.SEQUENCES))
-def prepare_data(cfg: Config, run_dir: Path, force: bool = False) -> dict:
+def _sid(cfg: Config) -> bool:
+    return model_kind(cfg.model.name) == "sid"
+
+
+def _train_keys(cfg: Config) -> tuple[str, ...]:
+    # Per-epoch validation reads eval.ks and eval.constrained (and eval.beam_width when valid_beam_width is 0).
+    keys = ("model", "train", "seed", "data.max_history", "eval.ks", "eval.constrained")
+    keys += ("eval.beam_width",) if not cfg.train.valid_beam_width else ()
+    return keys + (("quantize.levels", "quantize.codebook_size") if _sid(cfg) else ())
+
+
+@_stage(
+    "prepare",
+    keys=lambda cfg: ("data", "seed") if cfg.data.max_users else ("data",),  # the seed draws the user sample
+    inputs=lambda cfg: (),
+    outputs=lambda cfg: (io.ITEMS, io.SEQUENCES),
+)
+def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Load the dataset, build chronological sequences, write items / sequences tables."""
     prepared = prepare(load_dataset(cfg.data), cfg.data, seed=cfg.seed)
     io.write_atomic(run_dir / io.ITEMS, prepared.items.write_parquet)
@@ -84,8 +189,8 @@ def prepare_data(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     return prepared.stats
 
 
-@_stage("embed", (io.EMBEDDINGS,))
-def embed_items(cfg: Config, run_dir: Path, force: bool = False) -> np.ndarray:
+@_stage("embed", keys=lambda cfg: ("embed",), inputs=lambda cfg: (io.ITEMS,), outputs=lambda cfg: (io.EMBEDDINGS,))
+def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
     """Encode every item's text with the configured embedder."""
     texts = pl.read_parquet(run_dir / io.ITEMS)[TEXT].to_list()
     vectors = build_embedder(cfg.embed).encode(texts)
@@ -93,8 +198,13 @@ def embed_items(cfg: Config, run_dir: Path, force: bool = False) -> np.ndarray:
     return vectors
 
 
-@_stage("quantize", (io.SIDS, io.QUANTIZER, io.SID_STATS))
-def build_sids(cfg: Config, run_dir: Path, force: bool = False) -> dict:
+@_stage(
+    "quantize",
+    keys=lambda cfg: ("quantize", "seed"),
+    inputs=lambda cfg: (io.EMBEDDINGS,),
+    outputs=lambda cfg: (io.SIDS, io.QUANTIZER, io.SID_STATS),
+)
+def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Fit the quantizer, encode every item, de-duplicate, write SIDs and their statistics."""
     x = torch.from_numpy(np.load(run_dir / io.EMBEDDINGS))
     quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed).fit(x)
@@ -168,10 +278,15 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
     return _Parts(True, build, examples, recommender)
 
 
-@_stage("train", (io.MODEL, io.TRAIN_SUMMARY))
-def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
+@_stage(
+    "train",
+    keys=_train_keys,
+    inputs=lambda cfg: (io.SEQUENCES, io.SIDS if _sid(cfg) else io.ITEMS),
+    outputs=lambda cfg: (io.MODEL, io.TRAIN_SUMMARY),
+)
+def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Train the model on its training examples; keep the best-validation weights."""
-    if force:
+    if fresh:
         for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL, io.TRAIN_SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
     device = _device(cfg.train.device)
@@ -208,6 +323,10 @@ def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     summary = {
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_run,
+        "epochs_planned": cfg.train.epochs,
+        "steps": result.steps,
+        "time_capped": result.time_capped,
+        "train_seconds": round(result.seconds, 1),
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
     }
@@ -215,8 +334,13 @@ def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     return summary
 
 
-@_stage("evaluate", (io.METRICS, io.PREDICTIONS))
-def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
+@_stage(
+    "evaluate",
+    keys=lambda cfg: ("eval", "data.max_history", "train.precision"),  # precision: bf16 or fp32 beam search
+    inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS,) if _sid(cfg) else ()),
+    outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
+)
+def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Score all users on validation and test; write metrics.json and predictions.csv (test)."""
     device = _device(cfg.train.device)
     model, meta = load_model(str(run_dir / io.MODEL), device)
@@ -224,10 +348,11 @@ def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     items = pl.read_parquet(run_dir / io.ITEMS)
     parts = _parts(cfg, run_dir, device)
     rec = parts.recommender(model, sequences)
-    out: dict = {"best_epoch": meta.get("epoch")}
+    splits = check_splits(cfg.eval.splits)
+    out: dict = {"best_epoch": meta.get("epoch"), "splits": list(splits)}
     if parts.needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
-    for split in ("valid", "test"):
+    for split in splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
         start = time.perf_counter()
         res = evaluate(rec, examples, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, top_n=cfg.eval.top_n, desc=split)
@@ -241,6 +366,14 @@ def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
             _write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
     return out
+
+
+def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
+    """eval.splits in the order they are scored: valid before test; ValueError for anything else."""
+    unknown = [s for s in splits if s not in ("valid", "test")]
+    if unknown or not splits or len(set(splits)) != len(splits):
+        raise ValueError(f"eval.splits={list(splits)}: give [valid] (tuning: test is not scored) or [valid,test]")
+    return tuple(s for s in ("valid", "test") if s in splits)
 
 
 def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame, top: np.ndarray) -> None:
@@ -257,20 +390,41 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
-    """All five stages in order (three for item-ID models); returns (and writes) the run record."""
+    """All five stages in order (three for item-ID models); returns (and writes) the run record.
+
+    Every stage's fingerprint is checked first (`plan`): a stale one stops the run before anything is
+    written, unless `force`, which recomputes the stale stages and those after them that change.
+    """
     run_dir = Path(run_dir)
-    io.save_config(run_dir, cfg)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
     parts = _parts(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
-    prepare_data(cfg, run_dir, force)
-    if parts.needs_sids:  # item-ID models need no embeddings and no SIDs
-        embed_items(cfg, run_dir, force)
-        build_sids(cfg, run_dir, force)
-    train_model(cfg, run_dir, force)
-    evaluate_model(cfg, run_dir, force)
+    check_splits(cfg.eval.splits)
+    stages = STAGES if parts.needs_sids else ("prepare", "train", "evaluate")  # ID models need no SIDs
+    empty = not any((run_dir / o).exists() for s in stages for o in SPECS[s].outputs(cfg))
+    plan(cfg, run_dir, force, stages)
+    io.save_config(run_dir, cfg)
+    redone: set[str] = set()
+    steps = {"prepare": prepare_data, "embed": embed_items, "quantize": build_sids}
+    steps.update(train=train_model, evaluate=evaluate_model)
+    for name in stages:
+        steps[name](cfg, run_dir, force, redone)
     record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
+    record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
+    record["stages_run"] = [s for s in stages if s in redone]
     io.save_json(run_dir / "record.json", record)
     return record
 
 
-__all__ = ["STAGES", "prepare_data", "embed_items", "build_sids", "train_model", "evaluate_model", "run"]
+__all__ = [
+    "STAGES",
+    "SPECS",
+    "plan",
+    "stage_status",
+    "check_splits",
+    "prepare_data",
+    "embed_items",
+    "build_sids",
+    "train_model",
+    "evaluate_model",
+    "run",
+]

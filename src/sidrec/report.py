@@ -100,22 +100,32 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         "eval": {k: v for k, v in metrics.items() if k not in ("valid", "test")},
         "config": config_to_dict(cfg),
     }
+    if (run_dir / io.TRAIN_SUMMARY).exists():
+        summary = io.load_json(run_dir / io.TRAIN_SUMMARY)
+        keys = ("epochs", "epochs_planned", "best_epoch", "steps", "train_seconds", "samples_per_second")
+        record["train"] = {k: summary[k] for k in keys if k in summary}
+        record["time_capped"] = bool(summary.get("time_capped", False))
     if sid and (run_dir / io.SID_STATS).exists():
         record["sid_stats"] = io.load_json(run_dir / io.SID_STATS)
     return record
 
 
 def results_table(metrics: dict, dataset: str = "beauty") -> str:
-    """Our validation / test numbers next to the published ones, as a fixed-width table."""
-    rows = [
-        ("sidrec (this run), valid", tuple(metrics.get("valid", {}).get(k, float("nan")) for k in METRIC_KEYS)),
-        ("sidrec (this run), test", tuple(metrics.get("test", {}).get(k, float("nan")) for k in METRIC_KEYS)),
-    ]
-    rows += [(f"{name}, test", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
+    """Our validation / test numbers next to the published ones, as a fixed-width table.
+
+    Without test numbers (eval.splits=[valid], while tuning) the published test rows are left out too,
+    so nothing invites a comparison with the test split.
+    """
+    rows = [("sidrec (this run), valid", tuple(metrics.get("valid", {}).get(k, float("nan")) for k in METRIC_KEYS))]
+    if metrics.get("test"):
+        rows.append(("sidrec (this run), test", tuple(metrics["test"].get(k, float("nan")) for k in METRIC_KEYS)))
+        rows += [(f"{name}, test", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
     width = max(len(r[0]) for r in rows) + 2
     lines = ["method".ljust(width) + "".join(k.rjust(11) for k in METRIC_KEYS)]
     lines.append("-" * len(lines[0]))
     lines += [name.ljust(width) + "".join(f"{v:11.4f}" for v in nums) for name, nums in rows]
+    if not metrics.get("test"):
+        lines.append("test: not scored (eval.splits=[valid]); score it once, for the setting chosen on validation")
     return "\n".join(lines)
 
 

@@ -1,6 +1,9 @@
 """One explicit training loop for any model with `loss(batch) -> scalar`.
 
-AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast, an optional exponential
+AdamW, linear warm-up then cosine decay over `epochs` x batches-per-epoch steps (the schedule
+follows steps only, so the same seed and config give the same run on a fast or a slow machine;
+`max_minutes` is an optional safety cap that stops training early and is reported as
+`time_capped`, never a change of schedule), gradient clipping, bf16 autocast, an optional exponential
 moving average of the weights (`ema`: validated and saved in place of the raw weights; Polyak &
 Juditsky 1992), validation every `eval_every` epochs with early stopping on NDCG@10, the
 best-validation weights kept in `model.pt`,
@@ -40,18 +43,16 @@ class TrainResult:
     epochs_run: int
     seconds: float
     samples_per_second: float
+    steps: int = 0
+    time_capped: bool = False  # stopped by the `max_minutes` safety cap before the schedule ended
     history: list[dict] = field(default_factory=list)
 
 
-def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float, time_progress: float = 0.0) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps.
-
-    With a time budget, `time_progress` (elapsed / budget) drives the decay when it is ahead of the
-    step count, so the schedule ends when the budget does, whatever the machine's speed.
-    """
+def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps (and flat after it)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, max(time_progress, (step - warmup) / max(1, total - warmup)))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -119,6 +120,7 @@ def fit(
         "seconds": 0.0,
         "samples": 0,
         "step": 0,
+        "time_capped": False,
     }
     ckpt_path = run_dir / io.CHECKPOINT
     if ckpt_path.exists():
@@ -130,15 +132,21 @@ def fit(
                 raise ValueError(f"{ckpt_path} holds no weight average but train.ema={cfg.ema}: resume with "
                                  "train.ema=0 or retrain with --force")  # fmt: skip
             ema.model.load_state_dict(ckpt["ema"])
-        state = ckpt["state"]
+        state = {**ckpt["state"], "time_capped": False}  # a resume under a larger (or no) cap goes on from there
         torch.set_rng_state(ckpt["torch_rng"])
         logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
     else:
         torch.manual_seed(seed)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device))
     start_wall = time.perf_counter() - state["seconds"]
-    out_of_time = False
-    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not out_of_time:
+    cap = cfg.max_minutes * 60
+
+    def capped() -> bool:
+        return bool(cap) and time.perf_counter() - start_wall > cap
+
+    if capped():
+        state["time_capped"] = True
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not state["time_capped"]:
         epoch = state["epoch"] + 1
         model.train()
         t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
@@ -148,10 +156,7 @@ def fit(
         for batch in bar:
             with torch.autocast(**autocast):
                 loss = model.loss(batch)
-            budget = cfg.max_minutes * 60
-            elapsed = (time.perf_counter() - start_wall) / budget if budget else 0.0
-            factor = lr_factor(state["step"], warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio,
-                               time_progress=elapsed)  # fmt: skip
+            factor = lr_factor(state["step"], warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor
             state["step"] += 1
@@ -166,10 +171,16 @@ def fit(
             loss_sum, n = loss_sum + loss.item(), n + 1
             if n % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / n:.3f}", sps=f"{samples / (time.perf_counter() - t0):.0f}")
-            if cfg.max_minutes and time.perf_counter() - start_wall > cfg.max_minutes * 60:
-                out_of_time = True
-                break
         train_s = time.perf_counter() - t0
+        if capped() and epoch < cfg.epochs:  # checked between epochs only, so a resume continues exactly
+            state["time_capped"] = True
+            logger.warning(
+                "train.max_minutes=%g reached: training stops after epoch %d of %d (time_capped); "
+                "resume with a larger train.max_minutes or 0",
+                cfg.max_minutes,
+                epoch,
+                cfg.epochs,
+            )
         row = {
             "epoch": epoch,
             "loss": loss_sum / max(n, 1),
@@ -178,7 +189,7 @@ def fit(
             "samples_per_second": round(samples / max(train_s, 1e-9), 1),
         }
         state["samples"] += samples
-        if epoch % cfg.eval_every == 0 or out_of_time or epoch == cfg.epochs:
+        if epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs:
             model.eval()
             valid = validate(best_model)
             row["valid"] = valid
@@ -203,6 +214,8 @@ def fit(
         epochs_run=state["epoch"],
         seconds=seconds,
         samples_per_second=state["samples"] / max(seconds, 1e-9),
+        steps=state["step"],
+        time_capped=state["time_capped"],
         history=state["history"],
     )
 

@@ -1,0 +1,141 @@
+"""Run integrity: a stage's files count only while they match the config fields and input files they came from.
+
+Make's and DVC's rule (outputs are keyed by their inputs, not by their existence). When a stage runs, it
+records in `fingerprints.json` the config fields it reads and the SHA-256 of every input file it reads
+(the previous stages' artifacts). A later command on the same run directory compares:
+
+- same fingerprint: the stage is up to date and skipped;
+- a different one: the command stops before doing anything, naming each changed field or file and the
+  two ways out (`--force`, which recomputes the stages that changed and those after them, or a new `--out`);
+- no fingerprint beside existing files (made by an older sidrec, or by hand): treated as a change.
+
+Settings that only say where or how fast a stage runs (`RUNTIME_KEYS`) are not part of a fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidrec import io
+from sidrec.config import Config, config_to_dict
+
+FINGERPRINTS = "fingerprints.json"
+# Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
+RUNTIME_KEYS = frozenset(
+    {"train.threads", "train.device", "train.max_minutes", "embed.device", "embed.batch_size", "eval.batch_size"}
+)
+
+
+class StaleRunError(ValueError):
+    """A run directory holds files made from other settings or inputs than the command asks for."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    config: dict  # dotted key -> value (lists for tuples, as in config.yaml)
+    inputs: dict  # file name -> SHA-256 of its bytes
+
+    def as_dict(self) -> dict:
+        return {"config": self.config, "inputs": self.inputs}
+
+
+def flat_config(cfg: Config) -> dict:
+    """Every setting as a dotted key: {'seed': 42, 'data.name': 'beauty', ...}."""
+    out = {}
+    for section, values in config_to_dict(cfg).items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            out[section] = values
+    return out
+
+
+def select(cfg: Config, keys: Iterable[str]) -> dict:
+    """The named settings; a bare section name ('train') selects all of its keys. Runtime keys are left out."""
+    flat, out = flat_config(cfg), {}
+    for key in keys:
+        picked = {k: v for k, v in flat.items() if k == key or k.startswith(key + ".")}
+        if not picked:
+            raise KeyError(f"no config key or section '{key}'")
+        out.update(picked)
+    return {k: out[k] for k in sorted(out) if k not in RUNTIME_KEYS}
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def compute(cfg: Config, run_dir: Path, keys: Iterable[str], inputs: Iterable[str]) -> Fingerprint:
+    """The fingerprint a stage would have now: its settings, and the digests of its input files (if present)."""
+    run_dir = Path(run_dir)
+    digests = {name: file_digest(run_dir / name) if (run_dir / name).exists() else "missing" for name in inputs}
+    return Fingerprint(select(cfg, keys), digests)
+
+
+def load_all(run_dir: Path) -> dict:
+    path = Path(run_dir) / FINGERPRINTS
+    return io.load_json(path) if path.exists() else {}
+
+
+def stored(run_dir: Path, stage: str) -> dict | None:
+    return load_all(run_dir).get(stage)
+
+
+def save(run_dir: Path, stage: str, fp: Fingerprint) -> None:
+    records = load_all(run_dir)
+    records[stage] = fp.as_dict()
+    io.save_json(Path(run_dir) / FINGERPRINTS, records)
+
+
+def changes(old: dict | None, new: Fingerprint) -> list[str]:
+    """Human-readable differences, e.g. "train.lr: 0.002 -> 0.001", "input sids.npy changed"."""
+    if old is None:
+        return ["no fingerprint recorded (files made by an older sidrec or by hand)"]
+    lines = []
+    before, now = old.get("config", {}), new.config
+    for key in sorted(set(before) | set(now)):
+        if key in RUNTIME_KEYS:
+            continue
+        a, b = before.get(key, "<unset>"), now.get(key, "<unset>")
+        if a != b:
+            lines.append(f"{key}: {a!r} -> {b!r}")
+    old_inputs = old.get("inputs", {})
+    for name in sorted(set(old_inputs) | set(new.inputs)):
+        if old_inputs.get(name) != new.inputs.get(name):
+            lines.append(f"input {name} changed (an earlier stage was redone or the file was replaced)")
+    return lines
+
+
+def stale_message(run_dir: Path, problems: dict[str, list[str]]) -> str:
+    """The error for stale stages: what changed per stage, and the two ways out."""
+    lines = [f"{run_dir} holds results made from other settings than this command's:"]
+    for stage, found in problems.items():
+        lines += [f"  {stage}: {item}" for item in found]
+    first = next(iter(problems))
+    lines.append(
+        f"Either pass --force to recompute {first} and the stages after it that depend on the change "
+        "(up-to-date stages are kept), or choose a new --out directory."
+    )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FINGERPRINTS",
+    "RUNTIME_KEYS",
+    "Fingerprint",
+    "StaleRunError",
+    "changes",
+    "compute",
+    "flat_config",
+    "save",
+    "select",
+    "stale_message",
+    "stored",
+]

@@ -1,0 +1,56 @@
+"""Run integrity: which settings and files key a stage's outputs, and how a difference is reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidrec import fingerprint, io, pipeline
+from sidrec.config import load_config
+
+
+def test_select_takes_sections_and_keys_but_not_runtime_settings():
+    cfg = load_config(None, ["train.threads=2", "train.lr=0.01"])
+    picked = fingerprint.select(cfg, ["train", "seed", "data.max_history"])
+    assert picked["train.lr"] == 0.01 and picked["seed"] == 42 and picked["data.max_history"] == 20
+    assert "train.threads" not in picked and "train.max_minutes" not in picked and "train.device" not in picked
+    assert not any(k.startswith("model.") for k in picked)
+    with pytest.raises(KeyError, match="no config key or section 'trian'"):
+        fingerprint.select(cfg, ["trian"])
+
+
+def test_changes_name_settings_and_files(tmp_path):
+    (tmp_path / "a.npy").write_bytes(b"one")
+    old = fingerprint.compute(load_config(), tmp_path, ["train"], ["a.npy"])
+    (tmp_path / "a.npy").write_bytes(b"two")
+    new = fingerprint.compute(load_config(None, ["train.lr=0.001"]), tmp_path, ["train"], ["a.npy"])
+    assert fingerprint.changes(old.as_dict(), new) == [
+        "train.lr: 0.002 -> 0.001",
+        "input a.npy changed (an earlier stage was redone or the file was replaced)",
+    ]
+    assert fingerprint.changes(new.as_dict(), new) == []
+    assert "no fingerprint" in fingerprint.changes(None, new)[0]
+
+
+def test_runtime_settings_never_make_a_stage_stale(tmp_path):
+    cfg = load_config("toy")
+    spec = pipeline.SPECS["train"]
+    fingerprint.save(tmp_path, "train", fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)))
+    for name in spec.outputs(cfg):
+        (tmp_path / name).write_text("{}")
+    faster = load_config("toy", ["train.threads=1", "train.max_minutes=5", "eval.batch_size=64"])
+    assert pipeline.stage_status(spec, faster, tmp_path)[0] == "current"
+    status, settings, files = pipeline.stage_status(spec, load_config("toy", ["model.dropout=0.3"]), tmp_path)
+    assert status == "stale" and settings == ["model.dropout: 0.1 -> 0.3"] and files == []
+
+
+def test_every_stage_reads_what_its_fingerprint_names():
+    cfg = load_config()
+    assert pipeline.SPECS["embed"].inputs(cfg) == (io.ITEMS,)
+    assert pipeline.SPECS["quantize"].inputs(cfg) == (io.EMBEDDINGS,)
+    assert set(pipeline.SPECS["train"].inputs(cfg)) == {io.SEQUENCES, io.SIDS}
+    assert set(pipeline.SPECS["train"].inputs(load_config("beauty_sasrec"))) == {io.SEQUENCES, io.ITEMS}
+    # per-epoch validation uses eval's beam width only when train.valid_beam_width is 0
+    assert "eval.beam_width" not in fingerprint.select(cfg, pipeline.SPECS["train"].keys(cfg))
+    toy = load_config("toy")
+    assert "eval.beam_width" in fingerprint.select(toy, pipeline.SPECS["train"].keys(toy))
+    assert pipeline.SPECS["evaluate"].outputs(load_config(None, ["eval.splits=[valid]"])) == (io.METRICS,)
