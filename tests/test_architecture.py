@@ -21,7 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"config"},
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
     **{unit: BASE | LEAVES for unit in COMPOSERS},
-    "bench": BASE | LEAVES | COMPOSERS,  # times the composed parts, like `pipeline` but writes no run directory
+    "flops": set(),  # arithmetic only
+    # times the composed parts, like `pipeline` but writes no run directory
+    "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint"},  # everything but the CLI
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},

@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import numpy as np
+import torch
 
 from sidrec import bench
 from sidrec.bench import ITEMS, run_bench, synthetic_sids
@@ -33,6 +34,10 @@ def test_synthetic_sids_are_distinct_with_a_small_dedup_digit():
     assert sids[:, :3].max() < 32 and 0 <= sids[:, 3].min() and sids[:, 3].max() < 4
 
 
+def test_matmul_peak_is_positive():
+    assert bench.matmul_peak(torch.device("cpu"), bf16=False, n=128, repeats=2) > 0
+
+
 def test_run_bench_tiny(monkeypatch):
     grid = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, user_tokens=0)
     monkeypatch.setattr(bench, "GRID_SIZE", grid)
@@ -44,9 +49,13 @@ def test_run_bench_tiny(monkeypatch):
     rec = out.record
     json.dumps(rec)  # JSON-ready
     assert len(rec["results"]) == (3 if reference else 2)
+    assert rec["matmul_peak_tflops"] > 0 and "TFLOP/s" in out
     for row in rec["results"]:
         assert row["train_samples_per_s"] > 0 and row["beam_free_users_per_s"] > 0
         assert len(row["train_step_ms"]) == 2
+        assert row["train_tflops"] > 0 and row["beam_free_tflops"] > 0
+        expected = 100 * row["train_tflops"] / rec["matmul_peak_tflops"]
+        assert abs(row["train_pct_of_peak"] - expected) < 0.05 + 0.01 * expected
     assert rec["results"][0]["params"] < rec["results"][1]["params"]
     if reference:
         assert rec["results"][2]["beam_constrained_users_per_s"] is None

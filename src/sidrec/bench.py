@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sidrec import flops
 from sidrec.config import Config, ModelConfig, config_to_dict
 from sidrec.data.batches import encoder_inputs
 from sidrec.models import TIGER, build_model
@@ -74,6 +75,7 @@ class _Entry:
     params: int
     step: Callable[[int], None]  # one optimizer step on pre-built batch i
     beam: dict[str, Callable[[list[np.ndarray], np.ndarray], object]]  # mode -> search(histories, users)
+    size: flops.EncDecSize  # for the analytic FLOP counts
     step_s: list[float] = field(default_factory=list)
     beam_s: dict[str, float] = field(default_factory=dict)
 
@@ -140,7 +142,9 @@ def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, TIGER]:
         rec = SIDRecommender(model, s.sids, beam_width=BEAMS, constrained=mode == "constrained", bf16=s.bf16)
         beam[mode] = lambda h, u, rec=rec: rec.recommend(h, k=BEAMS, users=u)
     params = sum(p.numel() for p in model.parameters())
-    return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam), model
+    sh = model.shape
+    size = flops.EncDecSize(sh.d_model, sh.n_heads, sh.d_head, sh.d_ff, sh.n_enc_layers, sh.n_dec_layers, sizes)
+    return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam, size), model
 
 
 def _t5(s: _Setup, grid: TIGER) -> _Entry:
@@ -160,7 +164,24 @@ def _t5(s: _Setup, grid: TIGER) -> _Entry:
             return t5.generate(input_ids=ids, attention_mask=(ids != 0).long(), **GENERATE).cpu()
 
     params, step = sum(p.numel() for p in t5.parameters()), _stepper(s, t5, loss_fn, _batches(s, grid))
-    return _Entry("HF T5, GRID config 4+4 d128 6x64 ff1024", params, step, {"free": generate})
+    g = grid.shape  # T5's LM head spans the whole vocabulary at every decoder position
+    size = flops.EncDecSize(g.d_model, g.n_heads, g.d_head, g.d_ff, g.n_enc_layers, g.n_dec_layers,
+                            (g.vocab_size,) * len(g.level_sizes))  # fmt: skip
+    return _Entry("HF T5, GRID config 4+4 d128 6x64 ff1024", params, step, {"free": generate}, size)
+
+
+def matmul_peak(device: torch.device, bf16: bool, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's dense matmul rate (TFLOP/s) in the benchmark's precision: best of `repeats` n x n products."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first product warms up the kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e12
 
 
 def _measure(entries: list[_Entry], steps: int, hists: np.ndarray, users: np.ndarray, eval_batch: int) -> None:
@@ -229,20 +250,31 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
             entries.append(_t5(s, grid_model))
             ref_note = f"transformers {transformers.__version__} T5ForConditionalGeneration; generate() decodes free"
     logger.info("bench on %s (bf16 %s): %d models, %d steps, %d users", device, s.bf16, len(entries), steps, users)
+    peak = [matmul_peak(device, s.bf16)]
     _measure(entries, steps, eval_hists, eval_users, cfg.eval.batch_size)
-    record = _record(s, entries, steps, users, ref_note)
+    peak.append(matmul_peak(device, s.bf16))  # before and after: the best of the two is the peak
+    record = _record(s, entries, steps, users, ref_note, max(peak))
     return BenchResult(_table(record), record)
 
 
-def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: str) -> dict:
+def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: str, peak: float) -> dict:
     """The measurements as a JSON-ready dict (the format of benchmarks/results/bench_*.json)."""
     cfg, q, rows = s.cfg, s.cfg.quantize, []
+    memory = HISTORY * (q.levels + 1)
     for e in entries:
         med = statistics.median(e.step_s)
         row = dict(model=e.name, params=e.params, train_samples_per_s=round(cfg.train.batch_size / med, 1))
         row.update(train_step_ms_median=round(1000 * med, 2), train_step_ms=[round(1000 * t, 2) for t in e.step_s])
+        train_tflops = flops.train_step(e.size, memory, cfg.train.batch_size) / med / 1e12
+        row.update(train_gflop_per_step=round(flops.train_step(e.size, memory, cfg.train.batch_size) / 1e9, 3))
+        row.update(train_tflops=round(train_tflops, 6), train_pct_of_peak=round(100 * train_tflops / peak, 2))
+        per_user = flops.beam_search(e.size, memory, BEAMS)
+        row["beam_gflop_per_user"] = round(per_user / 1e9, 4)
         for mode in ("constrained", "free"):
-            row[f"beam_{mode}_users_per_s"] = round(users / e.beam_s[mode], 1) if mode in e.beam_s else None
+            ups = users / e.beam_s[mode] if mode in e.beam_s else None
+            row[f"beam_{mode}_users_per_s"] = round(ups, 1) if ups else None
+            row[f"beam_{mode}_tflops"] = round(ups * per_user / 1e12, 6) if ups else None
+            row[f"beam_{mode}_pct_of_peak"] = round(100 * ups * per_user / 1e12 / peak, 2) if ups else None
         rows.append(row)
     t5 = rows[2] if len(rows) > 2 else None  # ratios: ours / T5, whose generate() decodes free only
     pairs = {"train_vs_t5": ("train_samples_per_s",) * 2, "beam_free_vs_t5": ("beam_free_users_per_s",) * 2}
@@ -255,6 +287,11 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
     rec = dict(benchmark="sidrec bench", date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     rec.update(commit=git_commit(), machine=machine(), device=str(s.device), threads=torch.get_num_threads())
     rec.update(precision="bf16" if s.bf16 else "fp32", reference=ref_note, input={**inp, "users": users})
+    rec["matmul_peak_tflops"] = round(peak, 4)
+    rec["flops"] = (
+        f"analytic (sidrec.flops): matmul FLOPs only, 2mnk each; training = 3x forward; peak = best {2048}^3 "
+        f"{rec['precision']} matmul, timed before and after the models"
+    )
     rec["timing"] = (
         f"train: batch / median step time of {steps} AdamW steps after {WARMUP} warm-up, models interleaved in rounds; "
         "beam: users / total time of recommend() or generate() over all batches (interleaved), after a warm-up batch"
@@ -270,10 +307,12 @@ def _table(rec: dict) -> str:
 
     def cells(r: dict) -> list[str]:
         nums = [fmt(r[k], ",.0f") for k in keys] + [fmt(r[k], ".2f", "x") for k in ratios]
-        return [r["model"], f"{r['params'] / 1e6:.2f}M", *nums]
+        eff = [f"{fmt(r[k], '.3f')} ({fmt(r[p], '.1f', '%')})" for k, p in effs]
+        return [r["model"], f"{r['params'] / 1e6:.2f}M", *nums, *eff]
 
     head = ("model", "params", "train samples/s", "beam-10 users/s constr.", "beam-10 users/s free")
-    head += ("train vs T5", "free beam vs T5", "constr. beam vs T5")
+    head += ("train vs T5", "free beam vs T5", "constr. beam vs T5", "train TFLOP/s (peak)", "free beam TFLOP/s")
+    effs = (("train_tflops", "train_pct_of_peak"), ("beam_free_tflops", "beam_free_pct_of_peak"))
     keys = ("train_samples_per_s", "beam_constrained_users_per_s", "beam_free_users_per_s")
     ratios = ("train_vs_t5", "beam_free_vs_t5", "beam_constrained_vs_t5_free")
     rows = [cells(r) for r in rec["results"]]
@@ -293,6 +332,7 @@ def _table(rec: dict) -> str:
             f"{inp['eval_batch_size']}, beam width {inp['beam_width']}",
             f"reference: {rec['reference']}; ratios are ours / T5 (free beam vs T5: free vs free decoding; "
             "constr. beam vs T5: our default trie-constrained search vs T5's free one)",
+            f"peak: {rec['matmul_peak_tflops']:.3f} TFLOP/s ({rec['flops']})",
             f"machine: {rec['machine']}",
             f"device: {rec['device']}, precision: {rec['precision']}, commit: {rec['commit']}, date: {rec['date']}",
         ]
