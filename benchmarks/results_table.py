@@ -1,19 +1,40 @@
-"""Print the README's results table from the JSON records in benchmarks/results/ (no number typed by hand).
+"""Results tables from the JSON records in benchmarks/results/ (no number typed by hand).
 
-python benchmarks/results_table.py > /tmp/table.md
+python benchmarks/results_table.py            # writes benchmarks/RESULTS.md (every record, full history)
+python benchmarks/results_table.py --readme   # prints the README's short tables (paste them under "Results")
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from sidrec.config import Config
 from sidrec.report import METRIC_KEYS, PUBLISHED
 
 RESULTS = Path(__file__).parent / "results"
+RESULTS_MD = Path(__file__).parent / "RESULTS.md"
+# README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
+HEADLINE = {
+    "sidrec default (`sidrec run`), step-based": ("beauty_default_seed", ("GRID RK-Means", "TIGER")),
+    "sidrec default until 947f26d (54-min time budget, patience 8)": (
+        "beauty_tiger_rkmeans_m54_seed",
+        ("GRID RK-Means", "TIGER"),
+    ),
+}
+BASELINES = {
+    "SASRec (`beauty_sasrec`)": ("beauty_sasrec_seed", ("SASRec, tuned", "SASRec (TIGER")),
+    "HSTU (`beauty_hstu`)": ("beauty_hstu_seed", ("HSTU",)),
+    "HSTU + MLP (`beauty_hstu_ffn`)": (("beauty_hstu_ffn_seed", "beauty_hstu_ffn_do2_seed"), ("HSTU",)),
+    "SASRec (`sports_sasrec`)": ("sports_sasrec_seed", ("SASRec (TIGER",)),
+    "HSTU (`sports_hstu`)": ("sports_hstu_seed", ("HSTU",)),
+    "HSTU + MLP (`sports_hstu_ffn`)": ("sports_hstu_ffn_seed", ("HSTU",)),
+}
 
 
 def fmt(values) -> str:
@@ -138,8 +159,110 @@ def probes_table(paths: list[Path]) -> None:
         print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), str(rec["best_epoch"])]) + " |")
 
 
+def end_to_end(rec: dict) -> bool:
+    """A whole run from an empty directory (records from before the flag existed count unless resumed)."""
+    return rec.get("from_empty_dir", "resumed_from" not in rec) and not rec.get("time_capped", False)
+
+
+# Settings that do not define the experiment: seeds, threads, devices, and the old time caps (14.5 vs 15 min).
+IGNORED = {("seed",), ("train", "threads"), ("train", "device"), ("train", "max_minutes")}
+
+
+def recipe(rec: dict) -> dict:
+    """A record's settings without IGNORED ones; a key added after the record was made counts at its default."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    cfg = {k: {**v, **rec["config"].get(k, {})} if isinstance(v, dict) else rec["config"].get(k, v)
+           for k, v in defaults.items()}  # fmt: skip
+    for path in IGNORED:
+        node = cfg
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return cfg
+
+
+def group(prefixes: str | tuple[str, ...], paths: list[Path]) -> list[dict]:
+    """End-to-end records named <prefix><seed> that share the newest one's settings (seed aside)."""
+    prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
+    recs = [
+        json.loads(p.read_text())
+        for p in paths
+        if any(p.stem.startswith(x) and p.stem[len(x) :].isdigit() for x in prefixes)
+    ]
+    recs = [r for r in recs if "test" in r and end_to_end(r)]
+    if not recs:
+        return []
+    newest = recipe(max(recs, key=lambda r: r["date"]))
+    return sorted((r for r in recs if recipe(r) == newest), key=lambda r: r["seed"])
+
+
+def mean_std(recs: list[dict]) -> str:
+    cells = []
+    for k in METRIC_KEYS:
+        values = [r["test"][k] for r in recs]
+        std = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+        cells.append(f"{statistics.mean(values):.4f}{std}")
+    return " / ".join(cells)
+
+
+def summary_table(groups: dict, paths: list[Path]) -> None:
+    """One row per group of seeds (test mean ± sample std), then the published rows it is compared with."""
+    print("| run | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | wall (mean) | commit |")
+    print("|---|---|---|---|---|")
+    shown: list[str] = []
+    for label, (prefix, published) in groups.items():
+        recs = group(prefix, paths)
+        if not recs:
+            print(f"| {label} | - | no end-to-end record yet | | |")
+            continue
+        wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
+        seeds = ", ".join(str(r["seed"]) for r in recs)
+        commits = ", ".join(sorted({r["commit"] for r in recs}))
+        print(f"| {label} | {seeds} | {mean_std(recs)} | {wall:.1f} min | {commits} |")
+        dataset = recs[0]["dataset"]
+        for name, nums in PUBLISHED.get(dataset, {}).items():
+            if any(name.startswith(p) for p in published) and (dataset, name) not in shown:
+                shown.append((dataset, name))
+                print(f"| published: {name} ({dataset}) | | {fmt(nums)} | | |")
+
+
+def readme(found: list[Path]) -> None:
+    runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
+    print("Default run (end-to-end records only: from an empty run directory, no time cap hit):")
+    print()
+    summary_table(HEADLINE, runs)
+    print()
+    print("Item-ID baselines (same split and protocol; their configs now train step-based, these records are")
+    print("from the 14.5-minute time budgets of the commits named):")
+    print()
+    summary_table(BASELINES, runs)
+    tokenizers = {f"beauty_tiger_{q}_seed42" for q in ("rkmeans", "rvq", "rqvae")}
+    same_model = [p for p in runs if p.stem in tokenizers]
+    if same_model:
+        print()
+        print("Tokenizers (GRID Table 1 analogue; one seed each; the default model and 50-minute budget of the commit")
+        print("named):")
+        print()
+        quantizer_table(same_model)
+
+
 def main() -> None:
     found = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
+    if "--readme" in sys.argv[1:]:
+        readme(found)
+        return
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        print("# Results: every record\n")
+        print("Generated by `python benchmarks/results_table.py` from `benchmarks/results/*.json`; do not edit.")
+        print("Each record names its command, commit, machine and wall time; a command reproduces its record at")
+        print("that commit. The README shows the current tables only.\n")
+        history(found)
+    RESULTS_MD.write_text(text.getvalue())
+    print(f"wrote {RESULTS_MD}")
+
+
+def history(found: list[Path]) -> None:
     probes = [p for p in found if p.stem.startswith("probe_")]
     runs = [p for p in found if p not in probes]
     table([p for p in runs if not p.stem.endswith("_zen3")])
@@ -151,12 +274,11 @@ def main() -> None:
         print()
         quantizer_table(same_model)
     groups = {
-        "beauty_tiger_rkmeans_m54_seed": "The default run from 5c55662 to 2026-11-26 (54-minute budget, early-stopping "
-        "patience 8), over seeds (now `sidrec run train.patience=8 seed=N`):",
-        "beauty_tiger_rkmeans_seed": "The default run with its earlier 50-minute training budget, over seeds "
-        "(`sidrec run train.patience=8 train.max_minutes=50 seed=N`):",
-        "beauty_tiger_rkmeans_ema_seed": "The default run with weight averaging (run at 396c59b / 4dd9c59, where "
-        "it was the default; now `sidrec run train.patience=8 train.max_minutes=50 train.ema=0.999 seed=N`):",
+        "beauty_default_seed": "The step-based default run (`sidrec run seed=N`), over seeds:",
+        "beauty_tiger_rkmeans_m54_seed": "The default run from 5c55662 to 947f26d (54-minute time budget, "
+        "early-stopping patience 8), over seeds:",
+        "beauty_tiger_rkmeans_seed": "The default run with its earlier 50-minute time budget, over seeds:",
+        "beauty_tiger_rkmeans_ema_seed": "The 50-minute default run with weight averaging (`train.ema=0.999`):",
     }
     for prefix, title in groups.items():
         group = [p for p in runs if p.stem.startswith(prefix) and p.stem[len(prefix) :].isdigit()]
