@@ -69,3 +69,27 @@ def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, caps
     row = capsys.readouterr().out.splitlines()[-1]
     assert "`probe_p20_seed44.json`: resumed" in row
     assert "+0.0100 / +0.0100 / +0.0100 / +0.0100" in row and row.endswith("| 35 |")
+
+
+def test_headline_groups_take_end_to_end_records_of_one_recipe(tmp_path, capsys):
+    table = _module()
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    paths = []
+    for seed, test, extra in ((42, 0.04, {}), (43, 0.06, {}), (44, 0.9, {"from_empty_dir": False})):
+        path = _record(tmp_path / f"beauty_default_seed{seed}.json", {**defaults, "seed": seed}, 0.05, test)
+        rec = json.loads(path.read_text())
+        rec.update(seed=seed, date=f"2026-11-30T00:00:{seed}Z", wall_seconds=60.0, dataset="beauty", **extra)
+        path.write_text(json.dumps(rec))
+        paths.append(path)
+    odd = json.loads(json.dumps(defaults))
+    odd["model"]["dropout"] = 0.3  # another recipe under the same name: left out of the group
+    path = _record(tmp_path / "beauty_default_seed45.json", odd, 0.05, 0.5)
+    rec = json.loads(path.read_text())
+    rec.update(seed=45, date="2026-11-29T00:00:00Z", wall_seconds=60.0, dataset="beauty")
+    path.write_text(json.dumps(rec))
+    paths.append(path)
+    assert [r["seed"] for r in table.group("beauty_default_seed", paths)] == [42, 43]
+    table.summary_table({"default": ("beauty_default_seed", ("GRID RK-Means",))}, paths)
+    out = capsys.readouterr().out
+    assert "| default | 42, 43 | 0.0500 ± 0.0141 / 0.0500 ± 0.0141 / 0.0500 ± 0.0141 / 0.0500 ± 0.0141 |" in out
+    assert "published: GRID RK-Means (CIKM 2025) (beauty)" in out
