@@ -91,3 +91,52 @@ def test_item_tokens_match_the_model_vocabulary(make_tiger, make_sids):
     for level, size in enumerate(sizes):
         assert table[1:, level].min() >= offsets[level] and table[1:, level].max() < offsets[level] + size
     assert table.max() < model.shape.vocab_size
+
+
+def loop_reference(rec: SIDRecommender, leaves: np.ndarray, scores: np.ndarray, k: int):
+    """The straightforward per-row loop the vectorised mapping replaces (beam order, then popularity)."""
+    items, out_scores, filled = np.zeros((len(leaves), k), np.int64), np.full((len(leaves), k), -np.inf), 0
+    for row in range(len(leaves)):
+        chosen: list[int] = []
+        for leaf, score in zip(leaves[row], scores[row], strict=True):
+            if leaf < 0 or not np.isfinite(score):
+                continue
+            for item in rec.trie.leaf_items[leaf]:
+                if len(chosen) < k and item not in chosen:
+                    out_scores[row, len(chosen)] = score
+                    chosen.append(int(item))
+        for item in rec.fallback:
+            if len(chosen) >= k:
+                break
+            if item not in chosen:
+                chosen.append(int(item))
+                filled += 1
+        items[row] = chosen
+    return items, out_scores, filled
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_leaf_mapping_equals_the_loop(make_tiger, monkeypatch, seed):
+    """Leaves with several items (no de-dup digit), invalid and unfilled beams, popularity fill."""
+    import torch
+
+    from sidrec.decode.beam import BeamResult
+
+    rng = np.random.default_rng(seed)
+    sizes = (3, 3)
+    sids = rng.integers(0, 3, size=(25, 2))  # 25 items on at most 9 SIDs: shared leaves
+    popularity = np.concatenate([[0.0], rng.random(25)])
+    rec = SIDRecommender(make_tiger(sizes), sids, beam_width=5, constrained=False, popularity=popularity, bf16=False)
+    n_leaves = len(rec.trie.leaf_items)
+    b, w = 6, 5
+    leaves = np.stack([rng.permutation(np.arange(-1, n_leaves))[:w] for _ in range(b)])  # distinct, some -1
+    scores = -np.sort(rng.random((b, w)), axis=1)
+    scores[rng.random((b, w)) < 0.2] = -np.inf  # beams never filled
+    result = BeamResult(torch.zeros(b, w, 2, dtype=torch.long), torch.from_numpy(scores), torch.from_numpy(leaves))
+    monkeypatch.setattr(rec, "_beams", lambda histories, users: result)
+    for k in (1, 4, 9):
+        out = rec.recommend([np.array([1])] * b, k)
+        items, ref_scores, filled = loop_reference(rec, leaves, scores, k)
+        assert (out.items == items).all() and out.filled == filled
+        np.testing.assert_array_equal(out.scores, ref_scores)
+        assert out.invalid_beams == int(((leaves < 0) & np.isfinite(scores)).sum())

@@ -96,33 +96,45 @@ class SIDRecommender:
             )
 
     def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
-        """Top-k distinct real items per history (beam order, then popularity if beams run short)."""
+        """Top-k distinct real items per history (beam order, then popularity if beams run short).
+
+        Each finished beam names a distinct leaf of the trie (distinct code paths), and each item
+        lies under one leaf, so the items of a row's valid beams, in beam order, are already distinct:
+        the mapping is a vectorised gather; only rows with fewer than k items take the popularity loop.
+        """
         result = self._beams(histories, users)
         leaves = result.leaves.cpu().numpy()
         scores = result.scores.cpu().numpy()
-        out_items = np.zeros((len(histories), k), dtype=np.int64)
-        out_scores = np.full((len(histories), k), -np.inf)
+        b = len(histories)
+        valid = (leaves >= 0) & np.isfinite(scores)
         invalid = int(((leaves < 0) & np.isfinite(scores)).sum())
+        rows, beams = np.nonzero(valid)  # row-major: each row's beams in order
+        leaf = leaves[rows, beams]
+        starts, counts = self.trie.leaf_offsets[leaf], np.diff(self.trie.leaf_offsets)[leaf]
+        rows_rep = np.repeat(rows, counts)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        items = self.trie.leaf_flat_items[np.repeat(starts, counts) + within]
+        item_scores = np.repeat(scores[rows, beams], counts)
+        first = np.searchsorted(rows_rep, np.arange(b))  # where each row's items begin
+        rank = np.arange(len(rows_rep)) - first[rows_rep]
+        keep = rank < k
+        out_items = np.zeros((b, k), dtype=np.int64)
+        out_scores = np.full((b, k), -np.inf)
+        out_items[rows_rep[keep], rank[keep]] = items[keep]
+        out_scores[rows_rep[keep], rank[keep]] = item_scores[keep]
+        have = np.bincount(rows_rep[keep], minlength=b)
         filled = 0
-        for row in range(len(histories)):
-            chosen: list[int] = []
-            seen: set[int] = set()
-            for leaf, score in zip(leaves[row], scores[row], strict=True):
-                if leaf < 0 or not np.isfinite(score):
-                    continue
-                for item in self.trie.leaf_items[leaf]:
-                    if len(chosen) < k and item not in seen:
-                        out_scores[row, len(chosen)] = score
-                        chosen.append(int(item))
-                        seen.add(int(item))
+        for row in np.nonzero(have < k)[0]:
+            seen = set(out_items[row, : have[row]].tolist())
+            n = int(have[row])
             for item in self.fallback:
-                if len(chosen) >= k:
+                if n >= k:
                     break
                 if item not in seen:
-                    chosen.append(int(item))
+                    out_items[row, n] = item
                     seen.add(int(item))
+                    n += 1
                     filled += 1
-            out_items[row] = chosen
         return Recommendations(out_items, out_scores, invalid, filled)
 
 

@@ -44,6 +44,8 @@ class SIDTrie:
         order = np.argsort(parent, kind="stable")
         bounds = np.searchsorted(parent[order], np.arange(n_parent + 1))
         self.leaf_items = [item_ids[order[bounds[i] : bounds[i + 1]]] for i in range(n_parent)]
+        self.leaf_offsets = bounds  # (n_leaves + 1,): leaf i's items are leaf_flat_items[offsets[i]:offsets[i+1]]
+        self.leaf_flat_items = item_ids[order]
         first = np.array([items[0] for items in self.leaf_items], dtype=np.int64)
         self.leaf_first_item = torch.from_numpy(first)  # (n_leaves,)
 
