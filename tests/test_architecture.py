@@ -98,6 +98,25 @@ def test_import_rules(path):
     )
 
 
+# Consumers of generators talk to the contract (models.generator) and the registry, never to a model.
+CONTRACT_ONLY = [SRC / "recommender.py", SRC / "bench.py", *sorted((SRC / "decode").glob("*.py"))]
+CONTRACT_ONLY += sorted((SRC / "serve").glob("*.py")) if (SRC / "serve").is_dir() else []
+REGISTRY_NAMES = {"build_model", "load_model", "model_kind", "MODELS", "KIND", "SHAPES"}
+
+
+@pytest.mark.parametrize("path", CONTRACT_ONLY, ids=lambda p: str(p.relative_to(SRC)))
+def test_consumers_use_the_generator_contract_only(path):
+    model_modules = {p.stem for p in (SRC / "models").glob("*.py")} - {"__init__", "generator"}
+    bad = []
+    for name in sidrec_imports(path.read_text(), module_name(path)[:-1]):
+        parts = name.split(".")
+        if parts[:2] != ["sidrec", "models"] or len(parts) < 3:
+            continue
+        if parts[2] in model_modules or (len(parts) == 3 and parts[2] not in REGISTRY_NAMES | {"generator"}):
+            bad.append(name)
+    assert not bad, f"{path.relative_to(ROOT)} imports model-specific code {bad}; use sidrec.models.generator"
+
+
 def test_nothing_imports_the_cli():
     importers = [p for p in SOURCES if "cli" in imported_units(p) and unit_of(p) != "__main__"]
     assert not importers

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from sidrec import flops
 from sidrec.config import Config, ModelConfig, config_to_dict
 from sidrec.data.batches import encoder_inputs
-from sidrec.models import TIGER, build_model
+from sidrec.models import build_model, model_kind
+from sidrec.models.generator import SIDGenerator
 from sidrec.recommender import SIDRecommender, item_token_table
 from sidrec.report import git_commit, machine
 from sidrec.train import _optimizer, use_bf16
@@ -99,7 +100,7 @@ def synthetic_sids(rng: np.random.Generator, levels: int, codebook_size: int) ->
         codes[bad] = rng.integers(0, codebook_size, size=(int(bad.sum()), levels))
 
 
-def _batches(s: _Setup, model: TIGER) -> list[dict[str, Tensor]]:
+def _batches(s: _Setup, model: SIDGenerator) -> list[dict[str, Tensor]]:
     """`model`'s training batches (tokens, positions, codes), plus T5's attention mask and labels."""
     table, size = item_token_table(s.sids, model.shape.offsets), s.cfg.train.batch_size
     hists, users, targets = s.train
@@ -134,7 +135,7 @@ def _stepper(s: _Setup, model: nn.Module, loss_fn, batches: list[dict]) -> Calla
     return step
 
 
-def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, TIGER]:
+def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, SIDGenerator]:
     sizes = (s.cfg.quantize.codebook_size,) * s.cfg.quantize.levels + (DEDUP,)
     model = build_model(model_cfg, level_sizes=sizes, max_history=HISTORY).to(s.device)
     beam = {}
@@ -147,7 +148,7 @@ def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, TIGER]:
     return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam, size), model
 
 
-def _t5(s: _Setup, grid: TIGER) -> _Entry:
+def _t5(s: _Setup, grid: SIDGenerator) -> _Entry:
     """HF T5 with the TIGER / GRID config, fed the inputs of our GRID-size model `grid` (same vocabulary)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -223,8 +224,9 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
     Returns:
         The fixed-width table (a str) whose `.record` holds the measurements as a dict.
     """
-    if steps < 1 or users < 1 or cfg.model.name != "tiger":
-        raise ValueError(f"bench needs model.name=tiger, steps, users >= 1; got {cfg.model.name}, {steps}, {users}")
+    if steps < 1 or users < 1 or model_kind(cfg.model.name) != "sid":
+        raise ValueError(f"bench needs a SID generator (model.name=tiger), steps, users >= 1; got {cfg.model.name}, "
+                         f"{steps}, {users}")  # fmt: skip
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     auto = "cuda" if torch.cuda.is_available() else "cpu"

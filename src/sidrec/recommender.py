@@ -15,7 +15,7 @@ import torch
 from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
 from sidrec.decode.trie import SIDTrie
-from sidrec.models.tiger import BOS, TIGER
+from sidrec.models.generator import SIDGenerator
 
 
 class Recommendations(NamedTuple):
@@ -41,7 +41,7 @@ class SIDRecommender:
 
     def __init__(
         self,
-        model: TIGER,
+        model: SIDGenerator,
         sids: np.ndarray,
         *,
         beam_width: int = 20,
@@ -69,20 +69,12 @@ class SIDRecommender:
         )
         tokens, positions = tokens.to(self.device), positions.to(self.device)
         b, w = len(histories), self.beam_width
-        offsets = shape.offsets
         dtype = torch.bfloat16 if self.bf16 else torch.float32
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16):
-            memory, bias = self.model.encode(tokens, positions)
-            kv = self.model.memory_kv(memory)
-            state: dict = {"cache": None}
+            state = {"cache": self.model.prefill(tokens, positions, beams=w)}
 
             def step(level: int, prev: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-                if level == 0:
-                    inp = torch.full((b * w,), BOS, dtype=torch.long, device=self.device)
-                else:
-                    inp = prev + offsets[level - 1]
-                    state["cache"] = [(k[parent], v[parent]) for k, v in state["cache"]]
-                logp, state["cache"] = self.model.decode_step(inp, level, kv, bias, state["cache"], beams=w)
+                logp, state["cache"] = self.model.step(state["cache"], level, prev, parent)
                 return logp
 
             return beam_search(

@@ -10,22 +10,23 @@ Deviations from the paper's T5: pre-norm LayerNorm blocks with learned absolute 
 T5's relative bias; GELU MLP; per-level output heads, so level l's softmax covers only the K_l
 codes of level l (every token of another level is impossible there anyway).
 
-Token layout (V tokens): 0 = PAD, 1 = BOS, then `user_tokens` user ids, then the codes of level 0,
-level 1, ... each shifted by its level's offset: token = offset[l] + code.
+Token layout: `models.generator` (PAD, BOS, user tokens, then each level's codes at its offset).
+TIGER keeps the `SIDGenerator` contract: `prefill` encodes the histories once and computes every
+decoder layer's cross-attention keys / values per user (shared by that user's beams); `step` runs one
+cached decoder position for every beam.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.models.generator import BOS, NEG, PAD, token_offsets
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock
-
-PAD, BOS = 0, 1
-NEG = -1e9  # additive mask value; finite so fully-masked rows stay NaN-free
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,18 @@ class TIGERShape:
 
     @property
     def offsets(self) -> tuple[int, ...]:
-        start, out = 2 + self.user_tokens, []
-        for size in self.level_sizes:
-            out.append(start)
-            start += size
-        return tuple(out)
+        return token_offsets(self.level_sizes, self.user_tokens)
 
     @property
     def vocab_size(self) -> int:
         return 2 + self.user_tokens + sum(self.level_sizes)
+
+
+class TIGERCache(NamedTuple):
+    memory_kv: list[tuple[Tensor, Tensor]]  # per decoder layer, per user: (B, H, S, dh)
+    memory_bias: Tensor  # (B, 1, 1, S)
+    self_kv: list[tuple[Tensor, Tensor]] | None  # per decoder layer, per beam row: (B*W, H, t, dh)
+    beams: int
 
 
 class TIGER(nn.Module):
@@ -162,6 +166,21 @@ class TIGER(nn.Module):
             new_cache.append(layer_cache)
         logits = self.heads[level](self.dec_norm(x[:, 0])).float()  # (B*W, K_level)
         return logits.log_softmax(dim=-1), new_cache
+
+    @torch.no_grad()
+    def prefill(self, tokens: Tensor, positions: Tensor, beams: int) -> TIGERCache:
+        memory, bias = self.encode(tokens, positions)
+        return TIGERCache(self.memory_kv(memory), bias, None, beams)
+
+    @torch.no_grad()
+    def step(self, cache: TIGERCache, level: int, prev: Tensor, parent: Tensor) -> tuple[Tensor, TIGERCache]:
+        if level == 0:
+            inp, self_kv = torch.full_like(prev, BOS), None
+        else:
+            inp = prev + self.shape.offsets[level - 1]
+            self_kv = [(k[parent], v[parent]) for k, v in cache.self_kv]
+        logp, self_kv = self.decode_step(inp, level, cache.memory_kv, cache.memory_bias, self_kv, beams=cache.beams)
+        return logp, cache._replace(self_kv=self_kv)
 
     def config_dict(self) -> dict:
         return asdict(self.shape)
