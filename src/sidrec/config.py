@@ -63,7 +63,9 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "tiger"  # tiger (encoder-decoder over SID tokens) | sasrec | hstu (item-ID baselines)
+    # tiger (encoder-decoder over SID tokens) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep)
+    # | sasrec | hstu (item-ID baselines)
+    name: str = "tiger"
     d_model: int = 128
     n_heads: int = 4  # GRID / TIGER: 4+4 layers, 6 heads x 64, d_ff 1024 (configs/tiger_grid.yaml)
     d_head: int = 32
@@ -77,6 +79,8 @@ class ModelConfig:
     negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
     temperature: float = 0.0  # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05)
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
+    tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
+    loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ from sidrec.models.generator import SIDGenerator
 from sidrec.recommender import item_token_table
 
 SIZES = (3, 3, 2)
-GENERATORS = sorted(name for name, kind in KIND.items() if kind == "sid")
+# every registered SID generator, plus its variants that change the output or the loss
+GENERATORS = sorted(name for name, kind in KIND.items() if kind == "sid") + ["decoder+tied"]
+VARIANTS = {"decoder+tied": dict(name="decoder", tie_embeddings=True)}
 TINY = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, dropout=0.0)
 
 
-def tiny(name: str, seed: int = 0):
+def tiny(name: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(name=name, **TINY), level_sizes=SIZES, max_history=4)
+    cfg = ModelConfig(**{"name": name, **TINY, **VARIANTS.get(name, {}), **overrides})
+    return build_model(cfg, level_sizes=SIZES, max_history=4)
 
 
 def batch(model, seed: int = 0, n: int = 8) -> dict[str, torch.Tensor]:
@@ -113,3 +116,19 @@ def test_beam_search_equals_brute_force(name):
         torch.testing.assert_close(result.scores[user], scores[order], rtol=1e-5, atol=1e-5)
         found = {tuple(c.tolist()) for c in result.codes[user]}
         assert found == {tuple(c.tolist()) for c in every}
+
+
+def test_decoder_loss_on_every_position_adds_the_history_tokens():
+    target_only, every = tiny("decoder").eval(), tiny("decoder", loss_on="all").eval()
+    b = batch(target_only, n=6)
+    with torch.no_grad():
+        a, c = target_only.loss(b), every.loss(b)
+    assert torch.isfinite(c) and not torch.isclose(a, c)  # same weights, more positions in the mean
+    every.train()
+    opt = torch.optim.AdamW(every.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = every.loss(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < c.item() / 2

@@ -1,7 +1,8 @@
-"""Sequential recommenders: TIGER over SID tokens, and the item-ID baselines SASRec and HSTU.
+"""Sequential recommenders: SID generators (TIGER, decoder-only) and the item-ID baselines SASRec and HSTU.
 
 `MODELS` is the closed registry; `KIND` says what a model consumes: `sid` models generate Semantic
-IDs (they need the embed and quantize stages), `id` models score item IDs directly.
+IDs (they need the embed and quantize stages; contract: `models.generator`), `id` models score item IDs
+directly. `SHAPES` holds each model's own shape dataclass, keyed by model name.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import torch
 from torch import nn
 
 from sidrec.config import ModelConfig
+from sidrec.models.decoder_only import DecoderOnly, DecoderShape
 from sidrec.models.hstu import HSTU
 from sidrec.models.id_objectives import IDShape
 from sidrec.models.sasrec import SASRec
 from sidrec.models.tiger import TIGER, TIGERShape
 
-MODELS = {"tiger": TIGER, "sasrec": SASRec, "hstu": HSTU}
-KIND = {"tiger": "sid", "sasrec": "id", "hstu": "id"}
-SHAPES = {"sid": TIGERShape, "id": IDShape}
+MODELS = {"tiger": TIGER, "decoder": DecoderOnly, "sasrec": SASRec, "hstu": HSTU}
+KIND = {"tiger": "sid", "decoder": "sid", "sasrec": "id", "hstu": "id"}
+SHAPES = {"tiger": TIGERShape, "decoder": DecoderShape, "sasrec": IDShape, "hstu": IDShape}
 
 
 def model_kind(name: str) -> str:
@@ -34,14 +36,17 @@ def build_model(
 ) -> nn.Module:
     """A fresh model from the config: SID models need `level_sizes`, ID models `n_items`."""
     kind = model_kind(cfg.name)
-    names = {f.name for f in fields(SHAPES[kind])}
+    names = {f.name for f in fields(SHAPES[cfg.name])}
     kwargs = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
     if kind == "id":
         if n_items < 2:
             raise ValueError(f"model '{cfg.name}' needs n_items >= 2 (the number of items), got {n_items}")
         shape = IDShape(**{**kwargs, "n_items": n_items, "max_len": max_history, "n_layers": cfg.n_enc_layers})
         return MODELS[cfg.name](shape)
-    return TIGER(TIGERShape(**{**kwargs, "level_sizes": tuple(level_sizes), "max_history": max_history}))
+    kwargs.update(level_sizes=tuple(level_sizes), max_history=max_history)
+    if cfg.name == "decoder":  # as deep as the encoder-decoder with the same settings
+        kwargs["n_layers"] = cfg.n_enc_layers + cfg.n_dec_layers
+    return MODELS[cfg.name](SHAPES[cfg.name](**kwargs))
 
 
 def load_model(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -50,7 +55,8 @@ def load_model(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module
     shape = dict(ckpt["shape"])
     if "level_sizes" in shape:
         shape["level_sizes"] = tuple(shape["level_sizes"])
-    model = MODELS[ckpt["model"]](SHAPES[model_kind(ckpt["model"])](**shape)).to(device)
+    model_kind(ckpt["model"])  # ValueError for a model this version does not know
+    model = MODELS[ckpt["model"]](SHAPES[ckpt["model"]](**shape)).to(device)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}
 
@@ -60,6 +66,8 @@ __all__ = [
     "KIND",
     "TIGER",
     "TIGERShape",
+    "DecoderOnly",
+    "DecoderShape",
     "SASRec",
     "HSTU",
     "IDShape",
