@@ -81,6 +81,9 @@ class ModelConfig:
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
+    experts: int = 0  # tiger / decoder: mixture-of-experts feed-forward with this many experts (0 = dense MLP)
+    expert_top_k: int = 2  # experts each token is routed to
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss (Switch Transformer) in the training loss
 
 
 @dataclass(frozen=True)

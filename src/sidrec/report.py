@@ -80,6 +80,8 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if sid else f"{m.n_enc_layers}L loss={m.loss}"
     if m.name == "decoder":
         layers = f"{m.n_enc_layers + m.n_dec_layers}L{' tied' if m.tie_embeddings else ''} loss_on={m.loss_on}"
+    if sid and m.experts:
+        layers += f" moe{m.experts}top{m.expert_top_k}"
     if not sid and m.temperature > 0:
         layers += f" cos/{m.temperature:g}"
     ffn = "" if m.name == "hstu" and not m.hstu_ffn else f" ff{m.d_ff}"  # HSTU has no MLP unless hstu_ffn

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from sidrec import io
 from sidrec.config import TrainConfig
+from sidrec.models.moe import expert_load
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,9 @@ def fit(
             "train_seconds": round(train_s, 2),
             "samples_per_second": round(samples / max(train_s, 1e-9), 1),
         }
+        loads = expert_load(model)  # mixture-of-experts layers: share of tokens per expert this epoch
+        if loads:
+            row["expert_load"] = loads
         state["samples"] += samples
         if epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs:
             model.eval()

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from sidrec.models.generator import NEG, PAD, token_offsets
 from sidrec.models.layers import Dropout, EncoderBlock
+from sidrec.models.moe import aux_loss, feed_forward
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class DecoderShape:
     n_layers: int = 4
     dropout: float = 0.1
     attention: str = "math"
+    experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
+    expert_top_k: int = 2
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
     tie_embeddings: bool = False
     loss_on: str = "target"  # target | all
 
@@ -83,7 +87,10 @@ class DecoderOnly(nn.Module):
         block = dict(d_model=d, n_heads=shape.n_heads, d_head=shape.d_head, d_ff=shape.d_ff, dropout=shape.dropout)
         self.tok = nn.Embedding(shape.vocab_size, d, padding_idx=PAD)
         self.pos = nn.Embedding(shape.max_history + 1 + n_levels, d)  # items from the end, user, target levels
-        self.blocks = nn.ModuleList(EncoderBlock(**block, impl=shape.attention) for _ in range(shape.n_layers))
+        moe = dict(d_model=d, d_ff=shape.d_ff, dropout=shape.dropout, experts=shape.experts, top_k=shape.expert_top_k)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(**block, impl=shape.attention, ff=feed_forward(**moe)) for _ in range(shape.n_layers)
+        )
         self.norm = nn.LayerNorm(d)
         self.heads = None if shape.tie_embeddings else nn.ModuleList(nn.Linear(d, k) for k in shape.level_sizes)
         self.drop = Dropout(shape.dropout)
@@ -139,7 +146,9 @@ class DecoderOnly(nn.Module):
                     logits = self.logits(h[:, : s - 1][keep], level).float()
                     losses.append(F.cross_entropy(logits, nxt[keep] - self.shape.offsets[level], reduction="sum"))
                     count += int(keep.sum())
-        return torch.stack(losses).sum() / count
+        loss = torch.stack(losses).sum() / count
+        aux = aux_loss(self)
+        return loss if aux is None else loss + self.shape.moe_aux_weight * aux
 
     @torch.no_grad()
     def prefill(self, tokens: Tensor, positions: Tensor, beams: int) -> DecoderCache:

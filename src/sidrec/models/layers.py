@@ -107,13 +107,15 @@ class MLP(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Pre-norm bidirectional self-attention + MLP."""
+    """Pre-norm self-attention (bidirectional, or causal through the bias) + MLP (or `ff`, e.g. a mixture)."""
 
-    def __init__(self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str) -> None:
+    def __init__(
+        self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str, ff: nn.Module = None
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
-        self.mlp = MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
+        self.mlp = ff if ff is not None else MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
 
     def forward(self, x: Tensor, bias: Tensor | None) -> Tensor:
         h = self.norm1(x)
@@ -124,12 +126,14 @@ class EncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     """Pre-norm causal self-attention (with KV cache) + cross-attention over the encoder + MLP."""
 
-    def __init__(self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str) -> None:
+    def __init__(
+        self, *, d_model: int, n_heads: int, d_head: int, d_ff: int, dropout: float, impl: str, ff: nn.Module = None
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.self_attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
         self.cross_attn = Attention(d_model=d_model, n_heads=n_heads, d_head=d_head, dropout=dropout, impl=impl)
-        self.mlp = MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
+        self.mlp = ff if ff is not None else MLP(d_model=d_model, d_ff=d_ff, dropout=dropout)
 
     def forward(
         self,

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from sidrec.models.generator import BOS, NEG, PAD, token_offsets
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock
+from sidrec.models.moe import aux_loss, feed_forward
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TIGERShape:
     n_dec_layers: int = 4
     dropout: float = 0.1
     attention: str = "math"
+    experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
+    expert_top_k: int = 2
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -77,8 +81,9 @@ class TIGER(nn.Module):
         self.tok = nn.Embedding(shape.vocab_size, d, padding_idx=PAD)
         self.enc_pos = nn.Embedding(shape.max_history + 1, d)  # items from the end; the user token uses the last
         self.dec_pos = nn.Embedding(n_levels, d)
-        self.encoder = nn.ModuleList(EncoderBlock(**block) for _ in range(shape.n_enc_layers))
-        self.decoder = nn.ModuleList(DecoderBlock(**block) for _ in range(shape.n_dec_layers))
+        moe = dict(d_model=d, d_ff=shape.d_ff, dropout=shape.dropout, experts=shape.experts, top_k=shape.expert_top_k)
+        self.encoder = nn.ModuleList(EncoderBlock(**block, ff=feed_forward(**moe)) for _ in range(shape.n_enc_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(**block, ff=feed_forward(**moe)) for _ in range(shape.n_dec_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, k) for k in shape.level_sizes)
         self.drop = Dropout(shape.dropout)
@@ -137,7 +142,9 @@ class TIGER(nn.Module):
             F.cross_entropy(head(x[:, level]).float(), batch["codes"][:, level])
             for level, head in enumerate(self.heads)
         ]
-        return torch.stack(losses).mean()
+        loss = torch.stack(losses).mean()
+        aux = aux_loss(self)
+        return loss if aux is None else loss + self.shape.moe_aux_weight * aux
 
     @torch.no_grad()
     def decode_step(
