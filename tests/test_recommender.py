@@ -62,16 +62,26 @@ def test_free_decoding_counts_invalid_beams_and_fills(make_tiger, make_sids):
     assert constrained.invalid_beams == 0 and constrained.filled == 0
 
 
-def test_duplicate_sids_yield_every_item(make_tiger):
+def test_duplicate_sids_yield_one_random_item_per_beam_then_the_rest(make_tiger):
+    """GRID's alternative to the de-dup digit: a shared SID's beam takes one of its items at random (seeded);
+    the other waits until every beam has placed one."""
     sizes = (2, 2)
     sids = np.array([[0, 0], [0, 0], [1, 1], [0, 1], [1, 0]])  # items 1 and 2 share a SID
-    out = SIDRecommender(make_tiger(sizes), sids, beam_width=4, bf16=False).recommend(HISTORIES, 5)
-    assert out.filled == 0
-    for row, scores in zip(out.items, out.scores, strict=True):
-        assert sorted(row.tolist()) == [1, 2, 3, 4, 5]
-        where = {int(item): pos for pos, item in enumerate(row)}
-        assert abs(where[1] - where[2]) == 1  # adjacent: one beam names both
-        assert scores[where[1]] == scores[where[2]]
+    picked = set()
+    for seed in range(6):
+        rec = SIDRecommender(make_tiger(sizes), sids, beam_width=4, bf16=False, seed=seed)
+        out = rec.recommend(HISTORIES, 5)
+        assert out.filled == 0
+        for row, scores in zip(out.items, out.scores, strict=True):
+            assert sorted(row.tolist()) == [1, 2, 3, 4, 5]
+            where = {int(item): pos for pos, item in enumerate(row)}
+            first, second = sorted((1, 2), key=where.get)
+            assert where[second] == 4  # after the four beams' picks
+            assert scores[where[first]] == scores[where[second]]  # both carry their SID's score
+            picked.add(first)
+        again = SIDRecommender(make_tiger(sizes), sids, beam_width=4, bf16=False, seed=seed).recommend(HISTORIES, 5)
+        assert (again.items == out.items).all()  # seeded
+    assert picked == {1, 2}  # either item can take the beam's rank
 
 
 def test_item_token_table_layout():
@@ -93,18 +103,26 @@ def test_item_tokens_match_the_model_vocabulary(make_tiger, make_sids):
     assert table.max() < model.shape.vocab_size
 
 
-def loop_reference(rec: SIDRecommender, leaves: np.ndarray, scores: np.ndarray, k: int):
-    """The straightforward per-row loop the vectorised mapping replaces (beam order, then popularity)."""
+def loop_reference(rec: SIDRecommender, leaves: np.ndarray, scores: np.ndarray, k: int, seed: int):
+    """The per-row loop the vectorised mapping replaces: each beam's drawn item, then the rest, then popularity."""
     items, out_scores, filled = np.zeros((len(leaves), k), np.int64), np.full((len(leaves), k), -np.inf), 0
+    valid = (leaves >= 0) & np.isfinite(scores)
+    counts = np.array([len(rec.trie.leaf_items[leaf]) for leaf in leaves[valid]], dtype=np.int64)
+    picks = iter(np.random.default_rng(seed).integers(0, counts))  # drawn in row-major beam order
     for row in range(len(leaves)):
         chosen: list[int] = []
+        first, rest = [], []
         for leaf, score in zip(leaves[row], scores[row], strict=True):
             if leaf < 0 or not np.isfinite(score):
                 continue
-            for item in rec.trie.leaf_items[leaf]:
-                if len(chosen) < k and item not in chosen:
-                    out_scores[row, len(chosen)] = score
-                    chosen.append(int(item))
+            pick = next(picks)
+            group = rec.trie.leaf_items[leaf]
+            first.append((group[pick], score))
+            rest += [(item, score) for j, item in enumerate(group) if j != pick]
+        for item, score in first + rest:
+            if len(chosen) < k:
+                out_scores[row, len(chosen)] = score
+                chosen.append(int(item))
         for item in rec.fallback:
             if len(chosen) >= k:
                 break
@@ -126,7 +144,9 @@ def test_vectorised_leaf_mapping_equals_the_loop(make_tiger, monkeypatch, seed):
     sizes = (3, 3)
     sids = rng.integers(0, 3, size=(25, 2))  # 25 items on at most 9 SIDs: shared leaves
     popularity = np.concatenate([[0.0], rng.random(25)])
-    rec = SIDRecommender(make_tiger(sizes), sids, beam_width=5, constrained=False, popularity=popularity, bf16=False)
+    rec = SIDRecommender(
+        make_tiger(sizes), sids, beam_width=5, constrained=False, popularity=popularity, bf16=False, seed=seed
+    )
     n_leaves = len(rec.trie.leaf_items)
     b, w = 6, 5
     leaves = np.stack([rng.permutation(np.arange(-1, n_leaves))[:w] for _ in range(b)])  # distinct, some -1
@@ -135,8 +155,9 @@ def test_vectorised_leaf_mapping_equals_the_loop(make_tiger, monkeypatch, seed):
     result = BeamResult(torch.zeros(b, w, 2, dtype=torch.long), torch.from_numpy(scores), torch.from_numpy(leaves))
     monkeypatch.setattr(rec, "_beams", lambda histories, users: result)
     for k in (1, 4, 9):
+        rec.rng = np.random.default_rng(seed)
         out = rec.recommend([np.array([1])] * b, k)
-        items, ref_scores, filled = loop_reference(rec, leaves, scores, k)
+        items, ref_scores, filled = loop_reference(rec, leaves, scores, k, seed)
         assert (out.items == items).all() and out.filled == filled
         np.testing.assert_array_equal(out.scores, ref_scores)
         assert out.invalid_beams == int(((leaves < 0) & np.isfinite(scores)).sum())

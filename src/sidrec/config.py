@@ -49,7 +49,9 @@ class QuantizeConfig:
     name: str = "rkmeans"  # rkmeans | rvq | rqvae
     levels: int = 3  # L codebooks
     codebook_size: int = 256  # K codes per codebook
-    dedup: str = "tiger"  # tiger (extra code per collision group) | random (re-draw the last code) | none
+    # tiger (an extra code per collision group) | random (re-draw the last code) | none (SIDs may collide; a beam on a
+    # shared SID yields one of its items at random, the others follow every beam's pick: GRID's Table 7 alternative)
+    dedup: str = "tiger"
     normalize_residuals: bool = False  # rkmeans: L2-normalise each residual before clustering
     kmeans_iters: int = 50  # k-means iterations (rkmeans and the init of rvq / rqvae)
     epochs: int = 200  # rvq / rqvae: gradient epochs

@@ -273,7 +273,9 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
     def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None) -> SIDRecommender:
         pop = _popularity(sequences, sids().shape[0])
         beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
-        return SIDRecommender(model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16)
+        return SIDRecommender(
+            model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
+        )
 
     return _Parts(True, build, examples, recommender)
 
@@ -336,7 +338,8 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 
 @_stage(
     "evaluate",
-    keys=lambda cfg: ("eval", "data.max_history", "train.precision"),  # precision: bf16 or fp32 beam search
+    # precision: bf16 or fp32 beam search; seed: the draw among items that share a SID (quantize.dedup=none)
+    keys=lambda cfg: ("eval", "data.max_history", "train.precision", "seed"),
     inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS,) if _sid(cfg) else ()),
     outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
 )

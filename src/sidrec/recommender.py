@@ -48,6 +48,7 @@ class SIDRecommender:
         constrained: bool = True,
         popularity: np.ndarray | None = None,
         bf16: bool = True,
+        seed: int = 0,
     ) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -60,6 +61,7 @@ class SIDRecommender:
         pop = np.zeros(n + 1) if popularity is None else np.asarray(popularity, dtype=np.float64)
         self.fallback = np.argsort(-pop[1:], kind="stable") + 1  # item_idx by popularity
         self.bf16 = bf16
+        self.rng = np.random.default_rng(seed)  # picks among items that share a SID (no de-dup digit)
 
     @torch.no_grad()
     def _beams(self, histories: list[np.ndarray], users: np.ndarray | None):
@@ -88,11 +90,14 @@ class SIDRecommender:
             )
 
     def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
-        """Top-k distinct real items per history (beam order, then popularity if beams run short).
+        """Top-k distinct real items per history: one item per beam in beam order, then the rest, then popularity.
 
-        Each finished beam names a distinct leaf of the trie (distinct code paths), and each item
-        lies under one leaf, so the items of a row's valid beams, in beam order, are already distinct:
-        the mapping is a vectorised gather; only rows with fewer than k items take the popularity loop.
+        A beam's SID names one item, or several when SIDs are not de-duplicated (`quantize.dedup=none`):
+        then one of them, drawn at random (seeded), takes the beam's rank and the others stay free for
+        the ranks after every beam has placed one (GRID's alternative to TIGER's de-dup digit, Table 7).
+        Each finished beam names a distinct leaf of the trie and each item lies under one leaf, so the
+        items are distinct: the mapping is a vectorised gather and sort; only rows left with fewer than
+        k items take the popularity loop.
         """
         result = self._beams(histories, users)
         leaves = result.leaves.cpu().numpy()
@@ -103,10 +108,14 @@ class SIDRecommender:
         rows, beams = np.nonzero(valid)  # row-major: each row's beams in order
         leaf = leaves[rows, beams]
         starts, counts = self.trie.leaf_offsets[leaf], np.diff(self.trie.leaf_offsets)[leaf]
-        rows_rep = np.repeat(rows, counts)
+        picks = self.rng.integers(0, counts) if len(counts) else counts  # each beam's item among its SID's
+        pair = np.repeat(np.arange(len(rows)), counts)
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        items = self.trie.leaf_flat_items[np.repeat(starts, counts) + within]
-        item_scores = np.repeat(scores[rows, beams], counts)
+        order = np.lexsort((within, pair, within != picks[pair], rows[pair]))  # row, picked first, beam order
+        pair, within = pair[order], within[order]
+        rows_rep = rows[pair]
+        items = self.trie.leaf_flat_items[starts[pair] + within]
+        item_scores = scores[rows, beams][pair]
         first = np.searchsorted(rows_rep, np.arange(b))  # where each row's items begin
         rank = np.arange(len(rows_rep)) - first[rows_rep]
         keep = rank < k

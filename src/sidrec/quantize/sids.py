@@ -6,7 +6,8 @@ Deduplication (several items can share all L codes):
   codebook_size - 1 when a group is larger than the codebook; `sid_stats` reports its max.
 - `random`: keep L columns; each colliding item after the first re-draws its last code uniformly among
   the codes not used by any item under the same (L-1)-code prefix.
-- `none`: codes unchanged (SIDs may collide).
+- `none`: codes unchanged (SIDs may collide); at decoding, a beam on a shared SID yields one of its items
+  drawn at random (seeded) and the others follow once every beam has placed one (GRID, Table 7).
 """
 
 from __future__ import annotations
