@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint"},  # everything but the CLI
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "fingerprint"},
+    "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},
+    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "fingerprint", "sweep"},
     "__init__": set(),  # the package root stays import-free: `import sidrec` must be cheap
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }

@@ -1,0 +1,250 @@
+"""`sidrec sweep SWEEP.yaml --out DIR`: a base config, named variants and seeds, one ordinary run per cell.
+
+A sweep file (shipped ones: `sidrec/sweeps/*.yaml`, GRID's ablation tables):
+
+    name: grid_t1_tokenizers
+    title: "GRID Table 1: tokenizers"
+    base: beauty_tiger                 # a shipped config or YAML path (optional)
+    overrides: ["train.epochs=20"]     # for every cell, e.g. a shorter ablation schedule (stated in the table)
+    seeds: [42, 43]
+    variants:
+      rkmeans: {overrides: ["quantize.name=rkmeans"], published: {recall@10: 0.0639, ndcg@10: 0.0347}}
+      rvq:     {overrides: ["quantize.name=rvq"]}
+
+Cell (variant, seed) is the run directory DIR/<variant>/seed<N>, resumable like any run; a complete cell
+is skipped. Stages whose settings and inputs equal those of a cell already run are linked from it, not
+recomputed (e.g. one embedding for every variant). A variant that differs from an earlier one only in
+`eval.*` settings reuses that cell's trained model and evaluates into its own directory. Variants are
+compared on validation NDCG@10 only; test is reported beside, never used to choose. The result:
+`<record-dir>/<name>.json` (per variant: overrides, per-seed valid / test metrics, mean, sample std,
+wall time) and `<name>.md` (a table with the published row beside ours).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from sidrec import fingerprint, io, pipeline
+from sidrec.config import Config, config_to_dict, load_config
+from sidrec.models import model_kind
+from sidrec.report import METRIC_KEYS, git_commit, machine, run_record
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...]
+    published: dict | None = None  # metric -> the published test value (GRID reports some tables as R@10 only)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    title: str
+    base: str | None
+    overrides: tuple[str, ...]
+    seeds: tuple[int, ...]
+    variants: tuple[Variant, ...]
+    note: str = ""
+    path: str = field(default="", compare=False)
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        return load_config(self.base, [*self.overrides, *variant.overrides, f"seed={seed}"])
+
+
+def shipped_sweeps() -> dict[str, Path]:
+    root = resources.files("sidrec") / "sweeps"
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_sweep(name_or_path: str) -> Sweep:
+    """A sweep file (or the name of a shipped one), checked: every cell's config must load."""
+    path = Path(name_or_path)
+    if not path.exists():
+        shipped = shipped_sweeps()
+        if name_or_path not in shipped:
+            raise ValueError(
+                f"sweep '{name_or_path}' is neither a file nor shipped. Shipped: {', '.join(sorted(shipped))}"
+            )
+        path = shipped[name_or_path]
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - {"name", "title", "base", "overrides", "seeds", "variants", "note"}
+    if unknown or not isinstance(raw.get("variants"), dict) or not raw["variants"]:
+        raise ValueError(f"{path}: a sweep needs `variants:` (a mapping of names to overrides); unknown keys {unknown}")
+    variants = []
+    for name, spec in raw["variants"].items():
+        spec = spec or {}
+        published = spec.get("published")
+        if published is not None and (not isinstance(published, dict) or not set(published) <= set(METRIC_KEYS)):
+            raise ValueError(f"{path}: variant {name}: `published` maps metrics ({', '.join(METRIC_KEYS)}) to values")
+        variants.append(Variant(str(name), tuple(spec.get("overrides", [])), published))
+    sweep = Sweep(
+        name=str(raw.get("name", path.stem)),
+        title=str(raw.get("title", path.stem)),
+        base=raw.get("base"),
+        overrides=tuple(raw.get("overrides", [])),
+        seeds=tuple(int(s) for s in raw.get("seeds", [42])),
+        variants=tuple(variants),
+        note=str(raw.get("note", "")),
+        path=str(path),
+    )
+    for variant in sweep.variants:
+        try:
+            sweep.config(variant, sweep.seeds[0])
+        except ValueError as err:
+            raise ValueError(f"{path}: variant {variant.name}: {err}") from None
+    return sweep
+
+
+def _without_eval(cfg: Config) -> dict:
+    return {k: v for k, v in config_to_dict(cfg).items() if k != "eval"}
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system: copy
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
+    """Link the outputs of every leading stage that an earlier cell ran with the same settings and inputs."""
+    reused = []
+    stages = pipeline.STAGES if model_kind(cfg.model.name) == "sid" else ("prepare", "train")
+    for name in stages:
+        if name == "evaluate":
+            break
+        spec = pipeline.SPECS[name]
+        if pipeline.stage_status(spec, cfg, cell)[0] == "current":
+            continue
+        mine = fingerprint.compute(cfg, cell, spec.keys(cfg), spec.inputs(cfg)).as_dict()
+        donor = next((d for d in done if fingerprint.stored(d, name) == mine and
+                      pipeline.stage_status(spec, cfg, d)[0] == "current"), None)  # fmt: skip
+        if donor is None:
+            break
+        for out in spec.outputs(cfg):
+            _link(donor / out, cell / out)
+        fingerprint.save(cell, name, fingerprint.Fingerprint(mine["config"], mine["inputs"]))
+        reused.append(name)
+    return reused
+
+
+def run_sweep(sweep: Sweep, out: Path, record_dir: Path) -> dict:
+    """Run (or resume) every cell; write the sweep record and its markdown table; return the record."""
+    out, start = Path(out), time.perf_counter()
+    done: list[Path] = []
+    trained: dict[str, Path] = {}  # settings other than eval.* -> the cell that trained them
+    results: dict[str, dict] = {}
+    for seed in sweep.seeds:
+        for variant in sweep.variants:
+            cfg = sweep.config(variant, seed)
+            cell = out / variant.name / f"seed{seed}"
+            key = repr(_without_eval(cfg))
+            logger.info("sweep %s: %s, seed %d -> %s", sweep.name, variant.name, seed, cell)
+            cell_start = time.perf_counter()
+            if key in trained and trained[key] != cell:  # an evaluation-only variant: reuse the trained model
+                twin = trained[key]
+                for spec in (pipeline.SPECS[s] for s in pipeline.STAGES if s != "evaluate"):
+                    for name in spec.outputs(cfg):
+                        if (twin / name).exists():
+                            _link(twin / name, cell / name)
+                    if (old := fingerprint.stored(twin, spec.name)) is not None:
+                        fingerprint.save(cell, spec.name, fingerprint.Fingerprint(old["config"], old["inputs"]))
+                pipeline.evaluate_model(cfg, cell)
+                record = run_record(cfg, cell, wall_seconds=time.perf_counter() - cell_start, command="")
+                record["trained_in"] = str(twin)
+            else:
+                reused = _reuse_stages(cfg, cell, done)
+                record = pipeline.run(
+                    cfg, cell, command=f"sidrec sweep {sweep.path} (cell {variant.name}, seed {seed})"
+                )
+                record["reused_stages"] = reused
+                trained.setdefault(key, cell)
+            done.append(cell)
+            results.setdefault(variant.name, {})[seed] = record
+    rec = _record(sweep, results, time.perf_counter() - start)
+    record_dir.mkdir(parents=True, exist_ok=True)
+    io.save_json(record_dir / f"{sweep.name}.json", rec)
+    table = markdown(rec)
+    io.write_atomic(record_dir / f"{sweep.name}.md", lambda p: p.write_text(table + "\n"))
+    return rec
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
+    variants = []
+    for variant in sweep.variants:
+        per_seed = results.get(variant.name, {})
+        row = {"name": variant.name, "overrides": list(variant.overrides), "published": variant.published}
+        row["seeds"] = {
+            str(s): {k: r.get(k) for k in ("valid", "test", "wall_seconds", "eval")} for s, r in per_seed.items()
+        }
+        for split in ("valid", "test"):
+            row[split] = {m: _stats([r[split][m] for r in per_seed.values()]) for m in METRIC_KEYS}
+        row["wall_seconds"] = _stats([r["wall_seconds"] for r in per_seed.values()])
+        ups = [r["eval"].get("test_users_per_second") for r in per_seed.values() if r.get("eval")]
+        row["test_users_per_second"] = _stats(ups) if ups and None not in ups else None
+        variants.append(row)
+    best = max(variants, key=lambda v: v["valid"]["ndcg@10"]["mean"])["name"]
+    return {
+        "sweep": sweep.name,
+        "title": sweep.title,
+        "note": sweep.note,
+        "file": sweep.path,
+        "base": sweep.base,
+        "overrides": list(sweep.overrides),
+        "seeds": list(sweep.seeds),
+        "chosen_on_validation": best,
+        "variants": variants,
+        "commit": git_commit(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def markdown(rec: dict) -> str:
+    """The sweep as a table: per variant the test mean ± std, the published row, validation N@10, wall."""
+
+    def cell(stats: dict) -> str:
+        return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if stats["std"] is not None else "")
+
+    lines = [f"### {rec['title']}", ""]
+    if rec["note"]:
+        lines += [rec["note"], ""]
+    lines += [
+        f"Base `{rec['base'] or 'defaults'}` {' '.join(rec['overrides'])}; seeds {', '.join(map(str, rec['seeds']))}; "
+        f"commit {rec['commit']}; {rec['machine']}. Chosen on validation NDCG@10: **{rec['chosen_on_validation']}**.",
+        "",
+        "| variant | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | published | valid N@10 | test users/s | wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in rec["variants"]:
+        test = " / ".join(cell(v["test"][m]) for m in METRIC_KEYS)
+        pub = ", ".join(f"{k} {x:.4f}" for k, x in (v["published"] or {}).items()) or "-"
+        ups = f"{v['test_users_per_second']['mean']:.0f}" if v.get("test_users_per_second") else "-"
+        wall = f"{v['wall_seconds']['mean'] / 60:.1f} min"
+        name = f"{v['name']} (`{' '.join(v['overrides'])}`)"
+        lines.append(f"| {name} | {test} | {pub} | {cell(v['valid']['ndcg@10'])} | {ups} | {wall} |")
+    return "\n".join(lines)
+
+
+__all__ = ["Sweep", "Variant", "load_sweep", "markdown", "run_sweep", "shipped_sweeps"]

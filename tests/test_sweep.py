@@ -1,0 +1,90 @@
+"""`sidrec sweep` on the toy config: cells are ordinary runs, shared stages are linked, and variants that change
+only evaluation settings reuse a trained model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sidrec import io
+from sidrec.cli import app
+from sidrec.sweep import load_sweep, shipped_sweeps
+
+SWEEP = """
+name: tiny
+title: "a tiny sweep"
+base: toy
+overrides: ["train.epochs=1"]
+seeds: [42]
+variants:
+  base: {overrides: [], published: {recall@10: 0.5}}
+  free: {overrides: ["eval.constrained=false"]}
+  dropout: {overrides: ["model.dropout=0.3"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "tiny.yaml").write_text(SWEEP)
+    result = CliRunner().invoke(app, ["sweep", str(root / "tiny.yaml"), "--out", str(root / "runs"),
+                                      "--record-dir", str(root / "records")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+def inode(path: Path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_writes_the_record_and_the_table(swept):
+    root, output = swept
+    rec = io.load_json(root / "records" / "tiny.json")
+    assert [v["name"] for v in rec["variants"]] == ["base", "free", "dropout"]
+    assert rec["chosen_on_validation"] in {"base", "free", "dropout"}
+    for v in rec["variants"]:
+        assert set(v["seeds"]) == {"42"} and v["test"]["ndcg@10"]["std"] is None  # one seed: no spread
+        assert 0 <= v["valid"]["ndcg@10"]["mean"] <= 1
+    table = (root / "records" / "tiny.md").read_text()
+    assert "| base (``) |" in table and "recall@10 0.5000" in table and "a tiny sweep" in output
+    json.dumps(rec)
+
+
+def test_shared_stages_are_linked_and_eval_only_variants_reuse_the_model(swept):
+    root, _ = swept
+    cells = {name: root / "runs" / "tiny" / name / "seed42" for name in ("base", "free", "dropout")}
+    assert inode(cells["free"] / io.MODEL) == inode(cells["base"] / io.MODEL)  # not retrained
+    assert io.load_json(cells["free"] / io.METRICS)["constrained"] is False
+    assert inode(cells["dropout"] / io.EMBEDDINGS) == inode(cells["base"] / io.EMBEDDINGS)  # embedded once
+    assert inode(cells["dropout"] / io.MODEL) != inode(cells["base"] / io.MODEL)  # trained anew
+    assert io.load_run_config(cells["dropout"]).model.dropout == 0.3
+
+
+def test_a_second_run_skips_every_cell(swept):
+    root, _ = swept
+    metrics = sorted((root / "runs").rglob(io.METRICS))
+    before = [p.stat().st_mtime_ns for p in metrics]
+    result = CliRunner().invoke(app, ["sweep", str(root / "tiny.yaml"), "--out", str(root / "runs"),
+                                      "--record-dir", str(root / "records")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [p.stat().st_mtime_ns for p in metrics] == before
+
+
+def test_shipped_sweeps_load():
+    names = {"grid_t1_tokenizers", "grid_t3_codebooks", "grid_t4_user_tokens", "grid_t5_architecture"}
+    names |= {"grid_t6_augmentation", "grid_t7_dedup", "grid_t8_beam"}
+    assert names <= set(shipped_sweeps())
+    for name in shipped_sweeps():
+        sweep = load_sweep(name)
+        assert len(sweep.seeds) >= (3 if "architecture" in name else 2)
+        assert len({v.name for v in sweep.variants}) == len(sweep.variants) >= 2
+
+
+def test_a_bad_sweep_file_names_the_problem(tmp_path):
+    (tmp_path / "bad.yaml").write_text("variants:\n  a: {overrides: ['train.epoch=1']}\n")
+    with pytest.raises(ValueError, match="variant a: unknown config key 'train.epoch'"):
+        load_sweep(str(tmp_path / "bad.yaml"))
