@@ -45,8 +45,9 @@ def _config(args: list[str] | None, out: Path) -> Config:
 def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
     _setup()
     cfg = _config(args, out)
-    io.save_config(out, cfg)
     try:
+        cfg = pipeline.check(cfg, out, (fn.stage,), force)  # nothing is written before the checks pass
+        io.save_config(out, cfg)
         result = fn(cfg, out, force)
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)

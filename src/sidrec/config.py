@@ -30,7 +30,11 @@ class DataConfig:
     kcore: int = 0  # drop users/items with < k interactions, repeatedly (0 = off; amazon2014 uses 5)
     min_interactions: int = 3  # users with fewer cannot be split leave-one-out and are dropped
     max_history: int = 20  # keep only the last N items of a history (TIGER: 20)
-    text_template: str = "{title}; {categories}"  # item text from its fields; lists are joined with ' > '
+    # Item text from its fields; lists are joined with ' > '. Empty = built from the text fields found
+    # (title or name; categories or genres; brand; description), e.g. "{title}; {categories}" for Beauty.
+    text_template: str = ""
+    allow_missing_text: bool = False  # run even when most items have no text (their text is then their id)
+    encoding_errors: str = "strict"  # strict (stop at a non-UTF-8 byte) | replace (U+FFFD, counted and logged)
     max_users: int = 0  # keep a deterministic sample of this many users (0 = all); for toy runs
 
 

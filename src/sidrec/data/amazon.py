@@ -11,7 +11,6 @@ Time is `unixReviewTime` (ties keep file order); users and items are k-core filt
 from __future__ import annotations
 
 import ast
-import gzip
 import html
 import json
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sidrec.data.encoding import open_text
 from sidrec.data.schema import ITEM, TIME, USER, RawDataset
 from sidrec.data.split import kcore_filter
 
@@ -28,7 +28,7 @@ _FIELDS = ("reviewerID", "asin", "unixReviewTime")
 
 
 def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return open_text(path)
 
 
 def _parse(line: str, where: str) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sidrec.data.encoding import check, open_text, polars_encoding
 from sidrec.data.schema import ITEM, TIME, USER, RawDataset
 
 
@@ -26,8 +27,10 @@ def read_interactions_csv(
     path: Path, user_col: str, item_col: str, time_col: str, separator: str = ","
 ) -> pl.DataFrame:
     """Read a CSV (or TSV) of interactions into the canonical columns, with errors naming the file and fix."""
+    check(path)
     try:
-        df = pl.read_csv(path, infer_schema=False, separator=separator)  # all strings: ids stay exact
+        # All strings: ids stay exact.
+        df = pl.read_csv(path, infer_schema=False, separator=separator, encoding=polars_encoding())
     except pl.exceptions.PolarsError as err:
         where = _bad_csv_line(path, separator)
         raise ValueError(
@@ -52,7 +55,7 @@ def _bad_csv_line(path: Path, separator: str) -> str:
     """', line N' for the first line whose field count differs from the header's ('' if none)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
             width = None
             for lineno, fields in enumerate(csv.reader(f, delimiter=separator), 1):
                 if width is None:
@@ -106,9 +109,8 @@ def to_canonical(
 
 def read_items_jsonl(path: Path, key: str = ITEM) -> pl.DataFrame:
     """Read one JSON object per line; every object needs the item id field `key`."""
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

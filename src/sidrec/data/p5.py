@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sidrec.data.encoding import open_text
 from sidrec.data.normalized import read_items_jsonl
 from sidrec.data.schema import ITEM, TIME, USER, RawDataset
 
@@ -24,7 +25,8 @@ DATAMAPS = "datamaps.json"
 
 def _read_datamaps(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     try:
-        maps = json.loads(path.read_text(encoding="utf-8"))
+        with open_text(path) as f:
+            maps = json.loads(f.read())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}). Expected the P5 datamaps object") from None
     if not isinstance(maps, dict) or not all(isinstance(maps.get(k), dict) for k in ("id2user", "id2item")):
@@ -40,7 +42,7 @@ def _read_sequences(path: Path, id2user: dict[str, str] | None, id2item: dict[st
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
-    with open(path, encoding="utf-8", newline=None) as f:  # universal newlines: CRLF and LF
+    with open_text(path, newline=None) as f:  # universal newlines: CRLF and LF
         for lineno, line in enumerate(f, 1):
             tokens = line.split()
             if not tokens:

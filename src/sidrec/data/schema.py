@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -24,11 +24,13 @@ class RawDataset:
         items: column `item_id` (str) plus any text fields (title, categories, ...); may be empty of
             fields, in which case the item text falls back to its id.
         source: where it came from, for messages and `data_stats.json`.
+        replaced_bytes: {file: non-UTF-8 bytes replaced} under `data.encoding_errors=replace`.
     """
 
     interactions: pl.DataFrame
     items: pl.DataFrame
     source: str
+    replaced_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def render_text(item: dict, template: str) -> str:

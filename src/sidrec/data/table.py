@@ -10,13 +10,13 @@ Without it, the items are the distinct item ids, with no text (the text falls ba
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from pathlib import Path
 
 import polars as pl
 
+from sidrec.data.encoding import check, open_text, polars_encoding
 from sidrec.data.normalized import read_interactions_csv, read_items_jsonl, to_canonical
 from sidrec.data.schema import ITEM, TIME, USER, RawDataset
 
@@ -61,8 +61,7 @@ def _read_parquet(path: Path) -> pl.DataFrame:
 def _read_jsonl_interactions(path: Path, user_col: str, item_col: str, time_col: str) -> pl.DataFrame:
     cols = (user_col, item_col, time_col)
     values: dict[str, list[str]] = {c: [] for c in cols}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -125,8 +124,10 @@ def read_items_table(path: Path, item_key: str) -> pl.DataFrame:
     if kind == "parquet":
         df = _read_parquet(path)
     else:
+        check(path)
         try:
-            df = pl.read_csv(path, infer_schema=False, separator="," if kind == "csv" else "\t")
+            sep = "," if kind == "csv" else "\t"
+            df = pl.read_csv(path, infer_schema=False, separator=sep, encoding=polars_encoding())
         except pl.exceptions.NoDataError:
             df = pl.DataFrame()
         except pl.exceptions.PolarsError as err:
