@@ -51,7 +51,7 @@ def test_unknown_field_lists_the_fields_and_a_suggestion():
     with pytest.raises(ValueError) as err:
         resolve_template("{nmae}; {brand}", items(name=["A"], brand=["B"]), "my_items.csv")
     msg = str(err.value)
-    assert "'nmae'" in msg and "my_items.csv" in msg and "name, brand" in msg
+    assert "'nmae'" in msg and "my_items.csv" in msg and "'name', 'brand'" in msg
     assert 'Suggested: "data.text_template={name}; {brand}"' in msg
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from sidrec.data.encoding import open_text
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, short
 from sidrec.data.split import kcore_filter
 
 _REVIEWS = re.compile(r"^reviews_(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$")
@@ -94,7 +94,7 @@ def _read_reviews(path: Path) -> pl.DataFrame:
                 t = int(obj["unixReviewTime"])
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"{where}: unixReviewTime {obj['unixReviewTime']!r} is not an integer timestamp"
+                    f"{where}: unixReviewTime {short(obj['unixReviewTime'])} is not an integer timestamp"
                 ) from None
             users.append(str(obj["reviewerID"]))
             items.append(str(obj["asin"]))

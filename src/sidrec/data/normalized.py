@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from sidrec.data.encoding import check, open_text, polars_encoding
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, names, short
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -32,7 +32,7 @@ def read_interactions_csv(
         # All strings: ids stay exact.
         df = pl.read_csv(path, infer_schema=False, separator=separator, encoding=polars_encoding())
     except pl.exceptions.PolarsError as err:
-        where = _bad_csv_line(path, separator)
+        where = bad_csv_line(path, separator)
         raise ValueError(
             f"{path}{where}: not a readable CSV ({_first_line(err)}). "
             f"Expected a header line like '{separator.join((user_col, item_col, time_col))}' "
@@ -41,7 +41,7 @@ def read_interactions_csv(
     missing = [c for c in (user_col, item_col, time_col) if c not in df.columns]
     if missing:
         raise ValueError(
-            f"{path}: missing column(s) {missing}; found {df.columns}. "
+            f"{path}: missing column(s) {missing}; found {names(df.columns)}. "
             f"Rename them, or set data.user_col / data.item_col / data.time_col"
         )
     return to_canonical(df, path, user_col, item_col, time_col)
@@ -51,7 +51,7 @@ def _first_line(err: Exception) -> str:
     return str(err).partition("\n")[0]
 
 
-def _bad_csv_line(path: Path, separator: str) -> str:
+def bad_csv_line(path: Path, separator: str) -> str:
     """', line N' for the first line whose field count differs from the header's ('' if none)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -101,7 +101,7 @@ def to_canonical(
     if times.null_count():
         row = int(df.with_row_index("row").filter(times.is_null())["row"][0])
         raise ValueError(
-            f"{path}, {where(row)}: '{time_col}' value {df[TIME][row]!r} is not a number. "
+            f"{path}, {where(row)}: '{time_col}' value {short(df[TIME][row])} is not a number. "
             "Use a unix timestamp or a 0-based position"
         )
     return df.with_columns(times.cast(pl.Int64).alias(TIME))

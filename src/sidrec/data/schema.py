@@ -33,6 +33,23 @@ class RawDataset:
     replaced_bytes: dict[str, int] = field(default_factory=dict)
 
 
+def short(value: object, limit: int = 60) -> str:
+    """repr(value) cut to `limit` characters, for error messages about huge fields.
+
+    >>> short("x" * 100, 10)
+    "'xxxxxxxxx... (102 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}... ({len(text)} characters)"
+
+
+def names(values: object, limit: int = 20) -> str:
+    """A list of field or column names for a message, each cut by `short`, at most `limit` of them."""
+    values = list(values)  # type: ignore[call-overload]
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return "[" + ", ".join(short(v, 40) for v in values[:limit]) + more + "]"
+
+
 def render_text(item: dict, template: str) -> str:
     """Fill `template` from an item's fields; lists become 'a > b > c', missing fields ''.
 

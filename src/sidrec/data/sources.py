@@ -62,7 +62,7 @@ def detect_format(path: Path) -> str:
         return "normalized"
     if "sequential_data.txt" in names:
         return "p5"
-    if any(n.startswith("reviews_") and n.endswith(".json.gz") for n in names):
+    if any(n.startswith("reviews_") and n.endswith((".json.gz", ".json")) for n in names):
         return "amazon2014"
     if {"u.data", "ratings.dat"} & names or {"u1.base", "u1.test"} <= names:
         return "movielens"

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from sidrec.config import DataConfig
-from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset
+from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, short
 from sidrec.data.text import render_texts, resolve_template, text_report
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ def _check_items(raw: RawDataset) -> None:
         first = unknown.row(0, named=True)
         raise ValueError(
             f"{raw.source}: interactions name {unknown[ITEM].n_unique()} item id(s) missing from the "
-            f"items file, first '{first[ITEM]}' (interaction {first['row'] + 1} in file order, "
-            f"user '{first[USER]}'). Add them to the items file or drop those rows"
+            f"items file, first {short(first[ITEM])} (interaction {first['row'] + 1} in file order, "
+            f"user {short(first[USER])}). Add them to the items file or drop those rows"
         )
 
 

@@ -12,7 +12,7 @@ import string
 
 import polars as pl
 
-from sidrec.data.schema import ITEM, render_text
+from sidrec.data.schema import ITEM, names, render_text
 
 # Preferred text fields, in template order; each group takes its first field that has any text.
 FIELD_GROUPS = (("title", "name"), ("categories", "genres", "category", "genre"), ("brand",), ("description",))
@@ -73,7 +73,7 @@ def resolve_template(template: str, items: pl.DataFrame, source: str) -> str:
         return auto_template(items)
     unknown = [f for f in template_fields(template) if f not in items.columns]
     if unknown:
-        fields = ", ".join(c for c in items.columns if c != ITEM) or "(none: the items have only ids)"
+        fields = names([c for c in items.columns if c != ITEM])[1:-1] or "(none: the items have only ids)"
         suggestion = auto_template(items)
         fix = (
             f'Suggested: "data.text_template={suggestion}", or an empty data.text_template= to build it from them'
