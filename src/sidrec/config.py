@@ -281,6 +281,41 @@ def config_from_dict(raw: dict) -> Config:
     return cfg
 
 
+def key_comments() -> dict[str, str]:
+    """Each dotted key's comment in this file: its trailing `# ...`, or the comment lines above it."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {"seed": "seed of every random choice (sampling, initialisation, batches)"}
+    for section, cls in _SECTION_CLASSES.items():
+        above: list[str] = []
+        for line in inspect.getsource(cls).splitlines()[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("# "))
+                continue
+            match = re.match(r"(\w+): [^=]+=.*?(?:  # (.*))?$", text)
+            if match:
+                out[f"{section}.{match[1]}"] = match[2] or " ".join(above)
+            above = []
+    return out
+
+
+def describe(cfg: Config) -> str:
+    """The resolved config as YAML, each key followed by its comment."""
+    comments = key_comments()
+    lines = [f"seed: {cfg.seed}  # {comments['seed']}"]
+    for section, values in config_to_dict(cfg).items():
+        if section == "seed":
+            continue
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+            note = comments.get(f"{section}.{key}", "")
+            lines.append(f"  {key}: {text}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines)
+
+
 __all__ = [
     "Config",
     "DataConfig",
