@@ -76,10 +76,11 @@ def _config_checks(cfg: Config, names: Mapping[str, Iterable[str]]) -> None:
 
 def _data_checks(cfg: Config, prepared: Prepared, needs_sids: bool) -> None:
     stats, text = prepared.stats, prepared.stats["text"]
+    how = f"template {text['template']!r}" if text["template"] else "the items have no text field"
     if needs_sids and text["share_without_text"] > MAX_SHARE_WITHOUT_TEXT and not cfg.data.allow_missing_text:
         raise ValueError(
             f"{stats['source']}: {text['items_without_text']} of {stats['items']} items "
-            f"({100 * text['share_without_text']:.0f}%) have no text (template {text['template']!r}), so their "
+            f"({100 * text['share_without_text']:.0f}%) have no text ({how}), so their "
             "Semantic IDs would be learned from their ids. Give the items text fields (data.items_path= for the "
             "table format; data.text_template= to pick fields), or set data.allow_missing_text=true to run anyway"
         )
