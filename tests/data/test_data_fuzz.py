@@ -2,9 +2,10 @@
 and leave nothing in the run directory.
 
 Each example writes a small valid dataset of one format, breaks one of its files in one way (truncated,
-a field dropped, a wrong type, non-UTF-8 bytes, UTF-16, a duplicated line, emptied, a huge field, garbage), and
-runs `sidrec prepare` on it. A mutation that happens to leave valid data may succeed; a failure must be
-an `error:` line naming the dataset's folder or file, with the run directory left empty.
+a field dropped, a wrong type (also inside valid JSON), non-UTF-8 bytes, UTF-16, a duplicated line,
+emptied, a huge field, garbage), and runs `sidrec prepare` on it. A mutation that happens to leave valid
+data may succeed; a failure must be an `error:` line naming the dataset's folder or file, with the run
+directory left empty.
 """
 
 from __future__ import annotations
@@ -132,7 +133,13 @@ def mutate(path: Path, kind: str, where: int, junk: str, raw: bytes) -> None:
                 lines[n] = lines[n].replace(sep, b"", 1)
                 break
         data = b"".join(lines)
-    elif kind == "wrong_type":
+    elif kind == "json_type" and path.suffix in (".jsonl", ".json") and lines[n].strip().startswith(b"{"):
+        obj = json.loads(lines[n])  # a valid JSON line whose field has the wrong type
+        key = sorted(obj)[where % len(obj)]
+        obj[key] = [None, True, [1, 2], {"a": 1}, 1e300, -1, "", junk][where % 8]
+        lines[n] = json.dumps(obj).encode() + b"\n"
+        data = b"".join(lines)
+    elif kind in ("wrong_type", "json_type"):
         fields = lines[n].split(b",") if b"," in lines[n] else lines[n].split()
         fields[where % len(fields)] = junk.encode()
         lines[n] = b",".join(fields) + b"\n"
