@@ -69,7 +69,8 @@ def test_readme_own_csv_example_on_200_items_runs_end_to_end(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["data.text_template={nmae}; {brand}"], "names field(s) 'nmae'"),
+        (["data.text_template={nmae}; {brand}"], "'nmae' that the items of"),
+        (["data.text_template={nmae}"], "my_items.parquet do not have"),
         (["data.min_interactions=2"], "data.min_interactions=2: leave-one-out needs >= 3"),
         (["data.max_history=0"], "data.max_history=0"),
         (["quantize.levels=0"], "quantize.levels=0"),

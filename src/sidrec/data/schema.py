@@ -25,12 +25,14 @@ class RawDataset:
             fields, in which case the item text falls back to its id.
         source: where it came from, for messages and `data_stats.json`.
         replaced_bytes: {file: non-UTF-8 bytes replaced} under `data.encoding_errors=replace`.
+        items_source: the items file, where it is not `source` (the table format's `data.items_path`).
     """
 
     interactions: pl.DataFrame
     items: pl.DataFrame
     source: str
     replaced_bytes: dict[str, int] = field(default_factory=dict)
+    items_source: str = ""
 
 
 def short(value: object, limit: int = 60) -> str:

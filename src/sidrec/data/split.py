@@ -63,7 +63,9 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     """Raw tables -> indexed items and chronological per-user sequences; every drop is counted and logged."""
     if raw.items.height == 0:
         raise ValueError(f"{raw.source}: the items table is empty; every interacted item needs an entry")
-    template = resolve_template(cfg.text_template, raw.items, raw.source)  # before any work: fail fast
+    template = resolve_template(
+        cfg.text_template, raw.items, raw.items_source or raw.source
+    )  # before any work: fail fast
     _check_items(raw)
     drops: dict[str, int] = {}
     duplicates = raw.items.height - raw.items[ITEM].n_unique()

@@ -191,5 +191,5 @@ def load_table(
             raise ValueError(f"data.items_path={items_path}: no such file")
         items = read_items_table(ipath, item_key)
     else:
-        items = pl.DataFrame({ITEM: interactions[ITEM].unique(maintain_order=True)})
-    return RawDataset(interactions=interactions.select(USER, ITEM, TIME), items=items, source=str(path))
+        ipath, items = "", pl.DataFrame({ITEM: interactions[ITEM].unique(maintain_order=True)})
+    return RawDataset(interactions.select(USER, ITEM, TIME), items, source=str(path), items_source=str(ipath))
