@@ -159,7 +159,8 @@ def plot_training(history: list[dict], path: Path) -> None:
         best = evals[max(range(len(evals)), key=scores.__getitem__)]  # the first of equal bests, as training keeps
         lines.append(ax2.axvline(best["epoch"], color="tab:green", ls="--", label=f"best epoch {best['epoch']}"))
         ax2.set_ylabel("valid NDCG@10", color="tab:red")
-    ax.legend(lines, [line.get_label() for line in lines], loc="best", fontsize="small")
+    top = ax2 if evals else ax  # the twin axes are drawn last: a legend on them stays above every line
+    top.legend(lines, [line.get_label() for line in lines], loc="best", fontsize="small", framealpha=0.9)
     ax.set_title("sidrec training")
     fig.tight_layout()
     io.write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=110))
