@@ -14,15 +14,37 @@ from pathlib import Path
 import typer
 
 from sidrec import io, pipeline
-from sidrec.config import Config, load_config
+from sidrec.config import Config, describe, load_config, packaged_configs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
+config_app = typer.Typer(
+    no_args_is_help=True, help="Inspect configs: `sidrec config show CONFIG` prints one resolved, with comments."
+)
+app.add_typer(config_app, name="config")
 
 ARGS = typer.Argument(None, help="[CONFIG] [key=value ...]: a shipped config name or YAML path, then overrides")
 OUT = typer.Option(Path("runs/beauty"), "--out", "-o", help="run directory (created; artifacts are reused)")
 FORCE = typer.Option(
     False, "--force", help="recompute stages whose settings or inputs changed, and the stages after them"
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"sidrec {version('sidrec')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("sidrec (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """Generative recommendation with Semantic IDs."""
 
 
 def _setup() -> None:
@@ -48,6 +70,7 @@ def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
     _setup()
     cfg = _config(args, out)
     try:
+        cfg = pipeline.check(cfg, out, (fn.stage,), force)  # nothing is written before the checks pass
         result = fn(cfg, out, force)  # writes config.yaml once the stage's fingerprint check has passed
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
@@ -63,7 +86,7 @@ def run(
     record: Path = typer.Option(None, help="also copy the run record (JSON) to this path"),
 ) -> None:
     """Run every stage: prepare, embed, quantize, train, evaluate. Ends with a results table."""
-    from sidrec.report import results_table
+    from sidrec.report import data_difference, results_table
 
     _setup()
     cfg = _config(args, out)
@@ -74,7 +97,7 @@ def run(
         raise typer.Exit(1) from None
     if record:
         io.save_json(record, rec)
-    typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else ""))
+    typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else "", data_difference(cfg)))
     stages = "  ".join(f"{k} {v:.0f}s" for k, v in rec["stage_seconds"].items())
     typer.echo(f"\nwall {rec['wall_seconds']:.0f}s ({stages}); run directory {out}")
 
@@ -106,10 +129,12 @@ def train(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
 @app.command("evaluate")
 def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
     """Score all users on validation and test (metrics.json, predictions.csv)."""
-    from sidrec.report import results_table
+    from sidrec.report import data_difference, results_table
 
     _stage(pipeline.evaluate_model, args, out, force)
-    typer.echo("\n" + results_table(io.load_json(out / io.METRICS)))
+    cfg = io.load_run_config(out)
+    dataset = cfg.data.name if not cfg.data.path else ""  # published rows exist for the bundled sets only
+    typer.echo("\n" + results_table(io.load_json(out / io.METRICS), dataset, data_difference(cfg)))
 
 
 @app.command()
@@ -147,6 +172,33 @@ def bench(
     typer.echo(result)
     if record:
         io.save_json(record, result.record)
+
+
+@app.command()
+def configs() -> None:
+    """List the shipped configs, one line each (`sidrec config show NAME` prints one in full)."""
+    shipped = packaged_configs()
+    width = max(map(len, shipped))
+    for name in sorted(shipped):
+        typer.echo(f"{name.ljust(width)}  {_summary(shipped[name])}")
+
+
+def _summary(path: Path) -> str:
+    """The first sentence of a config file's leading comment."""
+    head = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line.lstrip("# ").strip())
+    text = " ".join(head)
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 110 else sentence[:107] + "..."
+
+
+@config_app.command("show")
+def config_show(args: list[str] = ARGS) -> None:
+    """Print the resolved config (defaults, CONFIG, then overrides) with each key's comment."""
+    typer.echo(describe(_config(args, Path("/nonexistent"))))
 
 
 if __name__ == "__main__":

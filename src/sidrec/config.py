@@ -30,7 +30,11 @@ class DataConfig:
     kcore: int = 0  # drop users/items with < k interactions, repeatedly (0 = off; amazon2014 uses 5)
     min_interactions: int = 3  # users with fewer cannot be split leave-one-out and are dropped
     max_history: int = 20  # keep only the last N items of a history (TIGER: 20)
-    text_template: str = "{title}; {categories}"  # item text from its fields; lists are joined with ' > '
+    # Item text from its fields; lists are joined with ' > '. Empty = built from the text fields found
+    # (title or name; categories or genres; brand; description), e.g. "{title}; {categories}" for Beauty.
+    text_template: str = ""
+    allow_missing_text: bool = False  # run even when most items have no text (their text is then their id)
+    encoding_errors: str = "strict"  # strict (stop at a non-UTF-8 byte) | replace (U+FFFD, counted and logged)
     max_users: int = 0  # keep a deterministic sample of this many users (0 = all); for toy runs
 
 
@@ -291,6 +295,41 @@ def config_from_dict(raw: dict) -> Config:
         for key, value in values.items():
             cfg = _apply(cfg, f"{section}.{key}", value)
     return cfg
+
+
+def key_comments() -> dict[str, str]:
+    """Each dotted key's comment in this file: its trailing `# ...`, or the comment lines above it."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {"seed": "seed of every random choice (sampling, initialisation, batches)"}
+    for section, cls in _SECTION_CLASSES.items():
+        above: list[str] = []
+        for line in inspect.getsource(cls).splitlines()[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("# "))
+                continue
+            match = re.match(r"(\w+): [^=]+=.*?(?:  # (.*))?$", text)
+            if match:
+                out[f"{section}.{match[1]}"] = match[2] or " ".join(above)
+            above = []
+    return out
+
+
+def describe(cfg: Config) -> str:
+    """The resolved config as YAML, each key followed by its comment."""
+    comments = key_comments()
+    lines = [f"seed: {cfg.seed}  # {comments['seed']}"]
+    for section, values in config_to_dict(cfg).items():
+        if section == "seed":
+            continue
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+            note = comments.get(f"{section}.{key}", "")
+            lines.append(f"  {key}: {text}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines)
 
 
 __all__ = [

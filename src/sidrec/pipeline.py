@@ -30,14 +30,14 @@ import torch
 from sidrec import fingerprint, io
 from sidrec.config import Config
 from sidrec.data.batches import IDExamples, SIDExamples
+from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
-from sidrec.data.sources import load_dataset
-from sidrec.data.split import eval_examples, prepare, train_sequences, training_examples
-from sidrec.embed import build_embedder
+from sidrec.data.split import eval_examples, train_sequences, training_examples
+from sidrec.embed import EMBEDDERS, build_embedder
 from sidrec.metrics import evaluate
 from sidrec.models import build_model, load_model, model_kind
-from sidrec.quantize import build_quantizer
-from sidrec.quantize.sids import deduplicate, sid_stats
+from sidrec.quantize import QUANTIZERS, build_quantizer
+from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
 from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.train import epoch_rng, fit, use_bf16
@@ -132,6 +132,7 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
 
         run_stage.__name__, run_stage.__doc__ = fn.__name__, fn.__doc__
         run_stage.spec = spec
+        run_stage.stage = name  # the stage name `check` takes
         return run_stage
 
     return wrap
@@ -182,7 +183,7 @@ def _train_keys(cfg: Config) -> tuple[str, ...]:
 )
 def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Load the dataset, build chronological sequences, write items / sequences tables."""
-    prepared = prepare(load_dataset(cfg.data), cfg.data, seed=cfg.seed)
+    prepared = take_prepared(cfg)  # read and checked by `check` when it ran first
     io.write_atomic(run_dir / io.ITEMS, prepared.items.write_parquet)
     io.write_atomic(run_dir / io.SEQUENCES, prepared.sequences.write_parquet)
     io.save_json(run_dir / io.DATA_STATS, prepared.stats)
@@ -392,6 +393,13 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
     io.write_atomic(path, table.write_csv)
 
 
+def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, force: bool = False) -> Config:
+    """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
+    names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
+    sid = model_kind(cfg.model.name) == "sid"  # ValueError for an unknown model.name
+    return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+
+
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
     """All five stages in order (three for item-ID models); returns (and writes) the run record.
 
@@ -400,6 +408,7 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     """
     run_dir = Path(run_dir)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
+    cfg = check(cfg, run_dir, STAGES, force)  # every check that can fail runs before the first file is written
     parts = _parts(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
     check_splits(cfg.eval.splits)
     stages = STAGES if parts.needs_sids else ("prepare", "train", "evaluate")  # ID models need no SIDs
@@ -421,6 +430,7 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
 __all__ = [
     "STAGES",
     "SPECS",
+    "check",
     "plan",
     "stage_status",
     "check_splits",

@@ -114,23 +114,38 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     return record
 
 
-def results_table(metrics: dict, dataset: str = "beauty") -> str:
+def results_table(metrics: dict, dataset: str = "beauty", differs: str = "") -> str:
     """Our validation / test numbers next to the published ones, as a fixed-width table.
 
     Without test numbers (eval.splits=[valid], while tuning) the published test rows are left out too,
-    so nothing invites a comparison with the test split.
+    so nothing invites a comparison with the test split. `differs` says how this run's data differ from
+    the published rows' full data (e.g. a user sample); it is printed under the table so that the two
+    are not read as comparable.
     """
     rows = [("sidrec (this run), valid", tuple(metrics.get("valid", {}).get(k, float("nan")) for k in METRIC_KEYS))]
     if metrics.get("test"):
         rows.append(("sidrec (this run), test", tuple(metrics["test"].get(k, float("nan")) for k in METRIC_KEYS)))
-        rows += [(f"{name}, test", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
+        rows += [(f"{name}, test (published, full data)", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
     width = max(len(r[0]) for r in rows) + 2
     lines = ["method".ljust(width) + "".join(k.rjust(11) for k in METRIC_KEYS)]
     lines.append("-" * len(lines[0]))
     lines += [name.ljust(width) + "".join(f"{v:11.4f}" for v in nums) for name, nums in rows]
     if not metrics.get("test"):
         lines.append("test: not scored (eval.splits=[valid]); score it once, for the setting chosen on validation")
+    elif differs and PUBLISHED.get(dataset):
+        lines.append(f"note: this run's data differ from the published rows' ({differs}): not comparable")
     return "\n".join(lines)
+
+
+def data_difference(cfg: Config) -> str:
+    """How a run's data differ from the full bundled set the published rows use ('' = they do not)."""
+    d, default = cfg.data, type(cfg.data)()
+    changed = [
+        f"data.{key}={getattr(d, key)}"
+        for key in ("max_users", "kcore", "min_interactions", "max_history")
+        if getattr(d, key) != getattr(default, key)
+    ]
+    return ", ".join(changed)
 
 
 def plot_training(history: list[dict], path: Path) -> None:
@@ -143,14 +158,21 @@ def plot_training(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["epoch"] for r in history], [r["loss"] for r in history], "o-", color="tab:blue", label="train loss")
+    lines = ax.plot(
+        [r["epoch"] for r in history], [r["loss"] for r in history], "o-", color="tab:blue", label="train loss"
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss", color="tab:blue")
     evals = [r for r in history if "valid" in r]
     if evals:
         ax2 = ax.twinx()
-        ax2.plot([r["epoch"] for r in evals], [r["valid"].get("ndcg@10", 0) for r in evals], "s-", color="tab:red")
+        scores = [r["valid"].get("ndcg@10", 0) for r in evals]
+        lines += ax2.plot([r["epoch"] for r in evals], scores, "s-", color="tab:red", label="valid NDCG@10")
+        best = evals[max(range(len(evals)), key=scores.__getitem__)]  # the first of equal bests, as training keeps
+        lines.append(ax2.axvline(best["epoch"], color="tab:green", ls="--", label=f"best epoch {best['epoch']}"))
         ax2.set_ylabel("valid NDCG@10", color="tab:red")
+    top = ax2 if evals else ax  # the twin axes are drawn last: a legend on them stays above every line
+    top.legend(lines, [line.get_label() for line in lines], loc="best", fontsize="small", framealpha=0.9)
     ax.set_title("sidrec training")
     fig.tight_layout()
     io.write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=110))

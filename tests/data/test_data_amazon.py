@@ -87,12 +87,19 @@ def test_loads_with_kcore_and_metadata(tmp_path):
     }
     assert items["i2"]["title"] == 'Mom\'s "Best" Soap' and items["i2"]["brand"] is None
     assert items["i3"] == {"item_id": "i3", "title": None, "categories": None, "brand": None}
-    prepared = prepare(raw, DataConfig())
+    prepared = prepare(raw, DataConfig(text_template="{title}; {categories}"))
     assert prepared.items["text"].to_list() == [
         "Gel & Co; Beauty > Hair Care",
         'Mom\'s "Best" Soap; Beauty > Bath',
         "i3",
     ]
+    auto = prepare(raw, DataConfig())  # no template: built from the fields found, brand included
+    assert auto.stats["text"]["template"] == "{title}; {categories}; {brand}"
+    assert auto.items["text"].to_list()[:2] == [
+        "Gel & Co; Beauty > Hair Care; Xtreme",
+        'Mom\'s "Best" Soap; Beauty > Bath',
+    ]
+    assert auto.stats["text"]["items_without_text"] == 1
     seqs = dict(zip(prepared.sequences["user_id"], prepared.sequences["items"].to_list(), strict=True))
     assert seqs == {"u1": [2, 3, 1], "u2": [3, 1, 2]}
 

@@ -11,7 +11,6 @@ Time is `unixReviewTime` (ties keep file order); users and items are k-core filt
 from __future__ import annotations
 
 import ast
-import gzip
 import html
 import json
 import re
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.encoding import open_text
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, short
 from sidrec.data.split import kcore_filter
 
 _REVIEWS = re.compile(r"^reviews_(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$")
@@ -28,7 +28,7 @@ _FIELDS = ("reviewerID", "asin", "unixReviewTime")
 
 
 def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return open_text(path)
 
 
 def _parse(line: str, where: str) -> dict:
@@ -94,7 +94,7 @@ def _read_reviews(path: Path) -> pl.DataFrame:
                 t = int(obj["unixReviewTime"])
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"{where}: unixReviewTime {obj['unixReviewTime']!r} is not an integer timestamp"
+                    f"{where}: unixReviewTime {short(obj['unixReviewTime'])} is not an integer timestamp"
                 ) from None
             users.append(str(obj["reviewerID"]))
             items.append(str(obj["asin"]))

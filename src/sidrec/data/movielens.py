@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, short
 
 GENRES_100K = (
     "unknown",
@@ -58,7 +58,7 @@ def _read_ratings(paths: list[Path], sep: str | None, drop_user0: bool = False) 
                 except ValueError:
                     raise ValueError(
                         f"{path}, line {lineno}: expected 'user item rating timestamp' with an integer "
-                        f"timestamp, like '{example}'; got {line.rstrip()!r}"
+                        f"timestamp, like '{example}'; got {short(line.rstrip(), 120)}"
                     ) from None
                 user = parts[0].strip()
                 if drop_user0 and user == "0":

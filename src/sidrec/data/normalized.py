@@ -12,7 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.encoding import check, open_text, polars_encoding
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, names, short
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -26,10 +27,12 @@ def read_interactions_csv(
     path: Path, user_col: str, item_col: str, time_col: str, separator: str = ","
 ) -> pl.DataFrame:
     """Read a CSV (or TSV) of interactions into the canonical columns, with errors naming the file and fix."""
+    check(path)
     try:
-        df = pl.read_csv(path, infer_schema=False, separator=separator)  # all strings: ids stay exact
+        # All strings: ids stay exact.
+        df = pl.read_csv(path, infer_schema=False, separator=separator, encoding=polars_encoding())
     except pl.exceptions.PolarsError as err:
-        where = _bad_csv_line(path, separator)
+        where = bad_csv_line(path, separator)
         raise ValueError(
             f"{path}{where}: not a readable CSV ({_first_line(err)}). "
             f"Expected a header line like '{separator.join((user_col, item_col, time_col))}' "
@@ -38,7 +41,7 @@ def read_interactions_csv(
     missing = [c for c in (user_col, item_col, time_col) if c not in df.columns]
     if missing:
         raise ValueError(
-            f"{path}: missing column(s) {missing}; found {df.columns}. "
+            f"{path}: missing column(s) {missing}; found {names(df.columns)}. "
             f"Rename them, or set data.user_col / data.item_col / data.time_col"
         )
     return to_canonical(df, path, user_col, item_col, time_col)
@@ -48,11 +51,11 @@ def _first_line(err: Exception) -> str:
     return str(err).partition("\n")[0]
 
 
-def _bad_csv_line(path: Path, separator: str) -> str:
+def bad_csv_line(path: Path, separator: str) -> str:
     """', line N' for the first line whose field count differs from the header's ('' if none)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
             width = None
             for lineno, fields in enumerate(csv.reader(f, delimiter=separator), 1):
                 if width is None:
@@ -98,7 +101,7 @@ def to_canonical(
     if times.null_count():
         row = int(df.with_row_index("row").filter(times.is_null())["row"][0])
         raise ValueError(
-            f"{path}, {where(row)}: '{time_col}' value {df[TIME][row]!r} is not a number. "
+            f"{path}, {where(row)}: '{time_col}' value {short(df[TIME][row])} is not a number. "
             "Use a unix timestamp or a 0-based position"
         )
     return df.with_columns(times.cast(pl.Int64).alias(TIME))
@@ -106,9 +109,8 @@ def to_canonical(
 
 def read_items_jsonl(path: Path, key: str = ITEM) -> pl.DataFrame:
     """Read one JSON object per line; every object needs the item id field `key`."""
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

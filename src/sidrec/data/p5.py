@@ -15,8 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
+from sidrec.data.encoding import open_text
 from sidrec.data.normalized import read_items_jsonl
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, names, short
 
 SEQUENCES = "sequential_data.txt"
 DATAMAPS = "datamaps.json"
@@ -24,11 +25,12 @@ DATAMAPS = "datamaps.json"
 
 def _read_datamaps(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     try:
-        maps = json.loads(path.read_text(encoding="utf-8"))
+        with open_text(path) as f:
+            maps = json.loads(f.read())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}). Expected the P5 datamaps object") from None
     if not isinstance(maps, dict) or not all(isinstance(maps.get(k), dict) for k in ("id2user", "id2item")):
-        found = sorted(maps) if isinstance(maps, dict) else type(maps).__name__
+        found = names(sorted(maps)) if isinstance(maps, dict) else type(maps).__name__
         raise ValueError(f"{path}: needs the objects 'id2user' and 'id2item' (integer string -> raw id); found {found}")
     return (
         {str(k): str(v) for k, v in maps["id2user"].items()},
@@ -40,7 +42,7 @@ def _read_sequences(path: Path, id2user: dict[str, str] | None, id2item: dict[st
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
-    with open(path, encoding="utf-8", newline=None) as f:  # universal newlines: CRLF and LF
+    with open_text(path, newline=None) as f:  # universal newlines: CRLF and LF
         for lineno, line in enumerate(f, 1):
             tokens = line.split()
             if not tokens:
@@ -49,7 +51,7 @@ def _read_sequences(path: Path, id2user: dict[str, str] | None, id2item: dict[st
             bad = next((t for t in tokens if not (t.isascii() and t.isdigit())), None)
             if bad is not None:
                 raise ValueError(
-                    f"{where}: {bad!r} is not an integer id. Each line is 'user_idx item_idx item_idx ...', "
+                    f"{where}: {short(bad)} is not an integer id. Each line is 'user_idx item_idx item_idx ...', "
                     "space separated"
                 )
             if len(tokens) < 2:

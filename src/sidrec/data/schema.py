@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -24,11 +24,32 @@ class RawDataset:
         items: column `item_id` (str) plus any text fields (title, categories, ...); may be empty of
             fields, in which case the item text falls back to its id.
         source: where it came from, for messages and `data_stats.json`.
+        replaced_bytes: {file: non-UTF-8 bytes replaced} under `data.encoding_errors=replace`.
+        items_source: the items file, where it is not `source` (the table format's `data.items_path`).
     """
 
     interactions: pl.DataFrame
     items: pl.DataFrame
     source: str
+    replaced_bytes: dict[str, int] = field(default_factory=dict)
+    items_source: str = ""
+
+
+def short(value: object, limit: int = 60) -> str:
+    """repr(value) cut to `limit` characters, for error messages about huge fields.
+
+    >>> short("x" * 100, 10)
+    "'xxxxxxxxx... (102 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}... ({len(text)} characters)"
+
+
+def names(values: object, limit: int = 20) -> str:
+    """A list of field or column names for a message, each cut by `short`, at most `limit` of them."""
+    values = list(values)  # type: ignore[call-overload]
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return "[" + ", ".join(short(v, 40) for v in values[:limit]) + more + "]"
 
 
 def render_text(item: dict, template: str) -> str:

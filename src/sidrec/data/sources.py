@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from sidrec.config import DataConfig
 from sidrec.data.amazon import load_amazon2014
+from sidrec.data.encoding import decoding
 from sidrec.data.movielens import load_movielens
 from sidrec.data.normalized import load_normalized
 from sidrec.data.p5 import load_p5
 from sidrec.data.schema import RawDataset
 from sidrec.data.table import load_table
 
+logger = logging.getLogger(__name__)
 BUNDLED = ("beauty", "sports")
 
 
@@ -58,7 +62,7 @@ def detect_format(path: Path) -> str:
         return "normalized"
     if "sequential_data.txt" in names:
         return "p5"
-    if any(n.startswith("reviews_") and n.endswith(".json.gz") for n in names):
+    if any(n.startswith("reviews_") and n.endswith((".json.gz", ".json")) for n in names):
         return "amazon2014"
     if {"u.data", "ratings.dat"} & names or {"u1.base", "u1.test"} <= names:
         return "movielens"
@@ -72,12 +76,17 @@ def detect_format(path: Path) -> str:
 
 def load_dataset(cfg: DataConfig) -> RawDataset:
     """Load the dataset a config names: the bundled one, or `cfg.path` in `cfg.format`."""
-    if not cfg.path:
-        return _normalized(cfg, bundled_path(cfg.name))
-    path = Path(cfg.path).expanduser()
-    if not path.exists():
-        raise ValueError(f"data.path={cfg.path}: no such file or folder")
-    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
-    if fmt not in LOADERS:
-        raise ValueError(f"unknown data.format '{fmt}'. Known: auto, {', '.join(LOADERS)}")
-    return LOADERS[fmt](cfg, path)
+    with decoding(cfg.encoding_errors) as replaced:
+        if not cfg.path:
+            raw = _normalized(cfg, bundled_path(cfg.name))
+        else:
+            path = Path(cfg.path).expanduser()
+            if not path.exists():
+                raise ValueError(f"data.path={cfg.path}: no such file or folder")
+            fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+            if fmt not in LOADERS:
+                raise ValueError(f"unknown data.format '{fmt}'. Known: auto, {', '.join(LOADERS)}")
+            how = "detected from its files; data.format= forces one" if cfg.format == "auto" else "data.format"
+            logger.info("data.path=%s: format %s (%s)", cfg.path, fmt, how)
+            raw = LOADERS[fmt](cfg, path)
+    return dataclasses.replace(raw, replaced_bytes=dict(replaced))

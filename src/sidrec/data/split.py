@@ -7,14 +7,17 @@ capped at the last `max_history` items.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from sidrec.config import DataConfig
-from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, render_text
+from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, short
+from sidrec.data.text import render_texts, resolve_template, text_report
 
+logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
@@ -36,8 +39,8 @@ def _check_items(raw: RawDataset) -> None:
         first = unknown.row(0, named=True)
         raise ValueError(
             f"{raw.source}: interactions name {unknown[ITEM].n_unique()} item id(s) missing from the "
-            f"items file, first '{first[ITEM]}' (interaction {first['row'] + 1} in file order, "
-            f"user '{first[USER]}'). Add them to the items file or drop those rows"
+            f"items file, first {short(first[ITEM])} (interaction {first['row'] + 1} in file order, "
+            f"user {short(first[USER])}). Add them to the items file or drop those rows"
         )
 
 
@@ -57,27 +60,59 @@ class Prepared:
 
 
 def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
-    """Raw tables -> indexed items and chronological per-user sequences."""
+    """Raw tables -> indexed items and chronological per-user sequences; every drop is counted and logged."""
     if raw.items.height == 0:
         raise ValueError(f"{raw.source}: the items table is empty; every interacted item needs an entry")
+    template = resolve_template(
+        cfg.text_template, raw.items, raw.items_source or raw.source
+    )  # before any work: fail fast
     _check_items(raw)
+    drops: dict[str, int] = {}
+    duplicates = raw.items.height - raw.items[ITEM].n_unique()
+    if duplicates:
+        drops["duplicate_item_rows"] = duplicates
+        logger.warning(
+            "%s: %d duplicate item id row(s) in the items file; the first of each is kept", raw.source, duplicates
+        )
     df = raw.interactions.with_row_index("row")
+    users_in, items_in = df[USER].n_unique(), df[ITEM].n_unique()
     df = kcore_filter(df, cfg.kcore)
-    df = _sample_users(df, cfg.max_users, seed)
-    df = df.filter(pl.len().over(USER) >= cfg.min_interactions)
+    drops["users_kcore"], drops["items_kcore"] = users_in - df[USER].n_unique(), items_in - df[ITEM].n_unique()
+    sampled = _sample_users(df, cfg.max_users, seed)
+    drops["users_not_sampled"] = df[USER].n_unique() - sampled[USER].n_unique()
+    df = sampled.filter(pl.len().over(USER) >= cfg.min_interactions)
+    drops["users_too_few_interactions"] = sampled[USER].n_unique() - df[USER].n_unique()
     if df.height == 0:
         raise ValueError(
             f"{raw.source}: no user has >= {cfg.min_interactions} interactions after filtering "
             f"(data.kcore={cfg.kcore}); leave-one-out needs 3 per user"
         )
+    drops["items_only_with_dropped_users"] = sampled[ITEM].n_unique() - df[ITEM].n_unique()
+    drops["items_never_interacted"] = raw.items[ITEM].n_unique() - items_in
+    _log_drops(raw.source, drops, cfg)
     item_ids = sorted(df[ITEM].unique().to_list())
     item_map = pl.DataFrame({ITEM: item_ids, ITEM_IDX: np.arange(1, len(item_ids) + 1, dtype=np.int64)})
     df = df.join(item_map, on=ITEM).sort([USER, TIME, "row"])
     seqs = df.group_by(USER, maintain_order=True).agg(pl.col(ITEM_IDX).alias(SEQ))
     seqs = seqs.sort(USER).with_row_index(USER_IDX).with_columns(pl.col(USER_IDX).cast(pl.Int64))
     fields = raw.items.unique(ITEM, keep="first").join(item_map, on=ITEM).sort(ITEM_IDX)
-    texts = [render_text(row, cfg.text_template) for row in fields.drop(ITEM_IDX).to_dicts()]
-    items = fields.select(ITEM_IDX, ITEM).with_columns(pl.Series(TEXT, texts))
+    texts = render_texts(fields.drop(ITEM_IDX), template)
+    items = fields.select(ITEM_IDX, ITEM).with_columns(pl.Series(TEXT, texts, dtype=pl.Utf8))
+    text = text_report(items[ITEM].to_list(), texts, template)
+    logger.info(
+        "item text template: %r (%s)",
+        template,
+        "data.text_template" if cfg.text_template else "built from the fields found",
+    )
+    for example in text["examples"]:
+        logger.info("  item text example: %s", example[:200])
+    if text["items_without_text"]:
+        logger.warning(
+            "%d of %d items (%.0f%%) have no text: their text is their id",
+            text["items_without_text"],
+            items.height,
+            100 * text["share_without_text"],
+        )
     lengths = seqs[SEQ].list.len()
     stats = {
         "source": raw.source,
@@ -85,10 +120,30 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         "items": items.height,
         "interactions": int(lengths.sum()),
         "dropped_users": raw.interactions[USER].n_unique() - seqs.height,
+        "dropped": drops,
+        "replaced_non_utf8_bytes": raw.replaced_bytes,
+        "text": text,
         "mean_sequence_length": round(float(lengths.mean()), 3),
         "density": round(float(lengths.sum()) / (seqs.height * items.height), 6),
     }
     return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
+
+
+def _log_drops(source: str, drops: dict[str, int], cfg: DataConfig) -> None:
+    why = {
+        "users_kcore": f"users with < {cfg.kcore} interactions (data.kcore={cfg.kcore}, applied repeatedly)",
+        "items_kcore": f"items with < {cfg.kcore} interactions (data.kcore={cfg.kcore})",
+        "users_not_sampled": f"users left out of the data.max_users={cfg.max_users} sample",
+        "users_too_few_interactions": (
+            f"users with < {cfg.min_interactions} interactions (data.min_interactions: "
+            "leave-one-out needs a training, a validation and a test item)"
+        ),
+        "items_only_with_dropped_users": "items seen only by dropped users",
+        "items_never_interacted": "items in the items file that no interaction names",
+    }
+    for key, count in drops.items():
+        if count and key in why:
+            logger.info("%s: dropped %d %s", source, count, why[key])
 
 
 @dataclass(frozen=True)

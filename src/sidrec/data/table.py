@@ -10,15 +10,15 @@ Without it, the items are the distinct item ids, with no text (the text falls ba
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from pathlib import Path
 
 import polars as pl
 
-from sidrec.data.normalized import read_interactions_csv, read_items_jsonl, to_canonical
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset
+from sidrec.data.encoding import check, open_text, polars_encoding
+from sidrec.data.normalized import bad_csv_line, read_interactions_csv, read_items_jsonl, to_canonical
+from sidrec.data.schema import ITEM, TIME, USER, RawDataset, names, short
 
 _KINDS = {
     ".csv": "csv",
@@ -61,8 +61,7 @@ def _read_parquet(path: Path) -> pl.DataFrame:
 def _read_jsonl_interactions(path: Path, user_col: str, item_col: str, time_col: str) -> pl.DataFrame:
     cols = (user_col, item_col, time_col)
     values: dict[str, list[str]] = {c: [] for c in cols}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -79,11 +78,11 @@ def _read_jsonl_interactions(path: Path, user_col: str, item_col: str, time_col:
             missing = [c for c in cols if c not in obj]
             if missing:
                 raise ValueError(
-                    f"{where}: missing field(s) {missing}; found {sorted(obj)}. Rename them, or set {_COL_KEYS}"
+                    f"{where}: missing field(s) {missing}; found {names(sorted(obj))}. Rename them, or set {_COL_KEYS}"
                 )
             for col in (user_col, item_col):
                 if obj[col] is None or isinstance(obj[col], dict | list) or str(obj[col]).strip() == "":
-                    raise ValueError(f"{where}: empty or non-scalar '{col}' value {obj[col]!r}")
+                    raise ValueError(f"{where}: empty or non-scalar '{col}' value {short(obj[col])}")
             t = obj[time_col]
             try:
                 ok = not isinstance(t, bool) and math.isfinite(float(t))
@@ -91,7 +90,8 @@ def _read_jsonl_interactions(path: Path, user_col: str, item_col: str, time_col:
                 ok = False
             if not ok:
                 raise ValueError(
-                    f"{where}: '{time_col}' value {t!r} is not a number. Use a unix timestamp or a 0-based position"
+                    f"{where}: '{time_col}' value {short(t)} is not a number. "
+                    "Use a unix timestamp or a 0-based position"
                 )
             for col in cols:
                 values[col].append(str(obj[col]))
@@ -110,7 +110,9 @@ def _read_interactions(path: Path, user_col: str, item_col: str, time_col: str) 
     df = _read_parquet(path)
     missing = [c for c in (user_col, item_col, time_col) if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; found {df.columns}. Rename them, or set {_COL_KEYS}")
+        raise ValueError(
+            f"{path}: missing column(s) {missing}; found {names(df.columns)}. Rename them, or set {_COL_KEYS}"
+        )
     if df.schema[time_col].is_temporal():
         df = df.with_columns(pl.col(time_col).dt.epoch("s"))  # datetimes -> unix seconds
     return to_canonical(df, path, user_col, item_col, time_col, first_line=None)
@@ -125,17 +127,23 @@ def read_items_table(path: Path, item_key: str) -> pl.DataFrame:
     if kind == "parquet":
         df = _read_parquet(path)
     else:
+        check(path)
         try:
-            df = pl.read_csv(path, infer_schema=False, separator="," if kind == "csv" else "\t")
+            sep = "," if kind == "csv" else "\t"
+            df = pl.read_csv(path, infer_schema=False, separator=sep, encoding=polars_encoding())
         except pl.exceptions.NoDataError:
             df = pl.DataFrame()
         except pl.exceptions.PolarsError as err:
-            raise ValueError(f"{path}: not a readable {kind.upper()} ({_first_line(err)})") from None
+            where = bad_csv_line(path, sep)
+            raise ValueError(
+                f"{path}{where}: not a readable {kind.upper()} ({_first_line(err)}). "
+                "Expected a header line and the same number of fields on every line"
+            ) from None
     if df.width == 0 or df.height == 0:
         raise ValueError(f"{path}: no items. The items file is empty; it needs a header and one row per item")
     if item_key not in df.columns:
         raise ValueError(
-            f"{path}: no item id column '{item_key}'; found {df.columns}. Set data.item_key to the id column"
+            f"{path}: no item id column '{item_key}'; found {names(df.columns)}. Set data.item_key to the id column"
         )
     if item_key != ITEM and ITEM in df.columns:
         df = df.drop(ITEM)
@@ -183,5 +191,5 @@ def load_table(
             raise ValueError(f"data.items_path={items_path}: no such file")
         items = read_items_table(ipath, item_key)
     else:
-        items = pl.DataFrame({ITEM: interactions[ITEM].unique(maintain_order=True)})
-    return RawDataset(interactions=interactions.select(USER, ITEM, TIME), items=items, source=str(path))
+        ipath, items = "", pl.DataFrame({ITEM: interactions[ITEM].unique(maintain_order=True)})
+    return RawDataset(interactions.select(USER, ITEM, TIME), items, source=str(path), items_source=str(ipath))
