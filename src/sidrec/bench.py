@@ -76,7 +76,7 @@ class _Entry:
     params: int
     step: Callable[[int], None]  # one optimizer step on pre-built batch i
     beam: dict[str, Callable[[list[np.ndarray], np.ndarray], object]]  # mode -> search(histories, users)
-    size: flops.EncDecSize  # for the analytic FLOP counts
+    size: flops.EncDecSize | None  # for the analytic FLOP counts (None: not counted for this architecture)
     step_s: list[float] = field(default_factory=list)
     beam_s: dict[str, float] = field(default_factory=dict)
 
@@ -143,8 +143,9 @@ def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, SIDGene
         rec = SIDRecommender(model, s.sids, beam_width=BEAMS, constrained=mode == "constrained", bf16=s.bf16)
         beam[mode] = lambda h, u, rec=rec: rec.recommend(h, k=BEAMS, users=u)
     params = sum(p.numel() for p in model.parameters())
-    sh = model.shape
-    size = flops.EncDecSize(sh.d_model, sh.n_heads, sh.d_head, sh.d_ff, sh.n_enc_layers, sh.n_dec_layers, sizes)
+    sh, size = model.shape, None  # FLOPs are counted for encoder-decoders only (sidrec.flops)
+    if hasattr(sh, "n_enc_layers") and hasattr(sh, "n_dec_layers") and not getattr(sh, "experts", 0):
+        size = flops.EncDecSize(sh.d_model, sh.n_heads, sh.d_head, sh.d_ff, sh.n_enc_layers, sh.n_dec_layers, sizes)
     return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam, size), model
 
 
@@ -243,7 +244,9 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
     ours, _ = _ours(s, f"sidrec, config {desc}", m)
     grid, grid_model = _ours(s, "sidrec, GRID size 4+4 d128 6x64 ff1024", replace(m, **GRID_SIZE))
     entries, ref_note = [ours, grid], "not requested"
-    if reference:
+    if reference and not hasattr(grid_model.shape, "n_dec_layers"):
+        ref_note = "skipped: HF T5 is compared with encoder-decoder models only (model.name=tiger)"
+    elif reference:
         try:
             import transformers
         except ImportError:
@@ -267,16 +270,19 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
         med = statistics.median(e.step_s)
         row = dict(model=e.name, params=e.params, train_samples_per_s=round(cfg.train.batch_size / med, 1))
         row.update(train_step_ms_median=round(1000 * med, 2), train_step_ms=[round(1000 * t, 2) for t in e.step_s])
-        train_tflops = flops.train_step(e.size, memory, cfg.train.batch_size) / med / 1e12
-        row.update(train_gflop_per_step=round(flops.train_step(e.size, memory, cfg.train.batch_size) / 1e9, 3))
-        row.update(train_tflops=round(train_tflops, 6), train_pct_of_peak=round(100 * train_tflops / peak, 2))
-        per_user = flops.beam_search(e.size, memory, BEAMS)
-        row["beam_gflop_per_user"] = round(per_user / 1e9, 4)
+        step_flops = flops.train_step(e.size, memory, cfg.train.batch_size) if e.size else None
+        train_tflops = step_flops / med / 1e12 if step_flops else None
+        row.update(train_gflop_per_step=round(step_flops / 1e9, 3) if step_flops else None)
+        row.update(train_tflops=round(train_tflops, 6) if step_flops else None)
+        row.update(train_pct_of_peak=round(100 * train_tflops / peak, 2) if step_flops else None)
+        per_user = flops.beam_search(e.size, memory, BEAMS) if e.size else None
+        row["beam_gflop_per_user"] = round(per_user / 1e9, 4) if per_user else None
         for mode in ("constrained", "free"):
             ups = users / e.beam_s[mode] if mode in e.beam_s else None
+            counted = ups and per_user
             row[f"beam_{mode}_users_per_s"] = round(ups, 1) if ups else None
-            row[f"beam_{mode}_tflops"] = round(ups * per_user / 1e12, 6) if ups else None
-            row[f"beam_{mode}_pct_of_peak"] = round(100 * ups * per_user / 1e12 / peak, 2) if ups else None
+            row[f"beam_{mode}_tflops"] = round(ups * per_user / 1e12, 6) if counted else None
+            row[f"beam_{mode}_pct_of_peak"] = round(100 * ups * per_user / 1e12 / peak, 2) if counted else None
         rows.append(row)
     t5 = rows[2] if len(rows) > 2 else None  # ratios: ours / T5, whose generate() decodes free only
     pairs = {"train_vs_t5": ("train_samples_per_s",) * 2, "beam_free_vs_t5": ("beam_free_users_per_s",) * 2}
