@@ -23,9 +23,11 @@ ALLOWED: dict[str, set[str]] = {
     **{unit: BASE | LEAVES for unit in COMPOSERS},
     "bench": BASE | LEAVES | COMPOSERS,  # times the composed parts, like `pipeline` but writes no run directory
     "pipeline": BASE | LEAVES | COMPOSERS | {"bench"},  # everything but the CLI
-    "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve"},
-    "__init__": set(),  # the package root stays import-free: `import sidrec` must be cheap
+    "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
+    "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
+    "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
+    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "api", "report_html"},
+    "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }
 

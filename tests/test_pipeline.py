@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
-import pytest
 from typer.testing import CliRunner
 
 from sidrec import io
@@ -31,14 +29,6 @@ STAGE_OUTPUTS = (io.ITEMS, io.SEQUENCES, io.EMBEDDINGS, io.SIDS, io.QUANTIZER, i
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy")
-    result = invoke("run", "toy", *FAST, "--out", str(out))
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_run_writes_every_artifact(toy_run):

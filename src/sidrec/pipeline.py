@@ -215,17 +215,26 @@ def train_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     return summary
 
 
+def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = None) -> tuple[object, dict]:
+    """The trained model of `run_dir` as a Recommender (evaluation and serving), with the model's metadata.
+
+    `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...).
+    """
+    run_dir = Path(run_dir)
+    dev = _device(device or cfg.train.device)
+    model, meta = load_model(str(run_dir / io.MODEL), dev)
+    rec = _parts(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
+    return rec, meta
+
+
 @_stage("evaluate", (io.METRICS, io.PREDICTIONS))
 def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     """Score all users on validation and test; write metrics.json and predictions.csv (test)."""
-    device = _device(cfg.train.device)
-    model, meta = load_model(str(run_dir / io.MODEL), device)
+    rec, meta = build_recommender(cfg, run_dir)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
-    parts = _parts(cfg, run_dir, device)
-    rec = parts.recommender(model, sequences)
     out: dict = {"best_epoch": meta.get("epoch")}
-    if parts.needs_sids:
+    if model_kind(cfg.model.name) == "sid":
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     for split in ("valid", "test"):
         examples = eval_examples(sequences, split, cfg.data.max_history)
@@ -273,4 +282,13 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     return record
 
 
-__all__ = ["STAGES", "prepare_data", "embed_items", "build_sids", "train_model", "evaluate_model", "run"]
+__all__ = [
+    "STAGES",
+    "prepare_data",
+    "embed_items",
+    "build_sids",
+    "train_model",
+    "evaluate_model",
+    "build_recommender",
+    "run",
+]
