@@ -118,5 +118,8 @@ def test_chunked_oversized_body_is_refused(client):
 
 def test_wrong_method_and_path(client):
     assert client.get("/recommend").status_code == 405
+    assert "POST /recommend" in client.get("/recommend").json()["error"]
     assert client.get("/nope").status_code == 404
+    bad_utf8 = client.post("/recommend", content=b"\x80", headers={"content-type": "application/json"})
+    assert bad_utf8.json()["error"].startswith("the body is not valid UTF-8")
     assert json.loads(client.get("/items").text)["error"].startswith("query.q: Field required")

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidrec.api import Model, UnknownItemsError
 from sidrec.serve.batcher import Batcher, Metrics
@@ -24,6 +25,7 @@ MAX_K = 100
 MAX_BATCH_REQUESTS = 64
 MAX_BODY_BYTES = 1 << 20
 EXAMPLE = '{"history": ["ITEM_ID", "ITEM_ID"], "k": 10}'
+ENDPOINTS = "POST /recommend, POST /recommend/batch, GET /items?q=, GET /items/{id}, GET /health, GET /metrics, GET /"
 
 
 class RecommendRequest(BaseModel):
@@ -142,6 +144,15 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         return _error(422, _describe(list(exc.errors())), example=json.loads(EXAMPLE))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        hints = {
+            400: f"the body is not valid UTF-8 JSON; send a JSON object like {EXAMPLE}",
+            404: f"no such endpoint {request.url.path}; see {ENDPOINTS}",
+            405: f"{request.method} is not allowed on {request.url.path}; see {ENDPOINTS}",
+        }
+        return _error(exc.status_code, hints.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(UnknownItemsError)
     async def unknown(request: Request, exc: UnknownItemsError):
