@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
     **{unit: BASE | LEAVES for unit in COMPOSERS},
     "bench": BASE | LEAVES | COMPOSERS,  # times the composed parts, like `pipeline` but writes no run directory
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench"},  # everything but the CLI
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "report_html"},  # everything but the CLI
     "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},

@@ -38,6 +38,7 @@ from sidrec.quantize import build_quantizer
 from sidrec.quantize.sids import deduplicate, sid_stats
 from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
+from sidrec.report_html import write_report
 from sidrec.train import epoch_rng, fit, use_bf16
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
-    """All five stages in order (three for item-ID models); returns (and writes) the run record."""
+    """All five stages in order (three for item-ID models); returns (and writes) the run record and report.html."""
     run_dir = Path(run_dir)
     io.save_config(run_dir, cfg)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
@@ -279,6 +280,7 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     evaluate_model(cfg, run_dir, force)
     record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
     io.save_json(run_dir / "record.json", record)
+    write_report(run_dir)
     return record
 
 
