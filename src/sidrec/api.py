@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,8 @@ class Recommendation:
     sid: tuple[int, ...] | None  # None for item-ID models (SASRec, HSTU)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["sid"] = list(self.sid) if self.sid is not None else None
-        return out
+        sid = list(self.sid) if self.sid is not None else None  # dataclasses.asdict deep-copies: slow when serving
+        return {"item_id": self.item_id, "rank": self.rank, "score": self.score, "title": self.title, "sid": sid}
 
 
 def _titles(items: pl.DataFrame, template: str) -> list[str]:

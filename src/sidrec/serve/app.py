@@ -6,6 +6,7 @@ and the web page at /. Every bad request gets a 4xx whose `error` names the fiel
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from contextlib import asynccontextmanager
@@ -138,7 +139,11 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
         yield
         await state["batcher"].stop()  # uvicorn has finished the in-flight requests by now
 
-    app = FastAPI(title="sidrec", summary="Recommendations from a trained sidrec run", lifespan=lifespan)
+    options: dict = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:  # FastAPI >= 0.16x: its per-request OpenTelemetry
+        # hooks cost more than our own /metrics; this server exports nothing, so they are off.
+        options["telemetry"] = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    app = FastAPI(title="sidrec", summary="Recommendations from a trained sidrec run", lifespan=lifespan, **options)
     app.add_middleware(Guard, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -182,15 +187,16 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
             out.append({"items": [x.to_dict() for x in rows[: r.k]], "skipped": skip, "model_ms": ms})
         return out
 
-    @app.post("/recommend")
-    async def recommend(req: RecommendRequest) -> dict:
+    # These two return their JSON directly: FastAPI's generic encoder costs more than the rest of a request.
+    @app.post("/recommend", response_class=JSONResponse)
+    async def recommend(req: RecommendRequest) -> JSONResponse:
         """Top-k items for one history: item_id, rank, score, title, sid."""
-        return (await _run([req]))[0]
+        return JSONResponse((await _run([req]))[0])
 
-    @app.post("/recommend/batch")
-    async def recommend_batch(req: BatchRequest) -> dict:
+    @app.post("/recommend/batch", response_class=JSONResponse)
+    async def recommend_batch(req: BatchRequest) -> JSONResponse:
         """Top-k items for up to 64 histories in one call."""
-        return {"results": await _run(req.requests)}
+        return JSONResponse({"results": await _run(req.requests)})
 
     @app.get("/items")
     async def items(
