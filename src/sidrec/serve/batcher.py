@@ -35,7 +35,8 @@ class Batcher:
 
     def __init__(self, model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -> None:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self.closing = False
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model")  # one torch model
         self.task: asyncio.Task | None = None
         self.batch_sizes: dict[int, int] = {}
@@ -45,15 +46,10 @@ class Batcher:
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        """Finish the queued jobs, then stop the loop and the worker thread."""
-        while not self.queue.empty():
-            await asyncio.sleep(0.01)
+        """Finish every job queued so far (a sentinel ends the loop after them), then stop the worker thread."""
         if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+            await self.queue.put(None)
+            await self.task
         self.executor.shutdown(wait=True)
 
     async def submit(
@@ -64,11 +60,10 @@ class Batcher:
         return await future
 
     async def _take(self) -> list[_Job]:
-        jobs = [await self.queue.get()]
-        rows = len(jobs[0].histories)
-        deadline = time.perf_counter() + self.max_wait
+        jobs: list[_Job] = []
+        rows, deadline = 0, None
         while rows < self.max_batch:
-            if self.queue.empty():
+            if jobs and self.queue.empty():
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -77,15 +72,22 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             else:
-                job = self.queue.get_nowait()
+                job = await self.queue.get()
+            if job is None:  # stop(): nothing is queued after the sentinel
+                self.closing = True
+                break
+            if not jobs:
+                deadline = time.perf_counter() + self.max_wait
             jobs.append(job)
             rows += len(job.histories)
         return jobs
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.closing:
             jobs = await self._take()
+            if not jobs:
+                continue
             histories = [h for j in jobs for h in j.histories]
             users = [u for j in jobs for u in j.users]
             exclude = [e for j in jobs for e in j.exclude]
