@@ -98,3 +98,15 @@ def test_search_and_item(toy_model):
 def test_load_rejects_a_non_run(tmp_path):
     with pytest.raises(ValueError, match="no trained model"):
         sidrec.load(tmp_path)
+
+
+def test_run_maps_keyword_overrides(monkeypatch, tmp_path):
+    """`section__key=value` becomes `section.key=value` (pipeline.run is stubbed: only the mapping is tested)."""
+    from sidrec import pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run", lambda cfg, out, force, command: seen.update(cfg=cfg, out=out) or {"ok": 1})
+    assert sidrec.run("toy", out=tmp_path, train__epochs=3, seed=7) == {"ok": 1}
+    assert seen["cfg"].train.epochs == 3 and seen["cfg"].seed == 7 and seen["cfg"].data.max_users == 300
+    with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
+        sidrec.run("toy", out=tmp_path, train__nope=1)
