@@ -235,7 +235,7 @@ def evaluate_model(cfg: Config, run_dir: Path, force: bool = False) -> dict:
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
     out: dict = {"best_epoch": meta.get("epoch")}
-    if model_kind(cfg.model.name) == "sid":
+    if _parts(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     for split in ("valid", "test"):
         examples = eval_examples(sequences, split, cfg.data.max_history)
