@@ -7,6 +7,8 @@ tests/quantize/conftest.py sets the same per test and restores the previous valu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -92,3 +94,24 @@ def random_id_batch(n: int = 16, *, n_items: int = 30, max_len: int = 8, seed: i
 def make_id_batch():
     """Factory of random item-ID training batches: make_id_batch(n=16, n_items=30, max_len=8, seed=0)."""
     return random_id_batch
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """One trained `toy` run directory (1 epoch) for the whole session, built through the CLI."""
+    from typer.testing import CliRunner
+
+    from sidrec.cli import app
+
+    out = tmp_path_factory.mktemp("toy")
+    result = CliRunner().invoke(app, ["run", "toy", "train.epochs=1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_run):
+    """The toy run loaded through the public API, once."""
+    import sidrec
+
+    return sidrec.load(toy_run)

@@ -25,11 +25,13 @@ ALLOWED: dict[str, set[str]] = {
     # times the composed parts, like `pipeline` but writes no run directory
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint"},  # everything but the CLI
-    "serve": BASE | LEAVES | COMPOSERS | {"pipeline"},
+    "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html"},  # everything but the CLI
+    "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
+    "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "fingerprint", "sweep"},
-    "__init__": set(),  # the package root stays import-free: `import sidrec` must be cheap
+    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"},
+    "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }
 

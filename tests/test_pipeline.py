@@ -35,14 +35,6 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy")
-    result = invoke("run", "toy", *FAST, "--out", str(out))
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_run_writes_every_artifact(toy_run):
     for name in ARTIFACTS:
         assert (toy_run / name).exists(), name

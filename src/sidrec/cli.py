@@ -201,5 +201,77 @@ def config_show(args: list[str] = ARGS) -> None:
     typer.echo(describe(_config(args, Path("/nonexistent"))))
 
 
+@app.command()
+def recommend(
+    out: Path = OUT,
+    history: str = typer.Option(..., help="item ids, oldest first, comma-separated: ID,ID,..."),
+    k: int = typer.Option(10, help="how many items"),
+    exclude_history: bool = typer.Option(False, help="drop items already in the history"),
+    skip_unknown: bool = typer.Option(False, help="drop unknown item ids instead of failing"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Top-k items for one history, with titles and Semantic IDs, from a trained run."""
+    import json
+
+    from sidrec.api import load
+
+    ids = [i.strip() for i in history.split(",") if i.strip()]
+    try:
+        recs = load(out).recommend(ids, k, exclude_history=exclude_history, skip_unknown=skip_unknown)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in recs], indent=2))
+        return
+    width = max(len(r.item_id) for r in recs)
+    typer.echo(f"{'rank':>4}  {'item_id':<{width}}  {'score':>8}  {'sid':<16}  title")
+    for r in recs:
+        score = f"{r.score:8.3f}" if r.score is not None else f"{'(pop)':>8}"
+        sid = "-".join(map(str, r.sid)) if r.sid else "-"
+        typer.echo(f"{r.rank:>4}  {r.item_id:<{width}}  {score}  {sid:<16}  {r.title[:80]}")
+
+
+@app.command()
+def serve(
+    out: Path = OUT,
+    host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    max_batch: int = typer.Option(64, help="most histories per micro-batched model call"),
+    max_wait_ms: float = typer.Option(2.0, help="how long a batch waits for more requests"),
+    threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
+) -> None:
+    """HTTP API and web page over a trained run: POST /recommend, GET /items?q=, / (needs the serve extra)."""
+    try:
+        from sidrec.serve import serve as run_server
+    except ImportError as err:
+        typer.secho(f"error: {err}; install the server with: pip install 'sidrec[serve]'", fg="red", err=True)
+        raise typer.Exit(1) from None
+    import torch
+
+    _setup()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        typer.echo(f"loading {out} ...")
+        run_server(out, host, port, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def report(out: Path = OUT) -> None:
+    """Write DIR/report.html: config, data and SID statistics, training curves, metrics, speed."""
+    from sidrec.report_html import write_report
+
+    try:
+        path = write_report(out)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     app()

@@ -40,6 +40,7 @@ from sidrec.quantize import QUANTIZERS, build_quantizer
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
 from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
+from sidrec.report_html import write_report
 from sidrec.train import epoch_rng, fit, use_bf16
 
 logger = logging.getLogger(__name__)
@@ -337,6 +338,18 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return summary
 
 
+def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = None) -> tuple[object, dict]:
+    """The trained model of `run_dir` as a Recommender (evaluation and serving), with the model's metadata.
+
+    `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...).
+    """
+    run_dir = Path(run_dir)
+    dev = _device(device or cfg.train.device)
+    model, meta = load_model(str(run_dir / io.MODEL), dev)
+    rec = _parts(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
+    return rec, meta
+
+
 @_stage(
     "evaluate",
     # precision: bf16 or fp32 beam search; seed: the draw among items that share a SID (quantize.dedup=none)
@@ -346,15 +359,12 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 )
 def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Score all users on validation and test; write metrics.json and predictions.csv (test)."""
-    device = _device(cfg.train.device)
-    model, meta = load_model(str(run_dir / io.MODEL), device)
+    rec, meta = build_recommender(cfg, run_dir)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
-    parts = _parts(cfg, run_dir, device)
-    rec = parts.recommender(model, sequences)
     splits = check_splits(cfg.eval.splits)
     out: dict = {"best_epoch": meta.get("epoch"), "splits": list(splits)}
-    if parts.needs_sids:
+    if _parts(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     for split in splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
@@ -401,7 +411,7 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
-    """All five stages in order (three for item-ID models); returns (and writes) the run record.
+    """All five stages in order (three for item-ID models); returns (and writes) the run record and report.html.
 
     Every stage's fingerprint is checked first (`plan`): a stale one stops the run before anything is
     written, unless `force`, which recomputes the stale stages and those after them that change.
@@ -424,6 +434,7 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
     record["stages_run"] = [s for s in stages if s in redone]
     io.save_json(run_dir / "record.json", record)
+    write_report(run_dir)
     return record
 
 
@@ -439,5 +450,6 @@ __all__ = [
     "build_sids",
     "train_model",
     "evaluate_model",
+    "build_recommender",
     "run",
 ]

@@ -1,0 +1,226 @@
+"""Use a trained run from Python: `sidrec.load(run_dir).recommend(["B0001", ...], k=10)`.
+
+`Model` speaks original item and user ids; the recommenders underneath speak item_idx (1..N).
+It reaches the trained model only through `pipeline.build_recommender` and the Recommender
+protocol `recommend(histories, k, users)`, so it works for SID models and item-ID models alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from sidrec import io
+from sidrec.config import Config
+from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
+
+
+class UnknownItemsError(ValueError):
+    """History items that the run's catalogue does not contain (`.items` lists them)."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+        shown = ", ".join(repr(i) for i in items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+        super().__init__(
+            f"unknown item ids in history: {shown}; use ids from items.parquet (GET /items?q= searches titles) "
+            "or pass skip_unknown=True to drop them"
+        )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: original id, 1-based rank, score (higher is better), title, Semantic ID."""
+
+    item_id: str
+    rank: int
+    score: float | None  # log-probability of the SID (SID models) or the model score; None for a popularity fill
+    title: str
+    sid: tuple[int, ...] | None  # None for item-ID models (SASRec, HSTU)
+
+    def to_dict(self) -> dict:
+        sid = list(self.sid) if self.sid is not None else None  # dataclasses.asdict deep-copies: slow when serving
+        return {"item_id": self.item_id, "rank": self.rank, "score": self.score, "title": self.title, "sid": sid}
+
+
+def _titles(items: pl.DataFrame, template: str) -> list[str]:
+    """Display titles: the `{title}` field when the text template starts with it, else the whole text."""
+    texts = items[TEXT].to_list()
+    if template.startswith("{title}"):
+        sep = template[len("{title}") :].split("{", 1)[0]
+        if sep:
+            return [t.split(sep, 1)[0] for t in texts]
+    return texts
+
+
+class Model:
+    """A trained run, loaded once: recommendations by original item ids, plus catalogue look-ups.
+
+    Build it with `sidrec.load(run_dir)`. Thread-compatible: `recommend_batch` holds no state
+    between calls, but callers serialise calls into one torch model (the server does).
+    """
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+        from sidrec.pipeline import build_recommender
+
+        self.run_dir = Path(run_dir)
+        if not (self.run_dir / io.MODEL).exists():
+            raise ValueError(
+                f"{self.run_dir} has no trained model ({io.MODEL}); run `sidrec run --out {run_dir}` first"
+            )
+        self.config: Config = io.load_run_config(self.run_dir)
+        start = time.perf_counter()
+        self.recommender, self.meta = build_recommender(self.config, self.run_dir, device)
+        self.load_seconds = time.perf_counter() - start
+        items = pl.read_parquet(self.run_dir / io.ITEMS).sort(ITEM_IDX)
+        self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
+        self.titles: list[str] = _titles(items, self.config.data.text_template)
+        self._titles_lower = [t.lower() for t in self.titles]
+        self.index: dict[str, int] = {item: r + 1 for r, item in enumerate(self.item_ids)}
+        users = pl.read_parquet(self.run_dir / io.SEQUENCES, columns=[USER_IDX, USER])
+        self.users: dict[str, int] = dict(zip(map(str, users[USER].to_list()), users[USER_IDX].to_list(), strict=True))
+        sids_path = self.run_dir / io.SIDS
+        self.sids: np.ndarray | None = np.load(sids_path) if sids_path.exists() and self.is_sid_model else None
+
+    @property
+    def is_sid_model(self) -> bool:
+        from sidrec.models import model_kind
+
+        return model_kind(self.config.model.name) == "sid"
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def item(self, item_id: str) -> dict:
+        """{item_id, title, sid} of one catalogue item (KeyError if unknown)."""
+        idx = self.index[str(item_id)]
+        sid = None if self.sids is None else [int(c) for c in self.sids[idx - 1]]
+        return {"item_id": self.item_ids[idx - 1], "title": self.titles[idx - 1], "sid": sid}
+
+    def search(self, query: str, limit: int = 20) -> list[dict]:
+        """Items whose title contains every word of `query` (case-insensitive), catalogue order; or whose id is it."""
+        words = query.lower().split()
+        if not words:
+            return []
+        hits = []
+        if query.strip() in self.index:
+            hits.append(self.index[query.strip()])
+        for r, title in enumerate(self._titles_lower):
+            if len(hits) >= limit:
+                break
+            if r + 1 not in hits and all(w in title for w in words):
+                hits.append(r + 1)
+        return [self.item(self.item_ids[i - 1]) for i in hits]
+
+    def encode_history(self, history: Sequence[str], skip_unknown: bool = False) -> np.ndarray:
+        """Original item ids -> item_idx, oldest first; unknown ids raise UnknownItemsError (or are skipped)."""
+        unknown = [str(i) for i in history if str(i) not in self.index]
+        if unknown and not skip_unknown:
+            raise UnknownItemsError(list(dict.fromkeys(unknown)))
+        return np.asarray([self.index[str(i)] for i in history if str(i) in self.index], dtype=np.int64)
+
+    def recommend(
+        self,
+        history: Sequence[str],
+        k: int = 10,
+        *,
+        user: str | None = None,
+        exclude_history: bool = False,
+        skip_unknown: bool = False,
+    ) -> list[Recommendation]:
+        """Top-k items for one history of original item ids (oldest first).
+
+        Args:
+            history: item ids the user interacted with, in time order; the model reads the last
+                `data.max_history` of them.
+            k: how many items to return (1..number of items).
+            user: the original user id, for models with user tokens; unknown or None uses no user.
+            exclude_history: drop items already in the history (the evaluation protocol does not).
+            skip_unknown: drop history ids the catalogue lacks instead of raising UnknownItemsError.
+        """
+        batch = self.recommend_batch(
+            [history], k, users=[user], exclude_history=exclude_history, skip_unknown=skip_unknown
+        )
+        return batch[0]
+
+    def recommend_batch(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        users: Sequence[str | None] | None = None,
+        exclude_history: bool = False,
+        skip_unknown: bool = False,
+    ) -> list[list[Recommendation]]:
+        """`recommend` for many histories in one model call (one beam search)."""
+        encoded = [self.encode_history(h, skip_unknown) for h in histories]
+        return self.recommend_encoded(encoded, k, users=users, exclude_history=exclude_history)
+
+    def recommend_encoded(
+        self,
+        histories: list[np.ndarray],
+        k: int,
+        *,
+        users: Sequence[str | None] | None = None,
+        exclude_history: bool | Sequence[bool] = False,
+    ) -> list[list[Recommendation]]:
+        """`recommend_batch` over item_idx histories (each non-empty); `exclude_history` may differ per row."""
+        if not 1 <= k <= self.n_items:
+            raise ValueError(f"k must be between 1 and the number of items ({self.n_items}), got {k}")
+        for row, h in enumerate(histories):
+            if len(h) == 0:
+                raise ValueError(f"history {row} is empty: give at least one known item id")
+        excl = [exclude_history] * len(histories) if isinstance(exclude_history, bool) else list(exclude_history)
+        # An unknown or missing user reads as user_idx 0; only models with user tokens look at it.
+        user_idx = np.asarray([self.users.get(str(u), 0) for u in (users or [None] * len(histories))], dtype=np.int64)
+        # Excluding history items needs up to that many extra candidates beyond k.
+        drop = max((len(set(h.tolist())) for h, e in zip(histories, excl, strict=True) if e), default=0)
+        want = min(self.n_items, k + drop)
+        with torch.inference_mode():
+            rec = self.recommender.recommend([h[-self.config.data.max_history :] for h in histories], want, user_idx)
+        out = []
+        for row, h in enumerate(histories):
+            seen = set(h.tolist()) if excl[row] else set()
+            picks = [
+                (int(i), float(s)) for i, s in zip(rec.items[row], rec.scores[row], strict=True) if int(i) not in seen
+            ]
+            out.append(
+                [
+                    Recommendation(
+                        item_id=self.item_ids[i - 1],
+                        rank=rank,
+                        score=s if np.isfinite(s) else None,
+                        title=self.titles[i - 1],
+                        sid=None if self.sids is None else tuple(int(c) for c in self.sids[i - 1]),
+                    )
+                    for rank, (i, s) in enumerate(picks[:k], start=1)
+                ]
+            )
+        return out
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> Model:
+    """Load a trained run directory (written by `sidrec run --out DIR`) for recommendations."""
+    return Model(run_dir, device)
+
+
+def run(config: str | None = None, out: str | Path = "runs/beauty", force: bool = False, **overrides) -> dict:
+    """Run the whole pipeline, like `sidrec run CONFIG key=value ... --out OUT`; returns the run record.
+
+    `overrides` use `__` for the dot: `sidrec.run("toy", out="runs/toy", train__epochs=1)`.
+    """
+    from sidrec import pipeline
+    from sidrec.config import load_config
+
+    pairs = [f"{key.replace('__', '.')}={value}" for key, value in overrides.items()]
+    cfg = load_config(config, pairs)
+    return pipeline.run(cfg, out, force, command=f"sidrec.run({config!r}, out={str(out)!r}, {overrides})")
+
+
+__all__ = ["Model", "Recommendation", "UnknownItemsError", "load", "run"]
