@@ -27,40 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.generator import NEG, PAD, token_offsets
+from sidrec.models.generator import NEG, PAD, SIDShape
 from sidrec.models.layers import Dropout, EncoderBlock
 from sidrec.models.moe import aux_loss, feed_forward
 
 
 @dataclass(frozen=True)
-class DecoderShape:
-    level_sizes: tuple[int, ...]  # K_l per SID level, dedup digit included
-    max_history: int = 20
-    user_tokens: int = 0
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_ff: int = 512
+class DecoderShape(SIDShape):
+    """The shared settings, the depth, the output embeddings and which positions the loss covers."""
+
     n_layers: int = 4
-    dropout: float = 0.1
-    attention: str = "math"
-    experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
-    expert_top_k: int = 2
-    moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
     tie_embeddings: bool = False
     loss_on: str = "target"  # target | all
 
     def __post_init__(self) -> None:
         if self.loss_on not in ("target", "all"):
             raise ValueError(f"model.loss_on must be target or all, got {self.loss_on!r}")
-
-    @property
-    def offsets(self) -> tuple[int, ...]:
-        return token_offsets(self.level_sizes, self.user_tokens)
-
-    @property
-    def vocab_size(self) -> int:
-        return 2 + self.user_tokens + sum(self.level_sizes)
 
 
 class DecoderCache(NamedTuple):

@@ -9,6 +9,7 @@ Token layout (V tokens): 0 = PAD, 1 = BOS, then `user_tokens` hashed user ids, t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
@@ -24,6 +25,32 @@ def token_offsets(level_sizes: tuple[int, ...], user_tokens: int) -> tuple[int, 
         out.append(start)
         start += size
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class SIDShape:
+    """The settings every SID generator shares; each model's shape adds its own (saved in model.pt)."""
+
+    level_sizes: tuple[int, ...]  # K_l per SID level, dedup digit included
+    max_history: int = 20
+    user_tokens: int = 0
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_ff: int = 512
+    dropout: float = 0.1
+    attention: str = "math"
+    experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
+    expert_top_k: int = 2
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return token_offsets(self.level_sizes, self.user_tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 + self.user_tokens + sum(self.level_sizes)
 
 
 class GeneratorShape(Protocol):
@@ -62,4 +89,4 @@ class SIDGenerator(Protocol):
     def step(self, cache: Any, level: int, prev: Tensor, parent: Tensor) -> tuple[Tensor, Any]: ...
 
 
-__all__ = ["BOS", "NEG", "PAD", "GeneratorShape", "SIDGenerator", "token_offsets"]
+__all__ = ["BOS", "NEG", "PAD", "GeneratorShape", "SIDGenerator", "SIDShape", "token_offsets"]

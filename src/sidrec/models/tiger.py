@@ -25,37 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.generator import BOS, NEG, PAD, token_offsets
+from sidrec.models.generator import BOS, NEG, PAD, SIDShape
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock
 from sidrec.models.moe import aux_loss, feed_forward
 
 
 @dataclass(frozen=True)
-class TIGERShape:
-    """Everything needed to rebuild the network (saved in model.pt)."""
+class TIGERShape(SIDShape):
+    """Everything needed to rebuild the network (saved in model.pt): the shared settings, and the depths."""
 
-    level_sizes: tuple[int, ...]  # K_l per SID level, dedup digit included
-    max_history: int = 20
-    user_tokens: int = 0
-    d_model: int = 128
-    n_heads: int = 6
-    d_head: int = 64
-    d_ff: int = 1024
-    n_enc_layers: int = 4
-    n_dec_layers: int = 4
-    dropout: float = 0.1
-    attention: str = "math"
-    experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
-    expert_top_k: int = 2
-    moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
-
-    @property
-    def offsets(self) -> tuple[int, ...]:
-        return token_offsets(self.level_sizes, self.user_tokens)
-
-    @property
-    def vocab_size(self) -> int:
-        return 2 + self.user_tokens + sum(self.level_sizes)
+    n_enc_layers: int = 2
+    n_dec_layers: int = 2
 
 
 class TIGERCache(NamedTuple):
