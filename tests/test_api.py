@@ -110,3 +110,9 @@ def test_run_maps_keyword_overrides(monkeypatch, tmp_path):
     assert seen["cfg"].train.epochs == 3 and seen["cfg"].seed == 7 and seen["cfg"].data.max_users == 300
     with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
         sidrec.run("toy", out=tmp_path, train__nope=1)
+
+
+def test_titles_come_from_the_template_prepare_built(toy_model):
+    """The toy config sets no template: prepare built `{title}; {categories}`, so titles stop at the '; '."""
+    assert toy_model.config.data.text_template == ""
+    assert all("; Beauty >" not in t for t in toy_model.titles) and all(toy_model.titles)

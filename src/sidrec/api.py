@@ -79,13 +79,20 @@ class Model:
         self.load_seconds = time.perf_counter() - start
         items = pl.read_parquet(self.run_dir / io.ITEMS).sort(ITEM_IDX)
         self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
-        self.titles: list[str] = _titles(items, self.config.data.text_template)
+        self.titles: list[str] = _titles(items, self._template())
         self._titles_lower = [t.lower() for t in self.titles]
         self.index: dict[str, int] = {item: r + 1 for r, item in enumerate(self.item_ids)}
         users = pl.read_parquet(self.run_dir / io.SEQUENCES, columns=[USER_IDX, USER])
         self.users: dict[str, int] = dict(zip(map(str, users[USER].to_list()), users[USER_IDX].to_list(), strict=True))
         sids_path = self.run_dir / io.SIDS
         self.sids: np.ndarray | None = np.load(sids_path) if sids_path.exists() and self.is_sid_model else None
+
+    def _template(self) -> str:
+        """The item-text template the run used: the configured one, or the one prepare built (data_stats.json)."""
+        if self.config.data.text_template:
+            return self.config.data.text_template
+        stats = self.run_dir / io.DATA_STATS
+        return str(io.load_json(stats).get("text", {}).get("template", "")) if stats.exists() else ""
 
     @property
     def is_sid_model(self) -> bool:
