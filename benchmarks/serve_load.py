@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="server torch threads")
     ap.add_argument("--max-batch", type=int, default=128)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
+    ap.add_argument("--beam-width", type=int, default=0, help="server beams per request (0 = the run's beam width)")
     ap.add_argument("--record", type=Path, help="write the result (JSON) here")
     args = ap.parse_args()
     if not 1 <= args.clients <= 1000 or not 1 <= args.requests <= 200_000:
@@ -135,6 +136,8 @@ def main() -> None:
         str(args.max_batch),
         "--max-wait-ms",
         str(args.max_wait_ms),
+        "--beam-width",
+        str(args.beam_width),
     ]
     bodies = [json.dumps({"history": h, "k": 10}).encode() for h in histories(args.run_dir)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -174,7 +177,12 @@ def main() -> None:
         "items": health["items"],
         "clients": args.clients,
         "k": 10,
-        "server": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads},
+        "server": {
+            "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms,
+            "threads": args.threads,
+            "beam_width": args.beam_width or io.load_run_config(args.run_dir).eval.beam_width,
+        },
         **result,
         "recommendations_per_second": result["requests_per_second"],  # one user's top-10 per request
         "server_model_calls": calls,

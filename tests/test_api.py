@@ -116,3 +116,13 @@ def test_titles_come_from_the_template_prepare_built(toy_model):
     """The toy config sets no template: prepare built `{title}; {categories}`, so titles stop at the '; '."""
     assert toy_model.config.data.text_template == ""
     assert all("; Beauty >" not in t for t in toy_model.titles) and all(toy_model.titles)
+
+
+def test_beam_width_can_be_lowered_for_serving(toy_run):
+    import sidrec
+
+    fast = sidrec.load(toy_run, beam_width=5)
+    assert fast.recommender.beam_width == 5 and fast.config.eval.beam_width == 5
+    recs = fast.recommend(fast.item_ids[:2], k=8)  # k above the beams: the rest from popularity
+    assert len(recs) == 8 and len({r.item_id for r in recs}) == 8
+    assert sidrec.load(toy_run).recommender.beam_width == 10  # the toy run's eval.beam_width

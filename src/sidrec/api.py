@@ -7,6 +7,7 @@ protocol `recommend(histories, k, users)`, so it works for SID models and item-I
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ class Model:
     between calls, but callers serialise calls into one torch model (the server does).
     """
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, run_dir: str | Path, device: str = "cpu", beam_width: int | None = None) -> None:
         from sidrec.pipeline import build_recommender
 
         self.run_dir = Path(run_dir)
@@ -74,6 +75,11 @@ class Model:
                 f"{self.run_dir} has no trained model ({io.MODEL}); run `sidrec run --out {run_dir}` first"
             )
         self.config: Config = io.load_run_config(self.run_dir)
+        if beam_width is not None:  # serving may trade ranking quality for speed (k above it: popularity-filled)
+            if beam_width < 1:
+                raise ValueError(f"beam_width={beam_width}: give a positive number of beams, e.g. 10")
+            fewer = dataclasses.replace(self.config.eval, beam_width=beam_width)
+            self.config = dataclasses.replace(self.config, eval=fewer)
         start = time.perf_counter()
         self.recommender, self.meta = build_recommender(self.config, self.run_dir, device)
         self.load_seconds = time.perf_counter() - start
@@ -212,9 +218,13 @@ class Model:
         return out
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Model:
-    """Load a trained run directory (written by `sidrec run --out DIR`) for recommendations."""
-    return Model(run_dir, device)
+def load(run_dir: str | Path, device: str = "cpu", beam_width: int | None = None) -> Model:
+    """Load a trained run directory (written by `sidrec run --out DIR`) for recommendations.
+
+    `beam_width` overrides the run's `eval.beam_width` for SID models (fewer beams: faster, and items
+    past the beams come from popularity).
+    """
+    return Model(run_dir, device, beam_width)
 
 
 def run(config: str | None = None, out: str | Path = "runs/beauty", force: bool = False, **overrides) -> dict:

@@ -240,6 +240,7 @@ def serve(
     max_batch: int = typer.Option(64, help="most histories per micro-batched model call"),
     max_wait_ms: float = typer.Option(2.0, help="how long a batch waits for more requests"),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
+    beam_width: int = typer.Option(0, help="beams per request (0 = the run's eval.beam_width); fewer is faster"),
 ) -> None:
     """HTTP API and web page over a trained run: POST /recommend, GET /items?q=, / (needs the serve extra)."""
     try:
@@ -254,7 +255,7 @@ def serve(
         torch.set_num_threads(threads)
     try:
         typer.echo(f"loading {out} ...")
-        run_server(out, host, port, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        run_server(out, host, port, beam_width=beam_width or None, max_batch=max_batch, max_wait_ms=max_wait_ms)
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None

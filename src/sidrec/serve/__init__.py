@@ -50,9 +50,11 @@ def start_background(model: Model, host: str = "127.0.0.1", port: int = 0, **app
     return server, thread, f"http://{host}:{port}"
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **app_options) -> None:
+def serve(
+    run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, beam_width: int | None = None, **app_options
+) -> None:
     """Load the run once, then serve until Ctrl-C / SIGTERM."""
-    model = Model(run_dir)
+    model = Model(run_dir, beam_width=beam_width)
     print(f"serving {run_dir} ({model.n_items} items) on http://{host}:{port}  (Ctrl-C stops)", flush=True)
     make_server(model, host, port, **app_options).run()
 
