@@ -122,6 +122,14 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _adopt(stage: str, outputs: tuple[str, ...], donor: Path, cell: Path, fp: dict) -> None:
+    """Link a stage's outputs from `donor` into `cell` and record the fingerprint they were made with."""
+    for name in outputs:
+        if (donor / name).exists():
+            _link(donor / name, cell / name)
+    fingerprint.save(cell, stage, fingerprint.Fingerprint(fp["config"], fp["inputs"]))
+
+
 def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
     """Link the outputs of every leading stage that an earlier cell ran with the same settings and inputs."""
     reused = []
@@ -137,9 +145,7 @@ def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
                       pipeline.stage_status(spec, cfg, d)[0] == "current"), None)  # fmt: skip
         if donor is None:
             break
-        for out in spec.outputs(cfg):
-            _link(donor / out, cell / out)
-        fingerprint.save(cell, name, fingerprint.Fingerprint(mine["config"], mine["inputs"]))
+        _adopt(name, spec.outputs(cfg), donor, cell, mine)
         reused.append(name)
     return reused
 
@@ -160,11 +166,8 @@ def run_sweep(sweep: Sweep, out: Path, record_dir: Path) -> dict:
             if key in trained and trained[key] != cell:  # an evaluation-only variant: reuse the trained model
                 twin = trained[key]
                 for spec in (pipeline.SPECS[s] for s in pipeline.STAGES if s != "evaluate"):
-                    for name in spec.outputs(cfg):
-                        if (twin / name).exists():
-                            _link(twin / name, cell / name)
                     if (old := fingerprint.stored(twin, spec.name)) is not None:
-                        fingerprint.save(cell, spec.name, fingerprint.Fingerprint(old["config"], old["inputs"]))
+                        _adopt(spec.name, spec.outputs(cfg), twin, cell, old)
                 pipeline.evaluate_model(cfg, cell)
                 record = run_record(cfg, cell, wall_seconds=time.perf_counter() - cell_start, command="")
                 record["trained_in"] = str(twin)

@@ -49,6 +49,18 @@ def batch(model, seed: int = 0, n: int = 8) -> dict[str, torch.Tensor]:
     return {"tokens": tokens, "positions": positions, "codes": codes}
 
 
+def fit(model, b: dict, steps: int = 150) -> float:
+    """`steps` AdamW steps on one batch; the last training loss."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = model.loss(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
 def stepwise_logp(model, b: dict, beams: int = 1) -> torch.Tensor:
     """(B, L) log-probability of each target code, decoded with the cache, one beam per user."""
     cache = model.prefill(b["tokens"], b["positions"], beams=beams)
@@ -90,15 +102,8 @@ def test_causal_a_level_never_sees_later_codes(name):
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_overfits_one_batch(name):
-    model = tiny(name).train()
-    b = batch(model, n=4)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model.loss(b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.1
+    model = tiny(name)
+    assert fit(model, batch(model, n=4)) < 0.1
 
 
 @pytest.mark.parametrize("name", GENERATORS)
@@ -131,11 +136,4 @@ def test_decoder_loss_on_every_position_adds_the_history_tokens():
     with torch.no_grad():
         a, c = target_only.loss(b), every.loss(b)
     assert torch.isfinite(c) and not torch.isclose(a, c)  # same weights, more positions in the mean
-    every.train()
-    opt = torch.optim.AdamW(every.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = every.loss(b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < c.item() / 2
+    assert fit(every, b) < c.item() / 2

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.generator import NEG, PAD, SIDShape
-from sidrec.models.layers import Dropout, EncoderBlock
+from sidrec.models.layers import Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
 
 
@@ -80,14 +80,7 @@ class DecoderOnly(nn.Module):
         for level, (start, size) in enumerate(zip(shape.offsets, shape.level_sizes, strict=True)):
             level_of[start : start + size] = level
         self.register_buffer("level_of", level_of, persistent=False)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear | nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     def target_position(self, level: int) -> int:
         return self.shape.max_history + 1 + level

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
-from sidrec.models.layers import Dropout
+from sidrec.models.layers import Dropout, init_weights
 
 
 class HSTULayer(nn.Module):
@@ -88,7 +88,7 @@ class HSTU(IDSequenceModel):
             )
             for _ in range(shape.n_layers)
         )
-        self.apply(self._init)
+        self.apply(init_weights)
 
     def hidden(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded item_idx -> (B, T, d); position t attends to positions <= t only."""

@@ -154,13 +154,6 @@ class IDSequenceModel(nn.Module):
         self.drop = Dropout(shape.dropout)
         self.norm = nn.LayerNorm(shape.d_model)
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear | nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
-
     def embed(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded item_idx -> (B, T, d) first-layer inputs: item + position, zero at padding."""
         t = inputs.shape[1]

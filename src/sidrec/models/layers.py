@@ -18,6 +18,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def init_weights(m: nn.Module) -> None:
+    """GPT-2 / T5-style initialisation (`model.apply(init_weights)`): N(0, 0.02) weights, zero biases."""
+    if isinstance(m, nn.Linear | nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)
+    if isinstance(m, nn.Linear) and m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 class Dropout(nn.Module):
     """Inverted dropout whose CPU mask costs one random byte per element, not one float.
 

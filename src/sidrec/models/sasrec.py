@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
-from sidrec.models.layers import EncoderBlock
+from sidrec.models.layers import EncoderBlock, init_weights
 
 NEG = -1e9  # additive mask value; finite so fully-masked (padding) rows stay NaN-free
 
@@ -38,7 +38,7 @@ class SASRec(IDSequenceModel):
             impl=shape.attention,
         )
         self.blocks = nn.ModuleList(EncoderBlock(**block) for _ in range(shape.n_layers))
-        self.apply(self._init)
+        self.apply(init_weights)
 
     def hidden(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded item_idx -> (B, T, d); position t attends to positions <= t only."""

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.generator import BOS, NEG, PAD, SIDShape
-from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock
+from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
 
 
@@ -70,16 +70,7 @@ class TIGER(nn.Module):
         self.register_buffer("offsets", torch.tensor(shape.offsets), persistent=False)
         causal = torch.full((n_levels, n_levels), NEG).triu(1)
         self.register_buffer("causal", causal, persistent=False)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
+        self.apply(init_weights)
 
     @property
     def n_levels(self) -> int:
