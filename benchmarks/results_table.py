@@ -31,9 +31,11 @@ BASELINES = {
     "SASRec (`beauty_sasrec`)": ("beauty_sasrec_seed", ("SASRec, tuned", "SASRec (TIGER")),
     "HSTU (`beauty_hstu`)": ("beauty_hstu_seed", ("HSTU",)),
     "HSTU + MLP (`beauty_hstu_ffn`)": (("beauty_hstu_ffn_seed", "beauty_hstu_ffn_do2_seed"), ("HSTU",)),
+    "RPG (`beauty_rpg`)": ("beauty_rpg_seed", ("RPG", "DiffGRM")),
     "SASRec (`sports_sasrec`)": ("sports_sasrec_seed", ("SASRec (TIGER",)),
     "HSTU (`sports_hstu`)": ("sports_hstu_seed", ("HSTU",)),
     "HSTU + MLP (`sports_hstu_ffn`)": ("sports_hstu_ffn_seed", ("HSTU",)),
+    "RPG (`sports_rpg`)": ("sports_rpg_seed", ("RPG",)),
 }
 
 

@@ -60,3 +60,23 @@ def test_run_bench_tiny(monkeypatch):
     if reference:
         assert rec["results"][2]["beam_constrained_users_per_s"] is None
         assert rec["results"][0]["train_vs_t5"] > 0
+
+
+def test_run_bench_with_rpg(monkeypatch):
+    """`--rpg`: RPG's row has exact and graph top-10 users/s and the graph build time, no T5 ratio."""
+    grid = dict(d_model=16, n_heads=2, d_head=8, d_ff=32, n_enc_layers=1, n_dec_layers=1, user_tokens=0)
+    monkeypatch.setattr(bench, "GRID_SIZE", grid)
+    real = bench.load_config
+
+    def small_rpg(path, overrides=()):  # the shipped shape, shrunk: a CI-sized smoke test
+        small = ["model.d_model=16", "model.n_heads=2", "model.d_head=8", "model.d_ff=32", "model.n_enc_layers=1",
+                 "quantize.levels=4", "quantize.codebook_size=16", "eval.graph_edges=8"]  # fmt: skip
+        return real(path, [*overrides, *small])
+
+    monkeypatch.setattr(bench, "load_config", small_rpg)
+    out = run_bench(load_config(None, TINY), reference=False, steps=2, users=16, rpg=True)
+    rpg = out.record["results"][-1]
+    assert rpg["model"].startswith("sidrec RPG")
+    assert rpg["train_samples_per_s"] > 0 and rpg["exact_users_per_s"] > 0 and rpg["graph_users_per_s"] > 0
+    assert rpg["graph_build_s"] >= 0 and rpg["train_vs_t5"] is None
+    assert "top-10 users/s graph" in out

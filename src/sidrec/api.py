@@ -102,9 +102,9 @@ class Model:
 
     @property
     def is_sid_model(self) -> bool:
-        from sidrec.models import model_kind
+        from sidrec.models import needs_sids
 
-        return model_kind(self.config.model.name) == "sid"
+        return needs_sids(self.config.model.name)
 
     @property
     def n_items(self) -> int:

@@ -5,6 +5,11 @@ plus a dedup digit of 4), 20-item histories = 80 encoder tokens, batches of `tra
 shape of the published TIGER / GRID timings (batch 256, 80 history tokens). Timed on the same inputs:
 our TIGER as configured, our TIGER at the GRID / TIGER size (d 128, 4+4 layers, 6 heads x 64, d_ff
 1024, no user tokens) and, with `reference`, Hugging Face `T5ForConditionalGeneration` with that config.
+With `rpg`, also RPG (parallel long SIDs) at the shipped `beauty_rpg` shape over random M-digit codes
+of the same 12,101 items: training on the same histories (every position a target, as it trains)
+and recommendation by exact scoring of every item and by graph decoding (untrained weights: the
+speed of both does not depend on them; graph decoding's agreement with exact decoding is measured on
+a trained run by `benchmarks/rpg_graph.py`).
 
 Training: AdamW steps as `train.fit` takes them (clipping, `use_bf16` autocast); samples/s = batch /
 median step time after warm-up. Beam search: width 10 over `users` users in batches of
@@ -27,11 +32,11 @@ import torch
 from torch import Tensor, nn
 
 from sidrec import flops
-from sidrec.config import Config, ModelConfig, config_to_dict
-from sidrec.data.batches import encoder_inputs
+from sidrec.config import Config, ModelConfig, config_to_dict, load_config, resolve_config_path
+from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.models import build_model, model_kind
 from sidrec.models.generator import SIDGenerator
-from sidrec.recommender import SIDRecommender, item_token_table
+from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, machine
 from sidrec.train import _optimizer, use_bf16
 
@@ -79,6 +84,7 @@ class _Entry:
     size: flops.EncDecSize | None  # for the analytic FLOP counts (None: not counted for this architecture)
     step_s: list[float] = field(default_factory=list)
     beam_s: dict[str, float] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # model-specific facts for the record (RPG: graph build time)
 
 
 def synthetic_sids(rng: np.random.Generator, levels: int, codebook_size: int) -> np.ndarray:
@@ -172,6 +178,40 @@ def _t5(s: _Setup, grid: SIDGenerator) -> _Entry:
     return _Entry("HF T5, GRID config 4+4 d128 6x64 ff1024", params, step, {"free": generate}, size)
 
 
+def _rpg(s: _Setup) -> _Entry:
+    """RPG at the shipped `beauty_rpg` shape: training on the bench histories, exact and graph decoding."""
+    cfg = load_config(resolve_config_path("beauty_rpg"))
+    rng = np.random.default_rng(s.cfg.seed)
+    codes = rng.integers(0, cfg.quantize.codebook_size, (ITEMS, cfg.quantize.levels))
+    model = build_model(cfg.model, max_history=HISTORY, codes=codes, codebook_size=cfg.quantize.codebook_size)
+    model = model.to(s.device)
+    hists, size = s.train[0], s.cfg.train.batch_size
+    seqs = np.concatenate([hists, s.train[2][:, None]], axis=1)  # (n, HISTORY + 1): every position has a target
+    batches = [
+        {"inputs": item_inputs(list(seqs[i : i + size, :-1]), HISTORY).to(s.device),
+         "targets": item_inputs(list(seqs[i : i + size, 1:]), HISTORY).to(s.device)}
+        for i in range(0, len(seqs), size)
+    ]  # fmt: skip
+    e = cfg.eval
+    exact = ItemRecommender(model, max_history=HISTORY, bf16=s.bf16)
+    graph = GraphRecommender(model, max_history=HISTORY, beams=e.graph_beams, edges=e.graph_edges,
+                             steps=e.graph_steps, bf16=s.bf16, seed=s.cfg.seed)  # fmt: skip
+    t0 = time.perf_counter()
+    graph.build_graph()
+    graph_s = time.perf_counter() - t0
+    decode = {
+        "exact": lambda h, u: exact.recommend(h, k=BEAMS),
+        "graph": lambda h, u: graph.recommend(h, k=BEAMS),
+    }
+    m, q = cfg.model, cfg.quantize
+    name = f"sidrec RPG (beauty_rpg: {q.name} {q.levels}x{q.codebook_size}, {m.n_enc_layers}L d{m.d_model})"
+    params = sum(p.numel() for p in model.parameters())
+    entry = _Entry(name, params, _stepper(s, model, model.loss, batches), decode, None)
+    entry.extra = {"graph_build_s": round(graph_s, 2), "graph": dict(beams=e.graph_beams, edges=e.graph_edges,
+                                                                      steps=e.graph_steps)}  # fmt: skip
+    return entry
+
+
 def matmul_peak(device: torch.device, bf16: bool, n: int = 2048, repeats: int = 5) -> float:
     """The machine's dense matmul rate (TFLOP/s) in the benchmark's precision: best of `repeats` n x n products."""
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -214,7 +254,7 @@ def _measure(entries: list[_Entry], steps: int, hists: np.ndarray, users: np.nda
             e.beam_s[mode] = e.beam_s.get(mode, 0.0) + time.perf_counter() - t0
 
 
-def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchResult:
+def run_bench(cfg: Config, *, reference: bool, steps: int, users: int, rpg: bool = False) -> BenchResult:
     """Time training and beam search of our model (configured and GRID size) and, if asked, HF T5.
 
     Args:
@@ -222,6 +262,7 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
         reference: also time Hugging Face T5 with the TIGER / GRID config (skipped without transformers).
         steps: timed training steps per model (after warm-up).
         users: users beam-searched per model and mode.
+        rpg: also time RPG (shipped `beauty_rpg` shape): training, exact and graph decoding.
     Returns:
         The fixed-width table (a str) whose `.record` holds the measurements as a dict.
     """
@@ -254,6 +295,8 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int) -> BenchR
         else:
             entries.append(_t5(s, grid_model))
             ref_note = f"transformers {transformers.__version__} T5ForConditionalGeneration; generate() decodes free"
+    if rpg:
+        entries.append(_rpg(s))
     logger.info("bench on %s (bf16 %s): %d models, %d steps, %d users", device, s.bf16, len(entries), steps, users)
     peak = [matmul_peak(device, s.bf16)]
     _measure(entries, steps, eval_hists, eval_users, cfg.eval.batch_size)
@@ -277,6 +320,9 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
         row.update(train_pct_of_peak=round(100 * train_tflops / peak, 2) if step_flops else None)
         per_user = flops.beam_search(e.size, memory, BEAMS) if e.size else None
         row["beam_gflop_per_user"] = round(per_user / 1e9, 4) if per_user else None
+        for mode in ("exact", "graph"):  # parallel decoding (RPG): top-10 per user, no beam search
+            row[f"{mode}_users_per_s"] = round(users / e.beam_s[mode], 1) if mode in e.beam_s else None
+        row.update(e.extra)
         for mode in ("constrained", "free"):
             ups = users / e.beam_s[mode] if mode in e.beam_s else None
             counted = ups and per_user
@@ -284,11 +330,12 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
             row[f"beam_{mode}_tflops"] = round(ups * per_user / 1e12, 6) if counted else None
             row[f"beam_{mode}_pct_of_peak"] = round(100 * ups * per_user / 1e12 / peak, 2) if counted else None
         rows.append(row)
-    t5 = rows[2] if len(rows) > 2 else None  # ratios: ours / T5, whose generate() decodes free only
+    t5 = next((r for r in rows if r["model"].startswith("HF T5")), None)  # ratios: ours / T5 (free decoding only)
     pairs = {"train_vs_t5": ("train_samples_per_s",) * 2, "beam_free_vs_t5": ("beam_free_users_per_s",) * 2}
     pairs["beam_constrained_vs_t5_free"] = ("beam_constrained_users_per_s", "beam_free_users_per_s")
     for r in rows:
-        r.update({k: round(r[a] / t5[b], 3) if t5 and r[a] else None for k, (a, b) in pairs.items()})
+        same_task = r.get("exact_users_per_s") is None  # RPG trains on every position: no ratio to T5's samples
+        r.update({k: round(r[a] / t5[b], 3) if t5 and r[a] and same_task else None for k, (a, b) in pairs.items()})
     inp = dict(items=ITEMS, sid_levels=[q.codebook_size] * q.levels + [DEDUP], history_items=HISTORY)
     inp.update(encoder_tokens=HISTORY * (q.levels + 1), train_batch_size=cfg.train.batch_size, seed=cfg.seed)
     inp.update(eval_batch_size=cfg.eval.batch_size, beam_width=BEAMS, timed_steps=steps, warmup_steps=WARMUP)
@@ -319,9 +366,11 @@ def _table(rec: dict) -> str:
         return [r["model"], f"{r['params'] / 1e6:.2f}M", *nums, *eff]
 
     head = ("model", "params", "train samples/s", "beam-10 users/s constr.", "beam-10 users/s free")
+    head += ("top-10 users/s exact", "top-10 users/s graph")
     head += ("train vs T5", "free beam vs T5", "constr. beam vs T5", "train TFLOP/s (peak)", "free beam TFLOP/s")
     effs = (("train_tflops", "train_pct_of_peak"), ("beam_free_tflops", "beam_free_pct_of_peak"))
     keys = ("train_samples_per_s", "beam_constrained_users_per_s", "beam_free_users_per_s")
+    keys += ("exact_users_per_s", "graph_users_per_s")
     ratios = ("train_vs_t5", "beam_free_vs_t5", "beam_constrained_vs_t5_free")
     rows = [cells(r) for r in rec["results"]]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]

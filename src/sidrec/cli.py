@@ -163,12 +163,13 @@ def bench(
     steps: int = typer.Option(20, help="timed training steps per model"),
     users: int = typer.Option(1024, help="users beam-searched per model"),
     record: Path = typer.Option(None, help="also write the measurements (JSON) to this path"),
+    rpg: bool = typer.Option(False, help="also time RPG (beauty_rpg shape): training, exact and graph top-10"),
 ) -> None:
     """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5."""
     from sidrec.bench import run_bench
 
     _setup()
-    result = run_bench(_config(args, Path("/nonexistent")), reference=reference, steps=steps, users=users)
+    result = run_bench(_config(args, Path("/nonexistent")), reference=reference, steps=steps, users=users, rpg=rpg)
     typer.echo(result)
     if record:
         io.save_json(record, result.record)

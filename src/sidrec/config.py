@@ -50,7 +50,7 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    name: str = "rkmeans"  # rkmeans | rvq | rqvae
+    name: str = "rkmeans"  # rkmeans | rvq | rqvae | pq | opq (product quantization: `levels` = M digits)
     levels: int = 3  # L codebooks
     codebook_size: int = 256  # K codes per codebook
     # tiger (an extra code per collision group) | random (re-draw the last code) | none (SIDs may collide; a beam on a
@@ -65,6 +65,7 @@ class QuantizeConfig:
     hidden: tuple[int, ...] = (512, 256, 128)  # rqvae: encoder MLP widths (decoder mirrors them)
     latent_dim: int = 32  # rqvae: code vector dimension
     dead_code_threshold: float = 1.0  # rvq / rqvae: reset codes used fewer times than this per epoch
+    opq_iters: int = 20  # opq: rounds of (PQ, Procrustes rotation) before the final PQ
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class ModelConfig:
     attention: str = "math"  # math (plain matmul + softmax; 1.6x faster than sdpa for CPU training) | sdpa (fused; GPU)
     loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
     negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
-    temperature: float = 0.0  # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05)
+    # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05); rpg: > 0 (paper: 0.03)
+    temperature: float = 0.0
+    pooling: str = "mean"  # rpg: an item's input from its M digit embeddings: mean (the paper) | concat (+ linear)
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
@@ -127,6 +130,10 @@ class EvalConfig:
     splits: tuple[str, ...] = ("valid", "test")
     batch_size: int = 512  # users per beam-search batch
     top_n: int = 10  # items per user written to predictions.csv
+    decode: str = "exact"  # rpg: exact (score every item: one sparse matmul) | graph (RPG's item-graph propagation)
+    graph_beams: int = 10  # graph: items kept per propagation step (>= max(ks))
+    graph_edges: int = 100  # graph: neighbours per item
+    graph_steps: int = 3  # graph: propagation steps
 
 
 @dataclass(frozen=True)

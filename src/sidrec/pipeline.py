@@ -11,7 +11,8 @@ A stage whose artifacts exist and match its fingerprint (the config keys and inp
 `run` checks every stage first, chains them and writes record.json.
 Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU) need no SIDs: `run` skips embed and
 quantize for them, and `_parts` (the one place that branches on the model kind) swaps the training
-examples and the recommender.
+examples and the recommender. Parallel SID models (RPG) need SIDs but train on item sequences, as
+the item-ID models do, and score every item (or walk the item graph, `eval.decode=graph`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from sidrec.data.schema import ITEM, TEXT, USER
 from sidrec.data.split import eval_examples, train_sequences, training_examples
 from sidrec.embed import EMBEDDERS, build_embedder
 from sidrec.metrics import evaluate
-from sidrec.models import build_model, load_model, model_kind
+from sidrec.models import build_model, load_model, model_kind, needs_sids
 from sidrec.quantize import QUANTIZERS, build_quantizer
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
-from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
+from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
 from sidrec.train import epoch_rng, fit, use_bf16
@@ -166,7 +167,7 @@ def _device(name: str) -> torch.device:
 
 
 def _sid(cfg: Config) -> bool:
-    return model_kind(cfg.model.name) == "sid"
+    return needs_sids(cfg.model.name)
 
 
 def _train_keys(cfg: Config) -> tuple[str, ...]:
@@ -244,7 +245,7 @@ class _Parts(NamedTuple):
     needs_sids: bool  # embed + quantize run before training
     build: Callable[[], torch.nn.Module]  # a fresh model
     examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
-    recommender: Callable[..., object]  # (model, sequences, beam_width=None) -> a Recommender
+    recommender: Callable[..., object]  # (model, sequences, beam_width=None, per_epoch=False) -> a Recommender
 
 
 def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
@@ -255,12 +256,37 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
             needs_sids=False,
             build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
             examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
-            recommender=lambda model, sequences, beam_width=None: ItemRecommender(model, max_history=hist, bf16=bf16),
+            recommender=lambda model, sequences, beam_width=None, per_epoch=False: ItemRecommender(
+                model, max_history=hist, bf16=bf16
+            ),
         )
 
     @cache
     def sids() -> np.ndarray:
         return np.load(run_dir / io.SIDS)
+
+    if model_kind(cfg.model.name) == "parallel":
+        e = cfg.eval
+
+        if e.decode not in ("exact", "graph"):
+            raise ValueError(f"unknown eval.decode '{e.decode}' for model.name={cfg.model.name}: exact | graph")
+
+        def parallel_recommender(model, sequences, beam_width=None, per_epoch=False):
+            if e.decode == "graph" and not per_epoch:  # per-epoch validation scores every item (cheap, exact)
+                return GraphRecommender(
+                    model, max_history=hist, beams=e.graph_beams, edges=e.graph_edges, steps=e.graph_steps,
+                    bf16=bf16, seed=cfg.seed,
+                )  # fmt: skip
+            return ItemRecommender(model, max_history=hist, bf16=bf16)
+
+        return _Parts(
+            needs_sids=True,
+            build=lambda: build_model(
+                cfg.model, max_history=hist, codes=sids(), codebook_size=cfg.quantize.codebook_size
+            ),
+            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            recommender=parallel_recommender,
+        )
 
     def examples(model, sequences: pl.DataFrame) -> SIDExamples:
         seqs = train_sequences(sequences)
@@ -272,7 +298,7 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
         sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
         return build_model(cfg.model, level_sizes=sizes, max_history=hist)
 
-    def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None) -> SIDRecommender:
+    def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None, per_epoch=False) -> SIDRecommender:
         pop = _popularity(sequences, sids().shape[0])
         beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
         return SIDRecommender(
@@ -304,7 +330,7 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         valid = type(valid)(valid.user_idx[keep], [valid.histories[i] for i in keep], valid.targets[keep])
 
     def validate(m) -> dict[str, float]:
-        rec = parts.recommender(m, sequences, beam_width=cfg.train.valid_beam_width or None)
+        rec = parts.recommender(m, sequences, beam_width=cfg.train.valid_beam_width or None, per_epoch=True)
         return evaluate(rec, valid, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, desc="validate").metrics
 
     logger.info(

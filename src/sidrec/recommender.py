@@ -2,7 +2,8 @@
 
 Evaluation and serving depend only on this protocol, never on model internals.
 `SIDRecommender` runs beam search over a generative SID model and maps SIDs to items;
-`ItemRecommender` takes the top-k of an item-ID model's scores over all items (SASRec, HSTU).
+`ItemRecommender` takes the top-k of a model's scores over all items (SASRec, HSTU; RPG's exact
+decoding); `GraphRecommender` walks an item graph with a parallel SID model's digit scores (RPG).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
+from sidrec.decode.graph import graph_topk, item_graph
 from sidrec.decode.trie import SIDTrie
 from sidrec.models.generator import SIDGenerator
 
@@ -165,3 +167,51 @@ class ItemRecommender:
             raise ValueError(f"asked for {k} items per user but the catalogue has only {n_items}")
         top = scores.topk(k, dim=1)
         return Recommendations(top.indices.cpu().numpy(), top.values.cpu().numpy(), 0, 0)
+
+
+class GraphRecommender:
+    """RPG's graph-constrained decoding over a parallel SID model (`decode.graph`).
+
+    The model provides `codes` (N+1, M), `digit_logprobs(inputs) -> (B, M, K)` and `code_vectors()`
+    (M, K, d); the item graph is built once, on the first call. Only `beams` x `edges` x `steps`
+    items are scored per user, so the result may differ from exact decoding (its overlap is measured
+    by `sidrec bench`).
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        max_history: int,
+        beams: int = 10,
+        edges: int = 100,
+        steps: int = 3,
+        bf16: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.max_history, self.bf16 = max_history, bf16
+        self.beams, self.edges, self.steps = beams, edges, steps
+        self.gen = torch.Generator().manual_seed(seed)
+        self.graph: torch.Tensor | None = None
+        self.visited = 0.0  # mean distinct items scored per user, last call
+
+    @torch.no_grad()
+    def build_graph(self) -> torch.Tensor:
+        if self.graph is None:
+            self.graph = item_graph(self.model.codes, self.model.code_vectors(), self.edges)
+        return self.graph
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        """Top-k distinct items per history, best first (`users` is unused)."""
+        graph = self.build_graph()
+        inputs = item_inputs(histories, self.max_history).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logp = self.model.digit_logprobs(inputs).float()
+        items, scores, seen = graph_topk(
+            logp, self.model.codes, graph, k=k, beams=max(k, self.beams), steps=self.steps, gen=self.gen
+        )
+        self.visited = float(seen.float().mean())
+        return Recommendations(items.cpu().numpy(), scores.cpu().numpy(), 0, 0)

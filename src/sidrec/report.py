@@ -26,12 +26,15 @@ PUBLISHED = {
         "GRID RQ-VAE": (0.0404, 0.0593, 0.0268, 0.0329),
         "SASRec, tuned (cornac)": (0.0508, 0.0740, 0.0348, 0.0423),
         "HSTU (phonism/genrec)": (0.0486, 0.0708, 0.0340, 0.0412),
+        "RPG (KDD 2025)": (0.0550, 0.0809, 0.0381, 0.0464),
+        "DiffGRM (2025, authors' logs)": (0.0638, 0.0902, 0.0451, 0.0536),
     },
     "sports": {
         "SASRec (TIGER Table 1)": (0.0233, 0.0350, 0.0154, 0.0192),
         "TIGER (NeurIPS 2023)": (0.0264, 0.0400, 0.0181, 0.0225),
         "GRID RK-Means (CIKM 2025)": (0.0236, 0.0353, 0.0153, 0.0191),
         "HSTU (phonism/genrec)": (0.0243, 0.0365, 0.0168, 0.0207),
+        "RPG (KDD 2025)": (0.0314, 0.0463, 0.0216, 0.0263),
     },
 }
 
@@ -76,13 +79,16 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
     metrics = io.load_json(run_dir / io.METRICS)
     q, m = cfg.quantize, cfg.model
-    sid = model_kind(m.name) == "sid"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
-    layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if sid else f"{m.n_enc_layers}L loss={m.loss}"
+    kind = model_kind(m.name)
+    sid = kind != "id"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
+    layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if kind == "sid" else f"{m.n_enc_layers}L loss={m.loss}"
+    if kind == "parallel":
+        layers = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
     if m.name == "decoder":
         layers = f"{m.n_enc_layers + m.n_dec_layers}L{' tied' if m.tie_embeddings else ''} loss_on={m.loss_on}"
     if sid and m.experts:
         layers += f" moe{m.experts}top{m.expert_top_k}"
-    if not sid and m.temperature > 0:
+    if kind == "id" and m.temperature > 0:
         layers += f" cos/{m.temperature:g}"
     ffn = "" if m.name == "hstu" and not m.hstu_ffn else f" ff{m.d_ff}"  # HSTU has no MLP unless hstu_ffn
     embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name

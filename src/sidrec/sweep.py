@@ -35,7 +35,7 @@ import yaml
 
 from sidrec import fingerprint, io, pipeline
 from sidrec.config import Config, config_to_dict, load_config
-from sidrec.models import model_kind
+from sidrec.models import needs_sids
 from sidrec.report import METRIC_KEYS, git_commit, machine, run_record
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _adopt(stage: str, outputs: tuple[str, ...], donor: Path, cell: Path, fp: di
 def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
     """Link the outputs of every leading stage that an earlier cell ran with the same settings and inputs."""
     reused = []
-    stages = pipeline.STAGES if model_kind(cfg.model.name) == "sid" else ("prepare", "train")
+    stages = pipeline.STAGES if needs_sids(cfg.model.name) else ("prepare", "train")
     for name in stages:
         if name == "evaluate":
             break

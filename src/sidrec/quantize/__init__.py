@@ -1,9 +1,11 @@
 """Quantizers that turn item vectors into L-level Semantic ID codes, and SID deduplication.
 
-Three quantizers, all `torch.nn.Module`s with the `Quantizer` interface:
+Five quantizers, all `torch.nn.Module`s with the `Quantizer` interface:
 - `rkmeans`: residual k-means (GRID's RK-Means, Ju et al., CIKM 2025).
 - `rvq`: gradient-trained residual VQ with k-means init (GRID's R-VQ).
 - `rqvae`: TIGER's RQ-VAE (Rajput et al., NeurIPS 2023; Lee et al., CVPR 2022).
+- `pq` / `opq`: (optimized) product quantization: M independent codes per item, long SIDs for
+  parallel decoding (RPG, Hou et al., KDD 2025).
 
 `build_quantizer(cfg, dim, seed)` is the only constructor the pipeline needs; `sids.deduplicate` and
 `sids.sid_stats` turn codes into unique Semantic IDs and summarise them.
@@ -16,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from sidrec.config import QuantizeConfig
+from sidrec.quantize.pq import PQ
 from sidrec.quantize.rq_kmeans import RQKMeans
 from sidrec.quantize.rq_vae import RQVAE
 from sidrec.quantize.rvq import RVQ
@@ -50,7 +53,7 @@ class Quantizer(Protocol):
         ...
 
 
-QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE}
+QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE, "pq": PQ, "opq": PQ}
 
 
 def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:
@@ -64,6 +67,7 @@ def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:
 
 __all__ = [
     "DEDUP_METHODS",
+    "PQ",
     "QUANTIZERS",
     "Quantizer",
     "RQKMeans",

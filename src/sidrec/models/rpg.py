@@ -1,0 +1,196 @@
+"""RPG: long Semantic IDs predicted in parallel, one pass per recommendation.
+
+Hou, Li, Shin, Jeon, Santhanam, Shao, Hassani, Yao & McAuley, "Generating Long Semantic IDs in
+Parallel for Recommendation", KDD 2025 (reference code: github.com/hyp1231/RPG_KDD2025).
+
+Every item has M unordered codes (product quantization, `quantize.name=pq|opq`), digit m from its own
+codebook of K. The model is a causal Transformer over the history's items, like SASRec, but an item's
+input vector is pooled from its M digit embeddings (no per-item table: the model's size does not grow
+with the catalogue). At every position, M residual heads (zero-initialised `x + SiLU(W x + b)`, one
+per digit) turn the output into M query vectors; digit m's logits are the cosine similarities between
+query m and the (tied) embeddings of digit m's K codes, divided by `temperature`. Loss: the mean over
+digits of the cross-entropy of the next item's code. An item's score is the mean of its M digits'
+log-probabilities, so the top-K over all items is one sparse matmul (`score_all`); `decode.graph`
+walks an item graph instead for catalogues too large for that.
+
+Deviations from the reference code: the blocks are this package's pre-norm `EncoderBlock` (GELU MLP,
+dropout on the residual branches and the inputs; GPT-2 also drops attention probabilities); positions
+are counted from the end of the left-padded window (as our SASRec); `pooling=concat` is an
+alternative to the paper's mean pooling (the M digit embeddings concatenated and projected to d).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sidrec.models.layers import Dropout, EncoderBlock, init_weights
+
+PAD = 0
+NEG = -1e9
+POOLINGS = ("mean", "concat")
+
+
+@dataclass(frozen=True)
+class RPGShape:
+    """Everything needed to rebuild an RPG model (saved in model.pt); the item codes are a buffer."""
+
+    n_items: int  # N real items, item_idx 1..N
+    n_digits: int  # M codes per item
+    codebook_size: int  # K codes per digit
+    max_len: int = 20  # longest input sequence (data.max_history)
+    d_model: int = 256
+    n_heads: int = 4
+    d_head: int = 64
+    d_ff: int = 1024
+    n_layers: int = 2
+    dropout: float = 0.3
+    attention: str = "math"
+    temperature: float = 0.03  # cosine-similarity logits / temperature (the paper's Beauty setting)
+    pooling: str = "mean"  # mean (the paper) | concat (concatenate the M digit embeddings, project to d)
+
+
+class DigitHeads(nn.Module):
+    """M residual heads at once: h -> h + SiLU(W_m h + b_m), zero-initialised (identity at the start)."""
+
+    def __init__(self, n_digits: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_digits, d_model, d_model))  # (M, d_in, d_out)
+        self.bias = nn.Parameter(torch.zeros(n_digits, d_model))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(P, d) -> (M, P, d)."""
+        x = h[None].expand(len(self.weight), -1, -1)  # (M, P, d)
+        return x + F.silu(torch.baddbmm(self.bias[:, None, :], x, self.weight))
+
+
+class RPG(nn.Module):
+    def __init__(self, shape: RPGShape) -> None:
+        super().__init__()
+        if shape.pooling not in POOLINGS:
+            raise ValueError(f"unknown model.pooling '{shape.pooling}'. Known: {', '.join(POOLINGS)}")
+        if shape.temperature <= 0:
+            raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {shape.temperature}")
+        if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
+            raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
+        self.shape = shape
+        m, k, d = shape.n_digits, shape.codebook_size, shape.d_model
+        self.register_buffer("codes", torch.zeros(shape.n_items + 1, m, dtype=torch.long))  # row 0 = padding
+        self.digit = nn.Embedding(m * k, d)  # token m*K + code; shared by inputs and output logits
+        self.pool = nn.Linear(m * d, d) if shape.pooling == "concat" else None
+        self.pos = nn.Embedding(shape.max_len, d)
+        self.drop = Dropout(shape.dropout)
+        block = dict(d_model=d, n_heads=shape.n_heads, d_head=shape.d_head, d_ff=shape.d_ff, dropout=shape.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(**block, impl=shape.attention) for _ in range(shape.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.apply(init_weights)
+        self.heads = DigitHeads(m, d)  # after init_weights: stays zero (identity heads)
+        self._csr: Tensor | None = None
+
+    def set_codes(self, sids: Tensor) -> RPG:
+        """(N, M) codes of items 1..N, each in [0, K)."""
+        s = self.shape
+        sids = torch.as_tensor(sids, dtype=torch.long)
+        if tuple(sids.shape) != (s.n_items, s.n_digits):
+            raise ValueError(f"rpg expects codes of shape ({s.n_items}, {s.n_digits}), got {tuple(sids.shape)}")
+        if sids.numel() and (int(sids.min()) < 0 or int(sids.max()) >= s.codebook_size):
+            raise ValueError(
+                f"rpg needs every code in [0, {s.codebook_size}); got up to {int(sids.max())}. A de-dup digit "
+                "does not fit parallel decoding: use quantize.dedup=random (or none)"
+            )
+        self.codes[1:] = sids.to(self.codes.device)
+        self._csr = None
+        return self
+
+    def tokens(self, items: Tensor) -> Tensor:
+        """(...) item_idx -> (..., M) digit token ids m*K + code."""
+        offsets = torch.arange(self.shape.n_digits, device=items.device) * self.shape.codebook_size
+        return self.codes[items] + offsets
+
+    def embed(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d): pooled digit embeddings + positions, zero at padding."""
+        t = inputs.shape[1]
+        if t > self.shape.max_len:
+            raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
+        e = self.digit(self.tokens(inputs))  # (B, T, M, d)
+        x = e.mean(2) if self.pool is None else self.pool(e.flatten(2))
+        x = x * math.sqrt(self.shape.d_model) + self.pos(torch.arange(t - 1, -1, -1, device=inputs.device))
+        return self.drop(x) * (inputs != PAD)[..., None]
+
+    def hidden(self, inputs: Tensor) -> Tensor:
+        """(B, T) -> (B, T, d); position t sees inputs[:, :t+1] only."""
+        t = inputs.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=inputs.device).tril()
+        bias = torch.where(causal[None, None] & (inputs != PAD)[:, None, None, :], 0.0, NEG)  # (B, 1, T, T)
+        x = self.embed(inputs)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)
+
+    def queries(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(P, d) outputs -> queries (M, P, d), unit length / temperature, and unit code embeddings (M, K, d)."""
+        s = self.shape
+        q = F.normalize(self.heads(h).float(), dim=-1) * (1.0 / s.temperature)  # 1/t folded into the queries
+        table = F.normalize(self.digit.weight.float(), dim=-1).view(s.n_digits, s.codebook_size, -1)
+        return q, table
+
+    def digit_logits(self, h: Tensor) -> Tensor:
+        """(P, d) outputs -> (M, P, K) logits: cosine(query_m, code embeddings of digit m) / temperature."""
+        q, table = self.queries(h)
+        with torch.autocast(h.device.type, enabled=False):
+            return torch.bmm(q, table.transpose(1, 2))  # (M, P, K): digit-major, so the loss needs no copy
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """batch: inputs (B, T), targets (B, T) next item_idx (0 = no loss). Mean over digits of the CE."""
+        targets = batch["targets"]
+        keep = targets != PAD
+        h = self.hidden(batch["inputs"])[keep]  # (P, d)
+        if h.shape[0] == 0:
+            return h.sum() * 0.0
+        logits = self.digit_logits(h)  # (M, P, K)
+        labels = self.codes[targets[keep]].T  # (M, P)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())  # = mean over digits of the mean CE
+
+    def digit_logprobs(self, inputs: Tensor) -> Tensor:
+        """(B, T) histories -> (B, M, K) log-probabilities of every digit's codes for the next item."""
+        return self.digit_logits(self.hidden(inputs)[:, -1]).log_softmax(-1).transpose(0, 1)
+
+    def _item_matrix(self) -> Tensor:
+        """(N+1, M*K) sparse CSR, cached: row i holds 1/M at item i's M digit tokens (row 0, padding, is empty)."""
+        if self._csr is None or self._csr.device != self.codes.device:
+            n1, m = self.codes.shape
+            tokens = self.tokens(torch.arange(1, n1, device=self.codes.device)).flatten()
+            crow = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(n1) * m]).to(tokens.device)
+            vals = torch.full((tokens.numel(),), 1.0 / m, device=tokens.device)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": the matmul used here is stable
+                warnings.simplefilter("ignore", UserWarning)
+                size = (n1, m * self.shape.codebook_size)
+                self._csr = torch.sparse_csr_tensor(crow, tokens, vals, size, check_invariants=False)
+        return self._csr
+
+    def item_scores(self, logp: Tensor) -> Tensor:
+        """(B, M, K) digit log-probabilities -> (B, N+1) item scores (mean over digits); column 0 = -inf."""
+        with torch.autocast(logp.device.type, enabled=False):
+            scores = (self._item_matrix() @ logp.float().flatten(1).T).T  # (B, N+1)
+        scores[:, PAD] = float("-inf")
+        return scores
+
+    def score_all(self, inputs: Tensor) -> Tensor:
+        """(B, T) left-padded histories -> (B, N+1) exact scores of every item (the contract of ItemRecommender)."""
+        return self.item_scores(self.digit_logprobs(inputs))
+
+    def code_vectors(self) -> Tensor:
+        """(M, K, d) L2-normalised code embeddings: the item graph's similarity (decode.graph)."""
+        s = self.shape
+        return F.normalize(self.digit.weight.detach().float(), dim=-1).view(s.n_digits, s.codebook_size, -1)
+
+    def config_dict(self) -> dict:
+        return asdict(self.shape)
+
+
+__all__ = ["RPG", "RPGShape", "POOLINGS"]
