@@ -75,7 +75,8 @@ class RPG(nn.Module):
         if shape.pooling not in POOLINGS:
             raise ValueError(f"unknown model.pooling '{shape.pooling}'. Known: {', '.join(POOLINGS)}")
         if shape.temperature <= 0:
-            raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {shape.temperature}")
+            t = shape.temperature
+            raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {t}")
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
             raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
         self.shape = shape
