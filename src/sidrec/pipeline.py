@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import fingerprint, io
+from sidrec import distributed, fingerprint, io
 from sidrec.config import Config
 from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.preflight import preflight, take_prepared
@@ -109,26 +109,38 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
         def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None):
             run_dir = Path(run_dir)
             redone = set() if redone is None else redone
-            status, settings, files = stage_status(spec, cfg, run_dir)
+            distributed.init(cfg.train.device)
+
+            def begin() -> str:  # rank 0 (torchrun): check, then record the config and the fingerprint
+                status, settings, files = stage_status(spec, cfg, run_dir)
+                if status == "current":
+                    return status
+                has_record = fingerprint.stored(run_dir, name) is not None
+                if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
+                    found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
+                    raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
+                run_dir.mkdir(parents=True, exist_ok=True)
+                io.save_config(run_dir, cfg)
+                fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume checks it
+                return status
+
+            status = distributed.broadcast(distributed.on_main(begin))
             if status == "current":
                 logger.info("%s: up to date in %s, skipped", name, run_dir)
                 return None
-            has_record = fingerprint.stored(run_dir, name) is not None
-            if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
-                found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
-                raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            io.save_config(run_dir, cfg)
-            fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume is checked against it
             torch.manual_seed(cfg.seed)
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
             start = time.perf_counter()
-            out = fn(cfg, run_dir, status == "stale")
+            if name == "train":  # every rank trains; the other stages run once, on rank 0, the others waiting
+                out = fn(cfg, run_dir, status == "stale")
+            else:
+                out = distributed.on_main(lambda: fn(cfg, run_dir, status == "stale"))
             redone.add(name)
-            timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
-            timings[name] = round(time.perf_counter() - start, 2)
-            io.save_json(run_dir / io.TIMINGS, timings)
+            if distributed.is_main():
+                timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
+                timings[name] = round(time.perf_counter() - start, 2)
+                io.save_json(run_dir / io.TIMINGS, timings)
             return out
 
         run_stage.__name__, run_stage.__doc__ = fn.__name__, fn.__doc__
@@ -162,7 +174,10 @@ def plan(cfg: Config, run_dir: Path, force: bool, stages: tuple[str, ...]) -> di
 
 
 def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    dev = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    if dev.type == "cuda" and dev.index is None and distributed.active():  # torchrun: one GPU per local rank
+        dev = torch.device("cuda", distributed.local_rank())
+    return dev
 
 
 def _sid(cfg: Config) -> bool:
@@ -290,9 +305,12 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
 )
 def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Train the model on its training examples; keep the best-validation weights."""
-    if fresh:
+    main = distributed.is_main()
+    if fresh and main:
         for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL, io.TRAIN_SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
+    distributed.barrier()  # every rank sees the same checkpoint (or none) before `fit` reads it
+    rank, world = (distributed.rank(), distributed.world_size()) if distributed.active() else (0, 1)
     device = _device(cfg.train.device)
     parts = _parts(cfg, run_dir, device)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
@@ -315,7 +333,9 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     )
     result = fit(
         model,
-        batches=lambda epoch: examples.batches(cfg.train.batch_size, epoch_rng(cfg.seed, epoch), device),
+        batches=lambda epoch: examples.batches(
+            cfg.train.batch_size, epoch_rng(cfg.seed, epoch), device, rank=rank, world=world
+        ),
         batches_per_epoch=examples.n_batches(cfg.train.batch_size),
         validate=validate,
         cfg=cfg.train,
@@ -323,7 +343,6 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         meta={"model": cfg.model.name, "shape": model.config_dict()},
         seed=cfg.seed,
     )
-    plot_training(result.history, run_dir / io.TRAIN_PLOT)
     summary = {
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_run,
@@ -334,7 +353,9 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
     }
-    io.save_json(run_dir / io.TRAIN_SUMMARY, summary)
+    if main:
+        plot_training(result.history, run_dir / io.TRAIN_PLOT)
+        io.save_json(run_dir / io.TRAIN_SUMMARY, summary)
     return summary
 
 
@@ -407,7 +428,12 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
     sid = model_kind(cfg.model.name) == "sid"  # ValueError for an unknown model.name
-    return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+    distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
+
+    def checked() -> Config:
+        return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+
+    return distributed.broadcast(distributed.on_main(checked))
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
@@ -423,19 +449,24 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     check_splits(cfg.eval.splits)
     stages = STAGES if parts.needs_sids else ("prepare", "train", "evaluate")  # ID models need no SIDs
     empty = not any((run_dir / o).exists() for s in stages for o in SPECS[s].outputs(cfg))
-    plan(cfg, run_dir, force, stages)
-    io.save_config(run_dir, cfg)
+    distributed.on_main(lambda: (plan(cfg, run_dir, force, stages), io.save_config(run_dir, cfg)))
     redone: set[str] = set()
     steps = {"prepare": prepare_data, "embed": embed_items, "quantize": build_sids}
     steps.update(train=train_model, evaluate=evaluate_model)
     for name in stages:
         steps[name](cfg, run_dir, force, redone)
-    record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
-    record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
-    record["stages_run"] = [s for s in stages if s in redone]
-    io.save_json(run_dir / "record.json", record)
-    write_report(run_dir)
-    return record
+
+    def finish() -> dict:
+        record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
+        record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
+        record["stages_run"] = [s for s in stages if s in redone]
+        if distributed.world_size() > 1:
+            record["world_size"] = distributed.world_size()  # torchrun processes that trained
+        io.save_json(run_dir / "record.json", record)
+        write_report(run_dir)
+        return record
+
+    return distributed.broadcast(distributed.on_main(finish))
 
 
 __all__ = [
