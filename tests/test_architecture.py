@@ -27,11 +27,15 @@ ALLOWED: dict[str, set[str]] = {
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html", "distributed"},  # everything but the CLI
+    # everything but the CLI
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html", "distributed"},
     "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
+    "cli": BASE
+    | LEAVES
+    | COMPOSERS
+    | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
     | {"distributed"},
     "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI

@@ -33,11 +33,12 @@ from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
 from sidrec.data.split import eval_examples, train_sequences, training_examples
-from sidrec.embed import EMBEDDERS, build_embedder
+from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate
 from sidrec.models import build_model, load_model, model_kind
 from sidrec.quantize import QUANTIZERS, build_quantizer
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
+from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.recommender import ItemRecommender, SIDRecommender, item_token_table
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
@@ -208,11 +209,9 @@ def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 
 @_stage("embed", keys=lambda cfg: ("embed",), inputs=lambda cfg: (io.ITEMS,), outputs=lambda cfg: (io.EMBEDDINGS,))
 def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
-    """Encode every item's text with the configured embedder."""
+    """Encode every item's text with the configured embedder, in chunks, into a memory-mapped embeddings.npy."""
     texts = pl.read_parquet(run_dir / io.ITEMS)[TEXT].to_list()
-    vectors = build_embedder(cfg.embed).encode(texts)
-    io.save_npy(run_dir / io.EMBEDDINGS, vectors)
-    return vectors
+    return embed_to_file(build_embedder(cfg.embed), texts, run_dir / io.EMBEDDINGS, chunk_size=cfg.embed.chunk_size)
 
 
 @_stage(
@@ -222,14 +221,16 @@ def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
     outputs=lambda cfg: (io.SIDS, io.QUANTIZER, io.SID_STATS),
 )
 def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
-    """Fit the quantizer, encode every item, de-duplicate, write SIDs and their statistics."""
-    x = torch.from_numpy(np.load(run_dir / io.EMBEDDINGS))
-    quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed).fit(x)
-    codes = quantizer.encode(x).cpu().numpy()
+    """Fit the quantizer (on a sample of a large catalog), encode every item in chunks, de-duplicate, write SIDs."""
+    x = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")  # (N, D), paged in chunk by chunk
+    quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
+    quantizer.fit(fit_points(x, cfg.quantize.fit_sample, cfg.seed))
+    codes = encode_chunked(quantizer, x)
     sids = deduplicate(codes, cfg.quantize.dedup, cfg.quantize.codebook_size, cfg.seed)
     stats = sid_stats(codes, sids, cfg.quantize.codebook_size)
-    err = float(((quantizer.decode(torch.from_numpy(codes)) - x) ** 2).sum(1).mean())
-    stats["reconstruction_mse"] = round(err, 6)
+    stats["reconstruction_mse"] = round(reconstruction_mse(quantizer, x, codes), 6)
+    if 0 < cfg.quantize.fit_sample < x.shape[0]:
+        stats["fit_sample"] = cfg.quantize.fit_sample
     io.write_atomic(
         run_dir / io.QUANTIZER,
         lambda p: torch.save({"name": cfg.quantize.name, "state_dict": quantizer.state_dict()}, p),

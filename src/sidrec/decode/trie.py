@@ -4,6 +4,9 @@ Level l has one node per distinct l-code prefix (level 0: the root). `children[l
 level-(l+1) node reached by appending `code`, or -1 when no valid SID continues that way. Nodes of
 the last level are leaves; `leaf_items[leaf]` lists the items with that full SID (one item each
 when SIDs are de-duplicated). Dense tables make a constrained beam step two gathers, no Python.
+Building is vectorised too (sized for 10^6+ items): the level-(l+1) node of a row is the rank of the
+key `node_l * K_l + code_l` among the distinct keys, which numbers nodes in the lexicographic order of
+their prefixes (as `np.unique(prefixes, axis=0)` would, at the cost of one 1-D sort per level).
 
 Example: SIDs (0, 1), (0, 2), (3, 1) give children[0] = [[0, -1, -1, 1]] (root -> prefixes (0,) and
 (3,)), and children[1] = [[-1, 0, 1, -1], [-1, 2, -1, -1]] (leaves 0, 1, 2).
@@ -35,19 +38,23 @@ class SIDTrie:
         parent = np.zeros(n, dtype=np.int64)  # node of each row's prefix at the current level
         n_parent = 1
         for level in range(n_levels):
-            _, child = np.unique(sids[:, : level + 1], axis=0, return_inverse=True)
+            key = parent * self.level_sizes[level] + sids[:, level]  # (N,) lexicographic order of the prefixes
+            _, child = np.unique(key, return_inverse=True)
             child = child.reshape(-1)
             table = np.full((n_parent, self.level_sizes[level]), -1, dtype=np.int64)
             table[parent, sids[:, level]] = child
             self.children.append(torch.from_numpy(table))
-            parent, n_parent = child, int(child.max()) + 1
+            parent, n_parent = child, int(child.max()) + 1 if n else 0
         order = np.argsort(parent, kind="stable")
         bounds = np.searchsorted(parent[order], np.arange(n_parent + 1))
-        self.leaf_items = [item_ids[order[bounds[i] : bounds[i + 1]]] for i in range(n_parent)]
         self.leaf_offsets = bounds  # (n_leaves + 1,): leaf i's items are leaf_flat_items[offsets[i]:offsets[i+1]]
         self.leaf_flat_items = item_ids[order]
-        first = np.array([items[0] for items in self.leaf_items], dtype=np.int64)
-        self.leaf_first_item = torch.from_numpy(first)  # (n_leaves,)
+        self.leaf_first_item = torch.from_numpy(self.leaf_flat_items[bounds[:-1]].astype(np.int64))  # (n_leaves,)
+
+    @property
+    def leaf_items(self) -> list[np.ndarray]:
+        """The items of every leaf, leaf by leaf (a Python list: for tests and inspection, not hot paths)."""
+        return np.split(self.leaf_flat_items, self.leaf_offsets[1:-1])
 
     @property
     def n_levels(self) -> int:
