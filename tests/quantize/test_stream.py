@@ -8,7 +8,7 @@ import torch
 
 from sidrec.quantize import RQKMeans
 from sidrec.quantize.sids import _group_ids, deduplicate
-from sidrec.quantize.stream import encode_chunked, fit_points, read_rows, reconstruction_mse, sample_rows
+from sidrec.quantize.stream import encode_chunked, fit_points, read_rows, reconstruction_mse, sample_rows, take_rows
 
 
 @pytest.fixture
@@ -59,6 +59,9 @@ def test_read_rows_of_a_memmap_slice_and_of_an_array(on_disk):
     assert np.array_equal(read_rows(mapped, 10, 20), x[10:20])
     assert np.array_equal(read_rows(mapped[100:], 5, 9), x[105:109])  # a view: read through the mapping
     assert np.array_equal(read_rows(x, 690, 700), x[690:])
+    rows = np.array([0, 3, 4, 699])
+    assert np.array_equal(take_rows(mapped, rows), x[rows]) and np.array_equal(take_rows(x, rows), x[rows])
+    assert take_rows(mapped, rows[:0]).shape == (0, 16)
 
 
 def test_packed_group_ids_equal_a_row_unique(make_sids):

@@ -10,6 +10,7 @@ file order: exactly the in-memory result (Beauty's 12k items, the default sample
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,10 +29,15 @@ def sample_rows(n: int, size: int, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng([seed, n]).choice(n, size=size, replace=False))
 
 
+def _file_backed(x: np.ndarray) -> bool:
+    """A whole .npy mapped from a file (not a view of one): its rows can be read with file reads."""
+    base = getattr(x, "base", None)
+    return isinstance(x, np.memmap) and isinstance(base, mmap.mmap) and x.flags.c_contiguous and bool(x.filename)
+
+
 def read_rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows start:stop of x (N, D) as an in-memory array; a file-backed memmap is read, not paged in."""
-    base = getattr(x, "base", None)
-    if isinstance(x, np.memmap) and isinstance(base, mmap.mmap) and x.flags.c_contiguous and x.filename:
+    if _file_backed(x):
         row = x.dtype.itemsize * int(np.prod(x.shape[1:]))
         count = (stop - start) * int(np.prod(x.shape[1:]))
         out = np.fromfile(x.filename, dtype=x.dtype, count=count, offset=x.offset + start * row)
@@ -39,10 +45,23 @@ def read_rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.array(x[start:stop])
 
 
+def take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] (sorted row indices); from a file-backed memmap one read per row, so no page stays mapped."""
+    if not _file_backed(x):
+        return np.asarray(x[rows])
+    out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
+    row = out[0].nbytes if len(rows) else 0
+    with open(x.filename, "rb", buffering=0) as f:
+        fd = f.fileno()
+        for i, r in enumerate(rows.tolist()):
+            out[i] = np.frombuffer(os.pread(fd, row, x.offset + r * row), dtype=x.dtype).reshape(x.shape[1:])
+    return out
+
+
 def fit_points(x: np.ndarray, size: int, seed: int) -> torch.Tensor:
     """The rows a quantizer is fitted on: a seeded sample of `size` rows, or all rows in order. (M, D) float32."""
     rows = sample_rows(x.shape[0], size, seed)
-    points = read_rows(x, 0, x.shape[0]) if rows is None else np.asarray(x[rows])
+    points = read_rows(x, 0, x.shape[0]) if rows is None else take_rows(x, rows)
     return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
 
 
@@ -70,4 +89,13 @@ def reconstruction_mse(quantizer, x: np.ndarray, codes: np.ndarray, chunk: int =
     return float(torch.cat(per_row).mean()) if per_row else float("nan")
 
 
-__all__ = ["CHUNK", "chunks", "encode_chunked", "fit_points", "read_rows", "reconstruction_mse", "sample_rows"]
+__all__ = [
+    "CHUNK",
+    "chunks",
+    "encode_chunked",
+    "fit_points",
+    "read_rows",
+    "reconstruction_mse",
+    "sample_rows",
+    "take_rows",
+]
