@@ -111,3 +111,23 @@ def test_one_process_yields_unchanged_batches():
     for b, batch in enumerate(plain):
         got = sum(float(shards[r][b]["weight"]) for r in range(2))
         assert got == int((batch["targets"] > 0).sum())  # the ranks' loss terms add up to the global batch's
+
+
+def test_torchrun_cli_trains_the_toy_run(toy_run, tmp_path):
+    """`torchrun --nproc_per_node=2 -m sidrec train` (CPU, gloo) on a toy run's SIDs: rank 0 prints, one log."""
+    import shutil
+    import subprocess
+
+    from sidrec import io
+
+    out = tmp_path / "run"
+    shutil.copytree(toy_run, out)
+    for name in (io.MODEL, io.CHECKPOINT, io.TRAIN_LOG, io.TRAIN_SUMMARY, io.METRICS, io.PREDICTIONS):
+        (out / name).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    cmd += ["-m", "sidrec", "train", "train.epochs=1", "train.threads=1", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("train_model: done") == 1  # rank 0 alone prints
+    assert len((out / io.TRAIN_LOG).read_text().splitlines()) == 1 and (out / io.MODEL).exists()
