@@ -127,7 +127,9 @@ def one(n: int, folder: Path, seed: int, beam: bool, users: int) -> dict:
         t = time.perf_counter()
         trie = SIDTrie(sids, tuple([256] * 3 + [int(sids[:, 3].max()) + 1]))
         out["trie_build_seconds"] = round(time.perf_counter() - t, 2)
-        out["trie_table_mib"] = round(sum(c.numel() * c.element_size() for c in trie.children) / 2**20, 1)
+        tables = [t for t in trie.children + trie.keys if t is not None]
+        out["trie_table_mib"] = round(sum(t.numel() * t.element_size() for t in tables) / 2**20, 1)
+        out["trie_sparse_levels"] = [level for level, c in enumerate(trie.children) if c is None]
         del trie
         out["beam_search"] = beam_users_per_second(sids, users, seed)
     out["peak_rss_gib"] = round(peak_rss_gib(), 2)
@@ -143,12 +145,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--dir", default=None, help="where the vectors are written (default: a temporary folder)")
     ap.add_argument("--record", default=None, help="write the JSON record here")
+    ap.add_argument("--append", action="store_true", help="add the results to those already in --record")
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # child: one size, JSON to stdout
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one, Path(args.dir), args.seed, args.one == args.beam_items, args.users)))
         return
-    results = []
+    results, commit, command = [], git_commit(), "python " + shlex.join(sys.argv)
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         for n in args.items:
             cmd = [sys.executable, __file__, "--one", str(n), "--dir", folder, "--seed", str(args.seed)]
@@ -159,20 +163,23 @@ def main() -> None:
                 sys.exit(f"size {n} failed:\n{done.stderr[-3000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row["child_wall_seconds"] = round(time.perf_counter() - start, 1)
+            row.update(commit=commit, command=command, date=date)
             results.append(row)
             print(json.dumps(row, indent=2), flush=True)
     threads = int(os.environ.get("SCALE_THREADS", "1"))
     torch.set_num_threads(threads)
     record = {
-        "benchmark": "large catalogs on CPU (benchmarks/scale.py)",
-        "command": "python " + shlex.join(sys.argv),
-        "commit": git_commit(),
+        "benchmark": "large catalogs on CPU (benchmarks/scale.py); each result row names its commit, command, date",
         "machine": machine(),
         "threads": threads,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "note": "synthetic clustered 384-d unit vectors; beam search with untrained TIGER weights (speed only)",
         "results": results,
     }
+    if args.record and args.append and Path(args.record).exists():
+        old = json.loads(Path(args.record).read_text())
+        if old["machine"] != record["machine"]:
+            sys.exit(f"--append: {args.record} was measured on {old['machine']}, not {record['machine']}")
+        record["results"] = old["results"] + results
     if args.record:
         Path(args.record).write_text(json.dumps(record, indent=2) + "\n")
 

@@ -134,6 +134,8 @@ def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -
     from sidrec.report import data_difference, results_table
 
     _stage(pipeline.evaluate_model, args, out, force)
+    if not distributed.is_main():
+        return
     cfg = io.load_run_config(out)
     dataset = cfg.data.name if not cfg.data.path else ""  # published rows exist for the bundled sets only
     typer.echo("\n" + results_table(io.load_json(out / io.METRICS), dataset, data_difference(cfg)))
