@@ -23,8 +23,9 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from sidrec import io, pipeline
+from sidrec import io
 from sidrec.config import load_config
+from sidrec.parts import parts_for
 from sidrec.report import git_commit, machine
 from sidrec.train import _optimizer, epoch_rng, use_bf16
 
@@ -32,7 +33,7 @@ from sidrec.train import _optimizer, epoch_rng, use_bf16
 def time_steps(cfg, run_dir: Path, steps: int, *, fused: bool = True, compile_: bool = False) -> float:
     """Samples/s of `steps` AdamW steps (after 20 warm-up steps) on the run's first epoch of batches."""
     device = torch.device("cpu")
-    parts = pipeline._parts(cfg, run_dir, device)
+    parts = parts_for(cfg, run_dir, device)
     torch.manual_seed(cfg.seed)
     model = parts.build().train()
     batches = list(parts.examples(model, pl.read_parquet(run_dir / io.SEQUENCES)).batches(

@@ -20,17 +20,24 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "io": {"config"},
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
-    **{unit: BASE | LEAVES for unit in COMPOSERS},
+    "distributed": set(),  # torch.distributed glue (torchrun): rank, barriers, broadcasts
+    **{unit: BASE | LEAVES | {"distributed"} for unit in COMPOSERS},
     "flops": set(),  # arithmetic only
     # times the composed parts, like `pipeline` but writes no run directory
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html"},  # everything but the CLI
+    # everything but the CLI
+    "parts": BASE | LEAVES | COMPOSERS,  # what differs between the model kinds (model, examples, recommender)
+    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html", "distributed", "parts"},
     "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},
-    "cli": BASE | LEAVES | COMPOSERS | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"},
+    "cli": BASE
+    | LEAVES
+    | COMPOSERS
+    | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
+    | {"distributed"},
     "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }

@@ -54,3 +54,11 @@ def test_every_stage_reads_what_its_fingerprint_names():
     toy = load_config("toy")
     assert "eval.beam_width" in fingerprint.select(toy, pipeline.SPECS["train"].keys(toy))
     assert pipeline.SPECS["evaluate"].outputs(load_config(None, ["eval.splits=[valid]"])) == (io.METRICS,)
+
+
+def test_large_catalog_settings_are_classified():
+    """The quantizer's fit sample changes SIDs (fingerprinted); the embedding chunk size only memory (runtime)."""
+    cfg = load_config("toy")
+    assert "quantize.fit_sample" in fingerprint.select(cfg, pipeline.SPECS["quantize"].keys(cfg))
+    assert "embed.chunk_size" in fingerprint.RUNTIME_KEYS
+    assert "embed.chunk_size" not in fingerprint.select(cfg, pipeline.SPECS["embed"].keys(cfg))

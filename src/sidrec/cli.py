@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from sidrec import io, pipeline
+from sidrec import distributed, io, pipeline
 from sidrec.config import Config, describe, load_config, packaged_configs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
@@ -48,9 +48,8 @@ def main(
 
 
 def _setup() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    level = logging.INFO if distributed.is_main() else logging.WARNING  # torchrun: rank 0 logs progress
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
 def _config(args: list[str] | None, out: Path) -> Config:
@@ -75,7 +74,8 @@ def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{fn.__name__}: {'up to date, skipped' if result is None else 'done'} -> {out}")
+    if distributed.is_main():
+        typer.echo(f"{fn.__name__}: {'up to date, skipped' if result is None else 'done'} -> {out}")
 
 
 @app.command()
@@ -95,6 +95,8 @@ def run(
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
+    if not distributed.is_main():  # torchrun: rank 0 writes and prints
+        return
     if record:
         io.save_json(record, rec)
     typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else "", data_difference(cfg)))
@@ -132,6 +134,8 @@ def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -
     from sidrec.report import data_difference, results_table
 
     _stage(pipeline.evaluate_model, args, out, force)
+    if not distributed.is_main():
+        return
     cfg = io.load_run_config(out)
     dataset = cfg.data.name if not cfg.data.path else ""  # published rows exist for the bundled sets only
     typer.echo("\n" + results_table(io.load_json(out / io.METRICS), dataset, data_difference(cfg)))

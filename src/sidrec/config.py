@@ -46,6 +46,7 @@ class EmbedConfig:
     normalize: bool = True  # L2-normalise the vectors
     dim: int = 384  # hashing embedder only: output dimension
     device: str = "auto"  # auto | cpu | cuda
+    chunk_size: int = 100_000  # items embedded at a time into the memory-mapped embeddings.npy (large catalogs)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class QuantizeConfig:
     dedup: str = "tiger"
     normalize_residuals: bool = False  # rkmeans: L2-normalise each residual before clustering
     kmeans_iters: int = 50  # k-means iterations (rkmeans and the init of rvq / rqvae)
+    # Items the quantizer is fitted on: a seeded sample of this many when the catalog is larger (0 = all);
+    # every item is then encoded, in chunks. 65,536 = 256 points per code for K = 256 (faiss's default).
+    fit_sample: int = 65536
     epochs: int = 200  # rvq / rqvae: gradient epochs
     batch_size: int = 1024  # rvq / rqvae
     lr: float = 1e-3  # rvq / rqvae

@@ -25,7 +25,15 @@ from sidrec.config import Config, config_to_dict
 FINGERPRINTS = "fingerprints.json"
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
-    {"train.threads", "train.device", "train.max_minutes", "embed.device", "embed.batch_size", "eval.batch_size"}
+    {
+        "train.threads",
+        "train.device",
+        "train.max_minutes",
+        "embed.device",
+        "embed.batch_size",
+        "embed.chunk_size",
+        "eval.batch_size",
+    }
 )
 
 

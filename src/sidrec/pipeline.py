@@ -10,9 +10,8 @@ A stage whose artifacts exist and match its fingerprint (the config keys and inp
 `sidrec.fingerprint`) is skipped; one that does not match stops the command unless `force`.
 `run` checks every stage first, chains them and writes record.json.
 Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU) need no SIDs: `run` skips embed and
-quantize for them, and `_parts` (the one place that branches on the model kind) swaps the training
-examples and the recommender. Parallel SID models (RPG) need SIDs but train on item sequences, as
-the item-ID models do, and score every item (or walk the item graph, `eval.decode=graph`).
+quantize for them; `parts.parts_for` (the one place that branches on the model kind) swaps the
+model, the training examples and the recommender.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,21 +26,21 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import fingerprint, io
+from sidrec import distributed, fingerprint, io
 from sidrec.config import Config
-from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
-from sidrec.data.split import eval_examples, train_sequences, training_examples
-from sidrec.embed import EMBEDDERS, build_embedder
+from sidrec.data.split import eval_examples
+from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate
-from sidrec.models import build_model, load_model, model_kind, needs_sids
+from sidrec.models import load_model, model_kind, needs_sids
+from sidrec.parts import parts_for
 from sidrec.quantize import QUANTIZERS, build_quantizer
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
-from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
+from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
-from sidrec.train import epoch_rng, fit, use_bf16
+from sidrec.train import epoch_rng, fit
 
 logger = logging.getLogger(__name__)
 STAGES = ("prepare", "embed", "quantize", "train", "evaluate")
@@ -110,26 +108,38 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
         def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None):
             run_dir = Path(run_dir)
             redone = set() if redone is None else redone
-            status, settings, files = stage_status(spec, cfg, run_dir)
+            distributed.init(cfg.train.device)
+
+            def begin() -> str:  # rank 0 (torchrun): check, then record the config and the fingerprint
+                status, settings, files = stage_status(spec, cfg, run_dir)
+                if status == "current":
+                    return status
+                has_record = fingerprint.stored(run_dir, name) is not None
+                if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
+                    found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
+                    raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
+                run_dir.mkdir(parents=True, exist_ok=True)
+                io.save_config(run_dir, cfg)
+                fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume checks it
+                return status
+
+            status = distributed.broadcast(distributed.on_main(begin))
             if status == "current":
                 logger.info("%s: up to date in %s, skipped", name, run_dir)
                 return None
-            has_record = fingerprint.stored(run_dir, name) is not None
-            if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
-                found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
-                raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            io.save_config(run_dir, cfg)
-            fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume is checked against it
             torch.manual_seed(cfg.seed)
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
             start = time.perf_counter()
-            out = fn(cfg, run_dir, status == "stale")
+            if name == "train":  # every rank trains; the other stages run once, on rank 0, the others waiting
+                out = fn(cfg, run_dir, status == "stale")
+            else:
+                out = distributed.on_main(lambda: fn(cfg, run_dir, status == "stale"))
             redone.add(name)
-            timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
-            timings[name] = round(time.perf_counter() - start, 2)
-            io.save_json(run_dir / io.TIMINGS, timings)
+            if distributed.is_main():
+                timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
+                timings[name] = round(time.perf_counter() - start, 2)
+                io.save_json(run_dir / io.TIMINGS, timings)
             return out
 
         run_stage.__name__, run_stage.__doc__ = fn.__name__, fn.__doc__
@@ -163,7 +173,10 @@ def plan(cfg: Config, run_dir: Path, force: bool, stages: tuple[str, ...]) -> di
 
 
 def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    dev = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    if dev.type == "cuda" and dev.index is None and distributed.active():  # torchrun: one GPU per local rank
+        dev = torch.device("cuda", distributed.local_rank())
+    return dev
 
 
 def _sid(cfg: Config) -> bool:
@@ -194,11 +207,9 @@ def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 
 @_stage("embed", keys=lambda cfg: ("embed",), inputs=lambda cfg: (io.ITEMS,), outputs=lambda cfg: (io.EMBEDDINGS,))
 def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
-    """Encode every item's text with the configured embedder."""
+    """Encode every item's text with the configured embedder, in chunks, into a memory-mapped embeddings.npy."""
     texts = pl.read_parquet(run_dir / io.ITEMS)[TEXT].to_list()
-    vectors = build_embedder(cfg.embed).encode(texts)
-    io.save_npy(run_dir / io.EMBEDDINGS, vectors)
-    return vectors
+    return embed_to_file(build_embedder(cfg.embed), texts, run_dir / io.EMBEDDINGS, chunk_size=cfg.embed.chunk_size)
 
 
 @_stage(
@@ -208,14 +219,16 @@ def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
     outputs=lambda cfg: (io.SIDS, io.QUANTIZER, io.SID_STATS),
 )
 def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
-    """Fit the quantizer, encode every item, de-duplicate, write SIDs and their statistics."""
-    x = torch.from_numpy(np.load(run_dir / io.EMBEDDINGS))
-    quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed).fit(x)
-    codes = quantizer.encode(x).cpu().numpy()
+    """Fit the quantizer (on a sample of a large catalog), encode every item in chunks, de-duplicate, write SIDs."""
+    x = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")  # (N, D), paged in chunk by chunk
+    quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
+    quantizer.fit(fit_points(x, cfg.quantize.fit_sample, cfg.seed))
+    codes = encode_chunked(quantizer, x)
     sids = deduplicate(codes, cfg.quantize.dedup, cfg.quantize.codebook_size, cfg.seed)
     stats = sid_stats(codes, sids, cfg.quantize.codebook_size)
-    err = float(((quantizer.decode(torch.from_numpy(codes)) - x) ** 2).sum(1).mean())
-    stats["reconstruction_mse"] = round(err, 6)
+    stats["reconstruction_mse"] = round(reconstruction_mse(quantizer, x, codes), 6)
+    if 0 < cfg.quantize.fit_sample < x.shape[0]:
+        stats["fit_sample"] = cfg.quantize.fit_sample
     io.write_atomic(
         run_dir / io.QUANTIZER,
         lambda p: torch.save({"name": cfg.quantize.name, "state_dict": quantizer.state_dict()}, p),
@@ -223,89 +236,6 @@ def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     io.save_npy(run_dir / io.SIDS, sids.astype(np.int64))
     io.save_json(run_dir / io.SID_STATS, stats)
     return stats
-
-
-def level_sizes(sids: np.ndarray, codebook_size: int, levels: int) -> tuple[int, ...]:
-    """K per SID level: the codebook size, and for a dedup digit its largest value + 1."""
-    sizes = [codebook_size] * levels
-    sizes += [int(sids[:, j].max()) + 1 for j in range(levels, sids.shape[1])]
-    return tuple(sizes)
-
-
-def _popularity(sequences: pl.DataFrame, n_items: int) -> np.ndarray:
-    counts = np.zeros(n_items + 1)
-    for seq in train_sequences(sequences):
-        np.add.at(counts, seq, 1)
-    return counts
-
-
-class _Parts(NamedTuple):
-    """What differs between SID models and item-ID models, as lazy builders over the run directory."""
-
-    needs_sids: bool  # embed + quantize run before training
-    build: Callable[[], torch.nn.Module]  # a fresh model
-    examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
-    recommender: Callable[..., object]  # (model, sequences, beam_width=None, per_epoch=False) -> a Recommender
-
-
-def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
-    """The one place that branches on the model kind (ValueError for an unknown model.name)."""
-    hist, bf16 = cfg.data.max_history, use_bf16(cfg.train.precision, device)
-    if model_kind(cfg.model.name) == "id":
-        return _Parts(
-            needs_sids=False,
-            build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
-            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
-            recommender=lambda model, sequences, beam_width=None, per_epoch=False: ItemRecommender(
-                model, max_history=hist, bf16=bf16
-            ),
-        )
-
-    @cache
-    def sids() -> np.ndarray:
-        return np.load(run_dir / io.SIDS)
-
-    if model_kind(cfg.model.name) == "parallel":
-        e = cfg.eval
-
-        if e.decode not in ("exact", "graph"):
-            raise ValueError(f"unknown eval.decode '{e.decode}' for model.name={cfg.model.name}: exact | graph")
-
-        def parallel_recommender(model, sequences, beam_width=None, per_epoch=False):
-            if e.decode == "graph" and not per_epoch:  # per-epoch validation scores every item (cheap, exact)
-                return GraphRecommender(
-                    model, max_history=hist, beams=e.graph_beams, edges=e.graph_edges, steps=e.graph_steps,
-                    bf16=bf16, seed=cfg.seed,
-                )  # fmt: skip
-            return ItemRecommender(model, max_history=hist, bf16=bf16)
-
-        return _Parts(
-            needs_sids=True,
-            build=lambda: build_model(
-                cfg.model, max_history=hist, codes=sids(), codebook_size=cfg.quantize.codebook_size
-            ),
-            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
-            recommender=parallel_recommender,
-        )
-
-    def examples(model, sequences: pl.DataFrame) -> SIDExamples:
-        seqs = train_sequences(sequences)
-        users, positions = training_examples(seqs, hist, cfg.train.sliding_window)
-        tokens = item_token_table(sids(), model.shape.offsets)
-        return SIDExamples(seqs, users, positions, sids(), tokens, max_history=hist, user_tokens=cfg.model.user_tokens)
-
-    def build() -> torch.nn.Module:
-        sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
-        return build_model(cfg.model, level_sizes=sizes, max_history=hist)
-
-    def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None, per_epoch=False) -> SIDRecommender:
-        pop = _popularity(sequences, sids().shape[0])
-        beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
-        return SIDRecommender(
-            model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
-        )
-
-    return _Parts(True, build, examples, recommender)
 
 
 @_stage(
@@ -316,11 +246,14 @@ def _parts(cfg: Config, run_dir: Path, device: torch.device) -> _Parts:
 )
 def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Train the model on its training examples; keep the best-validation weights."""
-    if fresh:
+    main = distributed.is_main()
+    if fresh and main:
         for name in (io.CHECKPOINT, io.TRAIN_LOG, io.MODEL, io.TRAIN_SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
+    distributed.barrier()  # every rank sees the same checkpoint (or none) before `fit` reads it
+    rank, world = (distributed.rank(), distributed.world_size()) if distributed.active() else (0, 1)
     device = _device(cfg.train.device)
-    parts = _parts(cfg, run_dir, device)
+    parts = parts_for(cfg, run_dir, device)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     model = parts.build().to(device)
     examples = parts.examples(model, sequences)
@@ -341,7 +274,9 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     )
     result = fit(
         model,
-        batches=lambda epoch: examples.batches(cfg.train.batch_size, epoch_rng(cfg.seed, epoch), device),
+        batches=lambda epoch: examples.batches(
+            cfg.train.batch_size, epoch_rng(cfg.seed, epoch), device, rank=rank, world=world
+        ),
         batches_per_epoch=examples.n_batches(cfg.train.batch_size),
         validate=validate,
         cfg=cfg.train,
@@ -349,7 +284,6 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         meta={"model": cfg.model.name, "shape": model.config_dict()},
         seed=cfg.seed,
     )
-    plot_training(result.history, run_dir / io.TRAIN_PLOT)
     summary = {
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_run,
@@ -360,7 +294,9 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
     }
-    io.save_json(run_dir / io.TRAIN_SUMMARY, summary)
+    if main:
+        plot_training(result.history, run_dir / io.TRAIN_PLOT)
+        io.save_json(run_dir / io.TRAIN_SUMMARY, summary)
     return summary
 
 
@@ -372,7 +308,7 @@ def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = Non
     run_dir = Path(run_dir)
     dev = _device(device or cfg.train.device)
     model, meta = load_model(str(run_dir / io.MODEL), dev)
-    rec = _parts(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
+    rec = parts_for(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
     return rec, meta
 
 
@@ -390,7 +326,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     items = pl.read_parquet(run_dir / io.ITEMS)
     splits = check_splits(cfg.eval.splits)
     out: dict = {"best_epoch": meta.get("epoch"), "splits": list(splits)}
-    if _parts(cfg, run_dir, _device(cfg.train.device)).needs_sids:
+    if parts_for(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     for split in splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
@@ -433,7 +369,12 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
     sid = model_kind(cfg.model.name) == "sid"  # ValueError for an unknown model.name
-    return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+    distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
+
+    def checked() -> Config:
+        return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+
+    return distributed.broadcast(distributed.on_main(checked))
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
@@ -445,23 +386,28 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     run_dir = Path(run_dir)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
     cfg = check(cfg, run_dir, STAGES, force)  # every check that can fail runs before the first file is written
-    parts = _parts(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
+    parts = parts_for(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
     check_splits(cfg.eval.splits)
     stages = STAGES if parts.needs_sids else ("prepare", "train", "evaluate")  # ID models need no SIDs
     empty = not any((run_dir / o).exists() for s in stages for o in SPECS[s].outputs(cfg))
-    plan(cfg, run_dir, force, stages)
-    io.save_config(run_dir, cfg)
+    distributed.on_main(lambda: (plan(cfg, run_dir, force, stages), io.save_config(run_dir, cfg)))
     redone: set[str] = set()
     steps = {"prepare": prepare_data, "embed": embed_items, "quantize": build_sids}
     steps.update(train=train_model, evaluate=evaluate_model)
     for name in stages:
         steps[name](cfg, run_dir, force, redone)
-    record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
-    record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
-    record["stages_run"] = [s for s in stages if s in redone]
-    io.save_json(run_dir / "record.json", record)
-    write_report(run_dir)
-    return record
+
+    def finish() -> dict:
+        record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
+        record["from_empty_dir"] = empty  # only such a record's wall time and command describe one whole run
+        record["stages_run"] = [s for s in stages if s in redone]
+        if distributed.world_size() > 1:
+            record["world_size"] = distributed.world_size()  # torchrun processes that trained
+        io.save_json(run_dir / "record.json", record)
+        write_report(run_dir)
+        return record
+
+    return distributed.broadcast(distributed.on_main(finish))
 
 
 __all__ = [

@@ -9,6 +9,13 @@ Juditsky 1992), validation every `eval_every` epochs with early stopping on NDCG
 best-validation weights kept in `model.pt`,
 and the full training state in `checkpoint.pt` after every epoch, so a killed run resumes where it
 stopped (`sidrec train` / `sidrec run` again with the same run directory).
+
+Under torchrun (`sidrec.distributed`), the model is wrapped in DistributedDataParallel through
+`_LossOf` (DDP's hooks run on `forward`, and `loss(batch)` is the forward). Each rank trains on its
+contiguous shard of every global batch, with its loss weighted by its share of the batch's loss terms
+(`weight`, see `data.batches`), so the all-reduced gradient is the one-process gradient of the global
+batch's mean loss (up to float summation order). Rank 0 alone validates and writes; it broadcasts
+the loop state (best score, patience, the wall-clock cap) after every epoch, so all ranks stop together.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sidrec import io
+from sidrec import distributed, io
 from sidrec.config import TrainConfig
 from sidrec.models.moe import expert_load
 
@@ -83,6 +90,25 @@ class WeightAverage:
             dst.copy_(src)
 
 
+class _LossOf(nn.Module):
+    """`forward(batch) = model.loss(batch)`: what DistributedDataParallel wraps, so its hooks run."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.loss(batch)
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    experts = bool(getattr(getattr(model, "shape", None), "experts", 0))  # unrouted experts get no gradient
+    ids = [device.index if device.index is not None else distributed.local_rank()] if device.type == "cuda" else None
+    return DDP(_LossOf(model), device_ids=ids, find_unused_parameters=experts)
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
@@ -103,10 +129,17 @@ def fit(
     run_dir: str | Path,
     meta: dict,
     seed: int,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train `model` in place; write model.pt (best), checkpoint.pt (last) and train_log.jsonl."""
+    """Train `model` in place; write model.pt (best), checkpoint.pt (last) and train_log.jsonl.
+
+    `on_step(step, loss)` (optional) sees every optimizer step's loss (under torchrun: the global batch's).
+    Under torchrun, `batches` yields this rank's shards, each with a "weight" (its loss terms).
+    """
     run_dir = Path(run_dir)
     device = next(model.parameters()).device
+    world, main = distributed.world_size() if distributed.active() else 1, distributed.is_main()
+    net = _data_parallel(model, device) if world > 1 else None
     opt = _optimizer(model, cfg)
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     best_model = ema.model if ema else model  # the weights that are validated and saved
@@ -147,16 +180,32 @@ def fit(
 
     if capped():
         state["time_capped"] = True
+    state = distributed.broadcast(state)  # rank 0's clock and checkpoint decide
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not state["time_capped"]:
         epoch = state["epoch"] + 1
         model.train()
         t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
+        if world > 1:  # dropout masks: each rank its own stream, the same after a resume
+            torch.manual_seed(int(np.random.default_rng([seed, epoch, distributed.rank()]).integers(2**62)))
         bar = tqdm(
-            batches(epoch), total=batches_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2
+            batches(epoch),
+            total=batches_per_epoch,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            mininterval=2,
+            disable=not main,
         )
         for batch in bar:
+            weight = batch.pop("weight", None)  # this rank's loss terms (torchrun); 0 for a stand-in row
             with torch.autocast(**autocast):
-                loss = model.loss(batch)
+                loss = model.loss(batch) if net is None else net(batch)
+            if weight is not None:  # weight by the share of the global batch: DDP then averages to its mean
+                w = float(weight)
+                total_w, total_loss = distributed.all_sum([w, float(loss.detach()) * w])
+                loss_value = total_loss / total_w
+                loss = loss * (w * world / total_w)
+            else:
+                loss_value = None
             factor = lr_factor(state["step"], warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor
@@ -168,12 +217,17 @@ def fit(
             opt.step()
             if ema:
                 ema.update(state["step"] - 1)
-            samples += len(next(iter(batch.values())))
-            loss_sum, n = loss_sum + loss.item(), n + 1
+            samples += len(next(iter(batch.values()))) if weight is None or float(weight) > 0 else 0
+            loss_value = loss.item() if loss_value is None else loss_value
+            loss_sum, n = loss_sum + loss_value, n + 1
+            if on_step is not None:
+                on_step(state["step"], loss_value)
             if n % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / n:.3f}", sps=f"{samples / (time.perf_counter() - t0):.0f}")
         train_s = time.perf_counter() - t0
-        if capped() and epoch < cfg.epochs:  # checked between epochs only, so a resume continues exactly
+        if world > 1:
+            samples = int(distributed.all_sum([samples])[0])
+        if main and capped() and epoch < cfg.epochs:  # checked between epochs only, so a resume continues exactly
             state["time_capped"] = True
             logger.warning(
                 "train.max_minutes=%g reached: training stops after epoch %d of %d (time_capped); "
@@ -193,7 +247,7 @@ def fit(
         if loads:
             row["expert_load"] = loads
         state["samples"] += samples
-        if epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs:
+        if main and (epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs):
             model.eval()
             valid = validate(best_model)
             row["valid"] = valid
@@ -207,10 +261,13 @@ def fit(
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - start_wall
         state["history"].append(row)
-        _append_log(run_dir / io.TRAIN_LOG, row)
-        _save_checkpoint(ckpt_path, model, opt, state, ema)
-    if not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
+        if main:
+            _append_log(run_dir / io.TRAIN_LOG, row)
+            _save_checkpoint(ckpt_path, model, opt, state, ema)
+        state = distributed.broadcast(state)  # one stop decision for all ranks
+    if main and not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
         _save_model(run_dir / io.MODEL, best_model, {**meta, "epoch": state["epoch"], "valid": {}})
+    distributed.barrier()
     seconds = state["seconds"]
     return TrainResult(
         best_epoch=state["best_epoch"],

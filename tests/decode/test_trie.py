@@ -98,3 +98,60 @@ def test_duplicate_sids_share_a_leaf_without_dedup():
 def test_bad_codes_raise(sids, sizes, match):
     with pytest.raises(ValueError, match=match):
         SIDTrie(np.array(sids), sizes)
+
+
+def reference_trie(sids: np.ndarray, level_sizes: tuple[int, ...]):
+    """The trie as built before vectorising: a row-wise np.unique per level, a Python list per leaf."""
+    n, children, parent, n_parent = len(sids), [], np.zeros(len(sids), dtype=np.int64), 1
+    for level in range(sids.shape[1]):
+        _, child = np.unique(sids[:, : level + 1], axis=0, return_inverse=True)
+        child = child.reshape(-1)
+        table = np.full((n_parent, level_sizes[level]), -1, dtype=np.int64)
+        table[parent, sids[:, level]] = child
+        children.append(table)
+        parent, n_parent = child, int(child.max()) + 1
+    order = np.argsort(parent, kind="stable")
+    bounds = np.searchsorted(parent[order], np.arange(n_parent + 1))
+    items = np.arange(1, n + 1)
+    return children, [items[order[bounds[i] : bounds[i + 1]]] for i in range(n_parent)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_build_equals_the_row_unique_build(seed):
+    rng = np.random.default_rng(seed)
+    sizes = (5, 7, 3, 4)
+    sids = rng.integers(0, np.array(sizes), size=(400, 4))  # with collisions: several items per leaf
+    trie = SIDTrie(sids, sizes)
+    children, leaf_items = reference_trie(sids, sizes)
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(trie.children, children, strict=True))
+    assert [x.tolist() for x in trie.leaf_items] == [x.tolist() for x in leaf_items]
+    assert trie.leaf_first_item.tolist() == [x[0] for x in leaf_items]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_sparse_level_answers_like_the_dense_table(seed):
+    """Levels past `dense_max` entries are binary searches over sorted keys, with the same answers."""
+    from sidrec.decode.beam import beam_search
+
+    rng = np.random.default_rng(seed)
+    sizes = (4, 5, 9)
+    sids = rng.integers(0, np.array(sizes), size=(120, 3))
+    dense, sparse = SIDTrie(sids, sizes), SIDTrie(sids, sizes, dense_max=0)
+    assert all(c is None for c in sparse.children) and all(k is not None for k in sparse.keys)
+    assert np.array_equal(dense.paths(), sparse.paths())
+    for level, size in enumerate(sizes):
+        n_nodes = len(dense.children[level])
+        nodes = torch.from_numpy(rng.integers(-1, n_nodes, 300))
+        codes = torch.from_numpy(rng.integers(0, size, 300))
+        assert torch.equal(dense.allowed(level, nodes), sparse.allowed(level, nodes))
+        assert torch.equal(dense.advance(level, nodes, codes), sparse.advance(level, nodes, codes))
+    logits = torch.randn(len(sizes), 6 * 5, max(sizes), generator=torch.Generator().manual_seed(seed))
+
+    def step(level, prev, parent):
+        return logits[level, :, : sizes[level]].log_softmax(-1)
+
+    runs = [
+        beam_search(step, batch_size=6, beam_width=5, level_sizes=sizes, trie=t, constrained=True)
+        for t in (dense, sparse)
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))

@@ -104,9 +104,51 @@ class SIDExamples:
         codes = torch.from_numpy(self.sids[targets - 1])  # (B, L)
         return {"tokens": tokens.to(device), "positions": pos.to(device), "codes": codes.to(device)}
 
-    def batches(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"):
-        for idx in bucketed_batches(self.lengths, batch_size, rng):
-            yield self.batch(idx, device)
+    def loss_terms(self, batch: dict[str, Tensor]) -> int:
+        """The terms a model's mean loss averages over: one per example (all L levels each)."""
+        return len(batch["codes"])
+
+    def batches(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        """Length-bucketed batches in a seeded order; with `world` > 1, rank `rank`'s shard of each (+ "weight")."""
+        yield from _sharded(self, batch_size, rng, device, rank, world)
+
+
+def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[tuple[np.ndarray, bool]]:
+    """Rank `rank`'s contiguous part of every global batch, for data-parallel training.
+
+    Concatenated over ranks 0..world-1, the parts are the global batch in its order. A rank whose part
+    is empty (a last batch with fewer rows than ranks) gets the batch's first row as a stand-in, flagged
+    False, so every rank runs the same number of steps; its loss is weighted 0.
+
+    Returns:
+        [(indices, real)] per global batch.
+    """
+    out = []
+    for idx in batches:
+        lo, hi = (len(idx) * rank) // world, (len(idx) * (rank + 1)) // world
+        out.append((idx[lo:hi], True) if hi > lo else (idx[:1], False))
+    return out
+
+
+def _sharded(examples, batch_size: int, rng: np.random.Generator, device, rank: int, world: int):
+    """Global batches (one process) or this rank's shards with their loss weight (several; see fit)."""
+    batches = bucketed_batches(examples.lengths, batch_size, rng)
+    if world == 1:
+        for idx in batches:
+            yield examples.batch(idx, device)
+        return
+    for idx, real in shard_batches(batches, rank, world):
+        batch = examples.batch(idx, device)
+        batch["weight"] = torch.tensor(float(examples.loss_terms(batch)) if real else 0.0)
+        yield batch
 
 
 def item_inputs(histories: list[np.ndarray], max_history: int) -> Tensor:
@@ -151,6 +193,18 @@ class IDExamples:
         targets = item_inputs([self.targets[i] for i in idx], self.max_history)
         return {"inputs": inputs.to(device), "targets": targets.to(device)}
 
-    def batches(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"):
-        for idx in bucketed_batches(self.lengths, batch_size, rng):
-            yield self.batch(idx, device)
+    def loss_terms(self, batch: dict[str, Tensor]) -> int:
+        """The terms a model's mean loss averages over: the real (non-padding) targets."""
+        return int((batch["targets"] > 0).sum())
+
+    def batches(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        """Length-bucketed batches in a seeded order; with `world` > 1, rank `rank`'s shard of each (+ "weight")."""
+        yield from _sharded(self, batch_size, rng, device, rank, world)

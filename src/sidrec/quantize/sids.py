@@ -32,10 +32,22 @@ def _check_codes(codes: np.ndarray) -> np.ndarray:
 
 
 def _group_ids(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group index of each row (N,) and size of each group (G,) for identical rows."""
+    """Group index of each row (N,) and size of each group (G,) for identical rows.
+
+    Groups are numbered in the lexicographic order of their rows, as `np.unique(codes, axis=0)` does;
+    rows of non-negative codes are packed into one int64 key first (mixed radix, so the order is the
+    same), which sorts 10^7 rows in about a second instead of a structured-array sort.
+    """
     if codes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    radix = codes.max(0).astype(np.int64) + 1  # (L,)
+    if codes.min() >= 0 and float(np.prod(radix.astype(np.float64))) < 2.0**62:
+        key = np.zeros(codes.shape[0], dtype=np.int64)
+        for level in range(codes.shape[1]):
+            key = key * radix[level] + codes[:, level]  # (N,)
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     return inverse.reshape(-1), counts
 
 

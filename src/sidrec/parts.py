@@ -1,0 +1,113 @@
+"""What differs between the model kinds, in one place: SID generators, parallel SID models, item-ID models.
+
+`parts_for(cfg, run_dir, device)` returns lazy builders over a run directory: a fresh model, its
+training examples and its recommender. Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU)
+need no SIDs; parallel SID models (RPG) need SIDs but train on item sequences, as the item-ID models
+do, and score every item (or walk the item graph, `eval.decode=graph`); SID generators (TIGER,
+decoder-only) train on sliding-window SID targets and recommend by beam search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+import torch
+
+from sidrec import io
+from sidrec.config import Config
+from sidrec.data.batches import IDExamples, SIDExamples
+from sidrec.data.split import train_sequences, training_examples
+from sidrec.models import build_model, model_kind
+from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
+from sidrec.train import use_bf16
+
+
+def level_sizes(sids: np.ndarray, codebook_size: int, levels: int) -> tuple[int, ...]:
+    """K per SID level: the codebook size, and for a dedup digit its largest value + 1."""
+    sizes = [codebook_size] * levels
+    sizes += [int(sids[:, j].max()) + 1 for j in range(levels, sids.shape[1])]
+    return tuple(sizes)
+
+
+def popularity(sequences: pl.DataFrame, n_items: int) -> np.ndarray:
+    counts = np.zeros(n_items + 1)
+    for seq in train_sequences(sequences):
+        np.add.at(counts, seq, 1)
+    return counts
+
+
+class Parts(NamedTuple):
+    """What differs between SID models and item-ID models, as lazy builders over the run directory."""
+
+    needs_sids: bool  # embed + quantize run before training
+    build: Callable[[], torch.nn.Module]  # a fresh model
+    examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
+    recommender: Callable[..., object]  # (model, sequences, beam_width=None, per_epoch=False) -> a Recommender
+
+
+def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
+    """The one place that branches on the model kind (ValueError for an unknown model.name)."""
+    hist, bf16 = cfg.data.max_history, use_bf16(cfg.train.precision, device)
+    if model_kind(cfg.model.name) == "id":
+        return Parts(
+            needs_sids=False,
+            build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
+            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            recommender=lambda model, sequences, beam_width=None, per_epoch=False: ItemRecommender(
+                model, max_history=hist, bf16=bf16
+            ),
+        )
+
+    @cache
+    def sids() -> np.ndarray:
+        return np.load(run_dir / io.SIDS)
+
+    if model_kind(cfg.model.name) == "parallel":
+        e = cfg.eval
+
+        if e.decode not in ("exact", "graph"):
+            raise ValueError(f"unknown eval.decode '{e.decode}' for model.name={cfg.model.name}: exact | graph")
+
+        def parallel_recommender(model, sequences, beam_width=None, per_epoch=False):
+            if e.decode == "graph" and not per_epoch:  # per-epoch validation scores every item (cheap, exact)
+                return GraphRecommender(
+                    model, max_history=hist, beams=e.graph_beams, edges=e.graph_edges, steps=e.graph_steps,
+                    bf16=bf16, seed=cfg.seed,
+                )  # fmt: skip
+            return ItemRecommender(model, max_history=hist, bf16=bf16)
+
+        return Parts(
+            needs_sids=True,
+            build=lambda: build_model(
+                cfg.model, max_history=hist, codes=sids(), codebook_size=cfg.quantize.codebook_size
+            ),
+            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            recommender=parallel_recommender,
+        )
+
+    def examples(model, sequences: pl.DataFrame) -> SIDExamples:
+        seqs = train_sequences(sequences)
+        users, positions = training_examples(seqs, hist, cfg.train.sliding_window)
+        tokens = item_token_table(sids(), model.shape.offsets)
+        return SIDExamples(seqs, users, positions, sids(), tokens, max_history=hist, user_tokens=cfg.model.user_tokens)
+
+    def build() -> torch.nn.Module:
+        sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
+        return build_model(cfg.model, level_sizes=sizes, max_history=hist)
+
+    def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None, per_epoch=False) -> SIDRecommender:
+        pop = popularity(sequences, sids().shape[0])
+        beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
+        return SIDRecommender(
+            model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
+        )
+
+    return Parts(True, build, examples, recommender)
+
+
+__all__ = ["Parts", "level_sizes", "parts_for", "popularity"]
