@@ -80,7 +80,8 @@ def test_shipped_sweeps_load():
     assert names <= set(shipped_sweeps())
     for name in shipped_sweeps():
         sweep = load_sweep(name)
-        assert len(sweep.seeds) >= (3 if "architecture" in name else 2)
+        if name.startswith("grid_"):  # GRID's tables: >= 2 seeds (3 for the architectures); rpg_ablation: 1
+            assert len(sweep.seeds) >= (3 if "architecture" in name else 2)
         assert len({v.name for v in sweep.variants}) == len(sweep.variants) >= 2
 
 
