@@ -74,7 +74,7 @@ def test_readme_own_csv_example_on_200_items_runs_end_to_end(tmp_path, caplog):
         (["data.min_interactions=2"], "data.min_interactions=2: leave-one-out needs >= 3"),
         (["data.max_history=0"], "data.max_history=0"),
         (["quantize.levels=0"], "quantize.levels=0"),
-        (["quantize.name=pq"], "quantize.name='pq' is unknown"),
+        (["quantize.name=lsh"], "quantize.name='lsh' is unknown"),
         (["embed.name=bert"], "embed.name='bert' is unknown"),
         (["eval.beam_width=5"], "eval.beam_width=5 is below max(eval.ks)=10"),
         (["model.name=gpt"], "model"),
