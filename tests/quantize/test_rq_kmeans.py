@@ -21,12 +21,12 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_registry_and_builder():
-    assert set(QUANTIZERS) == {"rkmeans", "rvq", "rqvae"}
+    assert set(QUANTIZERS) == {"rkmeans", "rvq", "rqvae", "pq", "opq"}
     q = build_quantizer(CFG, 12, seed=0)
     assert isinstance(q, RQKMeans) and isinstance(q, Quantizer)
     assert (q.levels, q.codebook_size) == (3, 8)
     with pytest.raises(ValueError, match="rkmeans"):
-        build_quantizer(dataclasses.replace(CFG, name="pq"), 12, seed=0)
+        build_quantizer(dataclasses.replace(CFG, name="lsh"), 12, seed=0)
 
 
 def test_codes_shape_range_and_new_data():
