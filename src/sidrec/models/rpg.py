@@ -14,9 +14,11 @@ log-probabilities, so the top-K over all items is one sparse matmul (`score_all`
 walks an item graph instead for catalogues too large for that.
 
 Deviations from the reference code: the blocks are this package's pre-norm `EncoderBlock` (GELU MLP,
-dropout on the residual branches and the inputs; GPT-2 also drops attention probabilities); positions
-are counted from the end of the left-padded window (as our SASRec); `pooling=concat` is an
-alternative to the paper's mean pooling (the M digit embeddings concatenated and projected to d).
+dropout on the residual branches and the inputs; GPT-2 also drops attention probabilities); the pooled
+inputs are scaled by sqrt(d) and positions are counted from the end of the left-padded window (as our
+SASRec; GPT-2 adds raw embeddings and absolute positions); histories are cut at `data.max_history`
+(20 in the shipped configs; the reference uses 50); `pooling=concat` is an alternative to the
+paper's mean pooling (the M digit embeddings concatenated and projected to d).
 """
 
 from __future__ import annotations
