@@ -175,7 +175,7 @@ class GraphRecommender:
     The model provides `codes` (N+1, M), `digit_logprobs(inputs) -> (B, M, K)` and `code_vectors()`
     (M, K, d); the item graph is built once, on the first call. Only `beams` x `edges` x `steps`
     items are scored per user, so the result may differ from exact decoding (its overlap is measured
-    by `sidrec bench`).
+    by `benchmarks/rpg_graph.py`).
     """
 
     def __init__(
