@@ -58,3 +58,14 @@ def test_shipped_rpg_configs_resolve():
     for name in ("beauty_rpg", "sports_rpg"):
         cfg = load_config(resolve_config_path(name))
         assert cfg.model.name == "rpg" and cfg.quantize.name in ("pq", "opq") and cfg.quantize.dedup != "tiger"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [("quantize.dedup=tiger", "set quantize.dedup=random"), ("eval.decode=beam", "unknown eval.decode 'beam'")],
+)
+def test_bad_rpg_settings_stop_before_any_file(tmp_path, extra, message):
+    out = tmp_path / "run"
+    result = invoke("run", "toy", *RPG, extra, "--out", str(out))
+    assert result.exit_code != 0 and message in result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -368,7 +368,15 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
 def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, force: bool = False) -> Config:
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
-    sid = model_kind(cfg.model.name) == "sid"  # ValueError for an unknown model.name
+    kind = model_kind(cfg.model.name)  # ValueError for an unknown model.name
+    sid = needs_sids(cfg.model.name)  # SID generators and parallel SID models (RPG)
+    if kind == "parallel" and cfg.quantize.dedup == "tiger":
+        raise ValueError(
+            f"model.name={cfg.model.name} predicts every digit from a codebook of quantize.codebook_size codes; "
+            "TIGER's extra de-dup digit does not fit: set quantize.dedup=random (or none)"
+        )
+    if kind == "parallel" and cfg.eval.decode not in ("exact", "graph"):
+        raise ValueError(f"unknown eval.decode '{cfg.eval.decode}' for model.name={cfg.model.name}: exact | graph")
     distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
 
     def checked() -> Config:
