@@ -65,7 +65,23 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-class SIDExamples:
+class _Batched:
+    """`batches` for both example sets: length-bucketed, seeded, sharded under torchrun (`_sharded`)."""
+
+    def batches(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        """Length-bucketed batches in a seeded order; with `world` > 1, rank `rank`'s shard of each (+ "weight")."""
+        yield from _sharded(self, batch_size, rng, device, rank, world)
+
+
+class SIDExamples(_Batched):
     """Sliding-window training examples over SID tokens, served as length-bucketed batches.
 
     Example (user u, position t): encoder input = the <= max_history items before position t of
@@ -107,18 +123,6 @@ class SIDExamples:
     def loss_terms(self, batch: dict[str, Tensor]) -> int:
         """The terms a model's mean loss averages over: one per example (all L levels each)."""
         return len(batch["codes"])
-
-    def batches(
-        self,
-        batch_size: int,
-        rng: np.random.Generator,
-        device: torch.device | str = "cpu",
-        *,
-        rank: int = 0,
-        world: int = 1,
-    ):
-        """Length-bucketed batches in a seeded order; with `world` > 1, rank `rank`'s shard of each (+ "weight")."""
-        yield from _sharded(self, batch_size, rng, device, rank, world)
 
 
 def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[tuple[np.ndarray, bool]]:
@@ -164,7 +168,7 @@ def item_inputs(histories: list[np.ndarray], max_history: int) -> Tensor:
     return torch.from_numpy(out)
 
 
-class IDExamples:
+class IDExamples(_Batched):
     """Next-item training windows for item-ID models, served as length-bucketed batches.
 
     A user's training sequence s_1..s_n (n >= 2; shorter ones are skipped) gives one example:
@@ -196,15 +200,3 @@ class IDExamples:
     def loss_terms(self, batch: dict[str, Tensor]) -> int:
         """The terms a model's mean loss averages over: the real (non-padding) targets."""
         return int((batch["targets"] > 0).sum())
-
-    def batches(
-        self,
-        batch_size: int,
-        rng: np.random.Generator,
-        device: torch.device | str = "cpu",
-        *,
-        rank: int = 0,
-        world: int = 1,
-    ):
-        """Length-bucketed batches in a seeded order; with `world` > 1, rank `rank`'s shard of each (+ "weight")."""
-        yield from _sharded(self, batch_size, rng, device, rank, world)
