@@ -131,3 +131,17 @@ def test_torchrun_cli_trains_the_toy_run(toy_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("train_model: done") == 1  # rank 0 alone prints
     assert len((out / io.TRAIN_LOG).read_text().splitlines()) == 1 and (out / io.MODEL).exists()
+
+
+def test_records_name_the_torchrun_launch(monkeypatch):
+    from sidrec import distributed
+
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.launcher() == ""  # a plain command
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert distributed.launcher() == "torchrun --nproc_per_node=2 -m "
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert distributed.launcher() == "torchrun --nnodes=2 --nproc_per_node=8 -m "

@@ -91,7 +91,7 @@ def run(
     _setup()
     cfg = _config(args, out)
     try:
-        rec = pipeline.run(cfg, out, force, command="sidrec " + shlex.join(sys.argv[1:]))
+        rec = pipeline.run(cfg, out, force, command=distributed.launcher() + "sidrec " + shlex.join(sys.argv[1:]))
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None

@@ -72,6 +72,20 @@ def _close() -> None:
         dist.destroy_process_group()
 
 
+def launcher() -> str:
+    """The torchrun prefix that started this process ("" for a plain command), for records' `command`.
+
+    `torchrun --nproc_per_node=N -m ` (plus `--nnodes=K` on several machines); rendezvous flags, which
+    name a host, are left to the reader.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    nodes = f"--nnodes={world // per_node} " if per_node < world else ""
+    return f"torchrun {nodes}--nproc_per_node={per_node} -m "
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
