@@ -17,8 +17,9 @@ Deviations from the reference code: the blocks are this package's pre-norm `Enco
 dropout on the residual branches and the inputs; GPT-2 also drops attention probabilities); the pooled
 inputs are scaled by sqrt(d) and positions are counted from the end of the left-padded window (as our
 SASRec; GPT-2 adds raw embeddings and absolute positions); histories are cut at `data.max_history`
-(20 in the shipped configs; the reference uses 50); `pooling=concat` is an alternative to the
-paper's mean pooling (the M digit embeddings concatenated and projected to d).
+(20 in the shipped configs; the reference uses 50); the shipped configs pool by `pooling=concat`
+(the M digit embeddings concatenated and projected to d; chosen on validation, `rpg_ablation`) instead
+of the paper's mean (`pooling=mean`).
 """
 
 from __future__ import annotations
