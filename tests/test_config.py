@@ -110,6 +110,13 @@ def test_wrong_types_fail(override, match):
         load_config(overrides=[override])
 
 
+def test_one_bare_word_is_a_one_element_list():
+    assert load_config(overrides=["eval.splits=valid"]).eval.splits == ("valid",)
+    assert load_config(overrides=["eval.splits=[valid,test]"]).eval.splits == ("valid", "test")
+    with pytest.raises(ValueError, match=r"write eval\.ks=\[a,b\]"):
+        load_config(overrides=["eval.ks=abc"])
+
+
 def test_wrong_type_in_yaml_names_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"exp\.yaml: config key 'model\.d_model' expects int"):
         load_config(write_yaml(tmp_path, {"model": {"d_model": "big"}}))

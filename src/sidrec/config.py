@@ -174,11 +174,11 @@ def _coerce(value: object, annotation: str, key: str) -> object:
     typ = eval(annotation, {"tuple": tuple, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307 - our own annotations only
     origin = typing.get_origin(typ)
     if origin is tuple:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = (value,)
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"config key '{key}' expects a list, got {value!r}")
         (inner, _) = typing.get_args(typ)
+        if isinstance(value, int | float) and not isinstance(value, bool) or isinstance(value, str) and inner is str:
+            value = (value,)  # one bare value is a one-element list: `eval.splits=valid`
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key '{key}' expects a list, got {value!r}: write {key}=[a,b] (YAML: [a, b])")
         return tuple(_coerce(v, inner.__name__, key) for v in value)
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
