@@ -35,3 +35,27 @@ def test_training_plot_has_a_legend_and_the_best_epoch(tmp_path, monkeypatch):
     plot_training(history, tmp_path / "training.png")
     assert seen["labels"] == ["train loss", "valid NDCG@10", "best epoch 2"]
     assert (tmp_path / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_commit_is_dirty_for_code_changes_but_not_for_records(tmp_path):
+    import subprocess
+
+    from sidrec.report import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "run.json").write_text("{}\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", "--allow-empty")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "files")
+    clean = git_commit(tmp_path / "src")
+    assert clean != "unknown" and not clean.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "run.json").write_text('{"a": 1}\n')  # another run's record
+    assert git_commit(tmp_path / "src") == clean
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "src") == clean + "-dirty"

@@ -54,21 +54,32 @@ def machine() -> str:
     return desc
 
 
-def git_commit() -> str:
+RECORDS = "benchmarks/results"  # where the tools write records, relative to the repository root
+
+
+def git_commit(where: Path | None = None) -> str:
+    """HEAD's short hash, "-dirty" if tracked files other than benchmarks/results/ differ from it.
+
+    Args:
+        where: a folder inside the repository (default: this package's, the code that runs).
+    """
+    where = where or Path(__file__).parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
-            cwd=Path(__file__).parent,
+            cwd=where,
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # records written by the tools (benchmarks/results) are output, not code: a run that finishes
+            # while another run's record awaits its commit does not make this one's code "-dirty"
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", f":(top,exclude){RECORDS}"],
             capture_output=True,
             text=True,
             timeout=5,
-            cwd=Path(__file__).parent,
+            cwd=where,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
