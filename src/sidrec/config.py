@@ -175,7 +175,8 @@ def _coerce(value: object, annotation: str, key: str) -> object:
     origin = typing.get_origin(typ)
     if origin is tuple:
         (inner, _) = typing.get_args(typ)
-        if isinstance(value, int | float) and not isinstance(value, bool) or isinstance(value, str) and inner is str:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number or (isinstance(value, str) and inner is str):
             value = (value,)  # one bare value is a one-element list: `eval.splits=valid`
         if not isinstance(value, list | tuple):
             raise ValueError(f"config key '{key}' expects a list, got {value!r}: write {key}=[a,b] (YAML: [a, b])")
