@@ -40,6 +40,8 @@ def summarize(run_dir: Path) -> dict:
         epochs=record["train"]["epochs"],
         best_epoch=record["best_epoch"],
         wall_seconds=record["wall_seconds"],
+        from_empty_dir=record.get("from_empty_dir"),  # False when the run started from copied inputs
+        stages_run=record.get("stages_run"),
         stage_seconds=record["stage_seconds"],
         valid=record["valid"],
         test=record["test"],
