@@ -78,7 +78,7 @@ def launcher() -> str:
     `torchrun --nproc_per_node=N -m ` (plus `--nnodes=K` on several machines); rendezvous flags, which
     name a host, are left to the reader.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return ""
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
