@@ -87,10 +87,11 @@ class ModelConfig:
     user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
     attention: str = "math"  # math (plain matmul + softmax; 1.6x faster than sdpa for CPU training) | sdpa (fused; GPU)
     loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
-    negatives: int = 256  # sasrec / hstu with loss=sampled: uniform negatives shared by the batch
+    negatives: int = 256  # sasrec / hstu with loss=sampled, rpg with item_loss > 0 (0 = all items): uniform, shared
     # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05); rpg: > 0 (paper: 0.03)
     temperature: float = 0.0
     pooling: str = "mean"  # rpg: an item's input from its M digit embeddings: mean (the paper) | concat (+ linear)
+    item_loss: float = 0.0  # rpg: weight of an item-level softmax (mean digit logits) added to the paper's digit loss
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)

@@ -63,6 +63,32 @@ def test_loss_is_the_mean_of_the_digit_cross_entropies(make_id_batch):
         torch.testing.assert_close(model.loss(batch), torch.stack(per_digit).mean())
 
 
+def test_item_loss_is_the_item_softmax_over_mean_digit_logits(make_id_batch):
+    """item_loss adds the CE of the next item among all items scored by their mean digit logit, which
+    ranks items exactly as score_all; with negatives, the positive competes with the sampled items."""
+    model = tiny(item_loss=0.5, negatives=0).eval()
+    batch = make_id_batch(n=4, n_items=N, max_len=8)
+    keep = batch["targets"] > 0
+    with torch.no_grad():
+        h = model.hidden(batch["inputs"])
+        logits = model.digit_logits(h[keep])  # (M, P, K)
+        codes = model.codes[1:]  # (N, M)
+        items = torch.stack([logits[m][:, codes[:, m]] for m in range(M)], -1).mean(-1)  # (P, N)
+        digit = torch.nn.functional.cross_entropy(logits.flatten(0, 1), model.codes[batch["targets"][keep]].T.flatten())
+        item = torch.nn.functional.cross_entropy(items, batch["targets"][keep] - 1)
+        torch.testing.assert_close(model.loss(batch), digit + 0.5 * item)
+        last = model.digit_logits(h[:, -1])  # (M, B, K): same ranking as score_all
+        by_logit = torch.stack([last[m][:, codes[:, m]] for m in range(M)], -1).mean(-1)
+        gap = by_logit - model.score_all(batch["inputs"])[:, 1:]  # a constant per user: the same ranking
+        torch.testing.assert_close(gap, gap[:, :1].expand_as(gap), rtol=1e-5, atol=1e-4)
+    sampled = tiny(item_loss=1.0, negatives=7)
+    assert torch.isfinite(sampled.loss(batch))
+    sampled.loss(batch).backward()
+    assert sampled.digit.weight.grad.abs().sum() > 0
+    start = tiny(item_loss=1.0, negatives=7).loss(batch).item()
+    assert id_contract.check_overfits(sampled, batch, steps=200) < 0.25 * start
+
+
 def test_heads_start_as_identity_and_save_load_keeps_codes(tmp_path):
     model = tiny()
     h = torch.randn(3, 32)
@@ -82,3 +108,5 @@ def test_bad_settings_name_the_fix():
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, temperature=0.0))
     with pytest.raises(ValueError, match="model.pooling"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, pooling="max"))
+    with pytest.raises(ValueError, match="model.item_loss >= 0"):
+        RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, item_loss=-1.0))

@@ -56,6 +56,8 @@ class RPGShape:
     attention: str = "math"
     temperature: float = 0.03  # cosine-similarity logits / temperature (the paper's Beauty setting)
     pooling: str = "mean"  # mean (the paper) | concat (concatenate the M digit embeddings, project to d)
+    item_loss: float = 0.0  # weight of an item-level softmax added to the digit loss (0 = the paper's loss alone)
+    negatives: int = 0  # item_loss: uniform negatives shared by the batch (0 = every item: the full softmax)
 
 
 class DigitHeads(nn.Module):
@@ -80,6 +82,8 @@ class RPG(nn.Module):
         if shape.temperature <= 0:
             t = shape.temperature
             raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {t}")
+        if shape.item_loss < 0 or shape.negatives < 0:
+            raise ValueError(f"rpg needs model.item_loss >= 0 and model.negatives >= 0, got {shape}")
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
             raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
         self.shape = shape
@@ -150,15 +154,41 @@ class RPG(nn.Module):
             return torch.bmm(q, table.transpose(1, 2))  # (M, P, K): digit-major, so the loss needs no copy
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """batch: inputs (B, T), targets (B, T) next item_idx (0 = no loss). Mean over digits of the CE."""
+        """batch: inputs (B, T), targets (B, T) next item_idx (0 = no loss).
+
+        The paper's loss: the mean over digits of the cross-entropy of the next item's code. With
+        `item_loss` > 0, plus that weight times the cross-entropy of the next item among all items (or
+        `negatives` uniform ones), each item scored as at inference: the mean of its digits' logits."""
         targets = batch["targets"]
         keep = targets != PAD
         h = self.hidden(batch["inputs"])[keep]  # (P, d)
         if h.shape[0] == 0:
             return h.sum() * 0.0
         logits = self.digit_logits(h)  # (M, P, K)
-        labels = self.codes[targets[keep]].T  # (M, P)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())  # = mean over digits of the mean CE
+        y = targets[keep]
+        labels = self.codes[y].T  # (M, P)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())  # = mean over digits of the mean CE
+        if self.shape.item_loss > 0:
+            loss = loss + self.shape.item_loss * self.item_loss(logits, labels, y)
+        return loss
+
+    def item_loss(self, logits: Tensor, labels: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy of the target items y (P,) among items scored by their mean digit logit.
+
+        Scoring every item at every position is an embedding bag: the (M*K, P) logit table, one bag of M
+        rows per item. The mean of an item's digit logits ranks items exactly as `item_scores` (the mean
+        of the digits' log-probabilities), since each digit's log-normaliser is shared by all items."""
+        m, p, k = logits.shape
+        table = logits.permute(0, 2, 1).reshape(m * k, p)  # row m*K + code
+        n = self.shape.n_items
+        if self.shape.negatives == 0 or self.shape.negatives >= n:
+            scores = F.embedding_bag(self.tokens(torch.arange(1, n + 1, device=y.device)), table, mode="mean")
+            return F.cross_entropy(scores.T, y - 1)  # (P, N): column j is item j+1
+        positive = logits.gather(2, labels[..., None]).squeeze(-1).mean(0)  # (P,)
+        neg = torch.randint(1, n + 1, (self.shape.negatives,), device=y.device)
+        neg_scores = F.embedding_bag(self.tokens(neg), table, mode="mean").T  # (P, S)
+        neg_scores = neg_scores.masked_fill(neg[None, :] == y[:, None], float("-inf"))
+        return F.cross_entropy(torch.cat([positive[:, None], neg_scores], 1), torch.zeros_like(y))
 
     def digit_logprobs(self, inputs: Tensor) -> Tensor:
         """(B, T) histories -> (B, M, K) log-probabilities of every digit's codes for the next item."""
