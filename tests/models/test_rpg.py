@@ -24,6 +24,11 @@ def tiny(seed: int = 0, **overrides) -> RPG:
     return build_model(cfg, max_history=8, codes=codes, codebook_size=K)
 
 
+def brute(per_digit: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """(M, P, K) per-digit values, (N, M) item codes -> (P, N): each item's mean over its digits' values."""
+    return torch.stack([per_digit[m][:, codes[:, m]] for m in range(M)], -1).mean(-1)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "concat"])
 def test_overfits_a_batch(make_id_batch, pooling):
     model = tiny(pooling=pooling)
@@ -47,8 +52,7 @@ def test_exact_scores_are_the_mean_digit_log_probability():
     assert logp.shape == (5, M, K)
     torch.testing.assert_close(logp.exp().sum(-1), torch.ones(5, M))
     codes = model.codes[1:]  # (N, M)
-    brute = torch.stack([logp[:, m, codes[:, m]] for m in range(M)], -1).mean(-1)  # (B, N)
-    torch.testing.assert_close(scores[:, 1:], brute, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scores[:, 1:], brute(logp.transpose(0, 1), codes), rtol=1e-5, atol=1e-5)
     assert torch.isneginf(scores[:, 0]).all()
 
 
@@ -73,12 +77,12 @@ def test_item_loss_is_the_item_softmax_over_mean_digit_logits(make_id_batch):
         h = model.hidden(batch["inputs"])
         logits = model.digit_logits(h[keep])  # (M, P, K)
         codes = model.codes[1:]  # (N, M)
-        items = torch.stack([logits[m][:, codes[:, m]] for m in range(M)], -1).mean(-1)  # (P, N)
+        items = brute(logits, codes)  # (P, N)
         digit = torch.nn.functional.cross_entropy(logits.flatten(0, 1), model.codes[batch["targets"][keep]].T.flatten())
         item = torch.nn.functional.cross_entropy(items, batch["targets"][keep] - 1)
         torch.testing.assert_close(model.loss(batch), digit + 0.5 * item)
         last = model.digit_logits(h[:, -1])  # (M, B, K): same ranking as score_all
-        by_logit = torch.stack([last[m][:, codes[:, m]] for m in range(M)], -1).mean(-1)
+        by_logit = brute(last, codes)
         gap = by_logit - model.score_all(batch["inputs"])[:, 1:]  # a constant per user: the same ranking
         torch.testing.assert_close(gap, gap[:, :1].expand_as(gap), rtol=1e-5, atol=1e-4)
     sampled = tiny(item_loss=1.0, negatives=7)
