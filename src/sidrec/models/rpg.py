@@ -19,11 +19,11 @@ inputs are scaled by sqrt(d) and positions are counted from the end of the left-
 SASRec; GPT-2 adds raw embeddings and absolute positions); histories are cut at `data.max_history`
 (20 in the shipped configs; the reference uses 50); the shipped configs pool by `pooling=concat`
 (the M digit embeddings concatenated and projected to d; chosen on validation, `rpg_ablation`) instead
-of the paper's mean (`pooling=mean`). Not in the paper, opt-in: `item_loss` > 0 adds an item-level
-softmax to the digit loss (the next item's cross-entropy among `negatives` uniform items or all items,
-each scored by the mean of its digits' logits, as at inference). The digit loss alone trains each
-digit's marginal; the item term trains the ranking that decoding uses (validation probes:
-benchmarks/README.md, "RPG"; the shipped configs keep it off until their seeds are rerun with it).
+of the paper's mean (`pooling=mean`). Not in the paper (default 0; weight 3 in the shipped configs):
+`item_loss` > 0 adds an item-level softmax to the digit loss (the next item's cross-entropy among
+`negatives` uniform items or all items, each scored by the mean of its digits' logits, as at inference).
+The digit loss alone trains each digit's marginal; the item term trains the ranking that decoding uses
+(validation probes: benchmarks/README.md, "RPG"; the shipped configs use weight 3, 2,048 negatives).
 """
 
 from __future__ import annotations
