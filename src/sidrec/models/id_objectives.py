@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.layers import Dropout
+from sidrec.models.layers import Dropout, sampled_softmax_loss
 
 PAD = 0
 OBJECTIVES = ("ce", "sampled", "bce")
@@ -127,9 +127,7 @@ def sequence_loss(hidden: Tensor, targets: Tensor, table: Tensor, objective: str
     positive = (h * table[y]).sum(-1)  # (M,)
     if objective == "sampled":
         neg = torch.randint(1, n_items + 1, (negatives,), device=h.device)  # (S,)
-        neg_logits = (h @ table[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))  # (M, S)
-        logits = torch.cat([positive[:, None], neg_logits], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(y))
+        return sampled_softmax_loss(positive, h @ table[neg].T, neg, y)
     if objective == "bce":
         neg = torch.randint(1, n_items + 1, y.shape, device=h.device)
         neg = torch.where(neg == y, neg % n_items + 1, neg)  # never the target itself (N >= 2)

@@ -26,6 +26,15 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+def sampled_softmax_loss(positive: Tensor, negative: Tensor, neg: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy of each target among shared negatives.
+
+    positive (P,) and negative (P, S) are the scores of the targets y (P,) and of the negatives neg (S,),
+    item ids drawn for the whole batch; a negative that is a position's own target is masked out."""
+    negative = negative.masked_fill(neg[None, :] == y[:, None], float("-inf"))
+    return F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros_like(y))
+
+
 class Dropout(nn.Module):
     """Inverted dropout whose CPU mask costs one random byte per element, not one float.
 

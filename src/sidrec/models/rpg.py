@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.layers import Dropout, EncoderBlock, init_weights
+from sidrec.models.layers import Dropout, EncoderBlock, init_weights, sampled_softmax_loss
 
 PAD = 0
 NEG = -1e9
@@ -190,9 +190,7 @@ class RPG(nn.Module):
             return F.cross_entropy(scores.T, y - 1)  # (P, N): column j is item j+1
         positive = logits.gather(2, labels[..., None]).squeeze(-1).mean(0)  # (P,)
         neg = torch.randint(1, n + 1, (self.shape.negatives,), device=y.device)
-        neg_scores = F.embedding_bag(self.tokens(neg), table, mode="mean").T  # (P, S)
-        neg_scores = neg_scores.masked_fill(neg[None, :] == y[:, None], float("-inf"))
-        return F.cross_entropy(torch.cat([positive[:, None], neg_scores], 1), torch.zeros_like(y))
+        return sampled_softmax_loss(positive, F.embedding_bag(self.tokens(neg), table, mode="mean").T, neg, y)
 
     def digit_logprobs(self, inputs: Tensor) -> Tensor:
         """(B, T) histories -> (B, M, K) log-probabilities of every digit's codes for the next item."""
