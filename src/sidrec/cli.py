@@ -169,10 +169,15 @@ def bench(
     record: Path = typer.Option(None, help="also write the measurements (JSON) to this path"),
     rpg: bool = typer.Option(False, help="also time RPG (beauty_rpg shape): training, exact and graph top-10"),
 ) -> None:
-    """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5."""
+    """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5.
+
+    CONFIG defaults to `beauty_tiger`: the encoder-decoder is what HF T5 is compared with (`--rpg` adds RPG)."""
     from sidrec.bench import run_bench
 
     _setup()
+    args = list(args or [])
+    if not args or "=" in args[0]:
+        args.insert(0, "beauty_tiger")
     result = run_bench(_config(args, Path("/nonexistent")), reference=reference, steps=steps, users=users, rpg=rpg)
     typer.echo(result)
     if record:

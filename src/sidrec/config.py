@@ -51,12 +51,14 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    name: str = "rkmeans"  # rkmeans | rvq | rqvae | pq | opq (product quantization: `levels` = M digits)
-    levels: int = 3  # L codebooks
+    # opq (optimized product quantization: `levels` = M unordered digits, for rpg; the default) | pq
+    # | rkmeans | rvq | rqvae (residual: `levels` = L ordered codebooks, for tiger / decoder; configs/beauty_tiger.yaml)
+    name: str = "opq"
+    levels: int = 16  # codebooks: M digits (pq / opq; RPG's paper uses 32 on Beauty) or L residual levels
     codebook_size: int = 256  # K codes per codebook
     # tiger (an extra code per collision group) | random (re-draw the last code) | none (SIDs may collide; a beam on a
     # shared SID yields one of its items at random, the others follow every beam's pick: GRID's Table 7 alternative)
-    dedup: str = "tiger"
+    dedup: str = "random"
     normalize_residuals: bool = False  # rkmeans: L2-normalise each residual before clustering
     kmeans_iters: int = 50  # k-means iterations (rkmeans and the init of rvq / rqvae)
     # Items the quantizer is fitted on: a seeded sample of this many when the catalog is larger (0 = all);
@@ -74,9 +76,9 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # tiger (encoder-decoder over SID tokens) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep)
-    # | sasrec | hstu (item-ID baselines)
-    name: str = "tiger"
+    # rpg (every digit of the next item's long SID in one pass; the default) | tiger (encoder-decoder over SID tokens,
+    # beam search) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep) | sasrec | hstu (item IDs)
+    name: str = "rpg"
     d_model: int = 128
     n_heads: int = 4  # GRID / TIGER: 4+4 layers, 6 heads x 64, d_ff 1024 (configs/tiger_grid.yaml)
     d_head: int = 32
@@ -87,11 +89,11 @@ class ModelConfig:
     user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
     attention: str = "math"  # math (plain matmul + softmax; 1.6x faster than sdpa for CPU training) | sdpa (fused; GPU)
     loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
-    negatives: int = 256  # sasrec / hstu with loss=sampled, rpg with item_loss > 0 (0 = all items): uniform, shared
+    negatives: int = 2048  # sasrec / hstu with loss=sampled, rpg with item_loss > 0 (0 = all items): uniform, shared
     # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05); rpg: > 0 (paper: 0.03)
-    temperature: float = 0.0
-    pooling: str = "mean"  # rpg: an item's input from its M digit embeddings: mean (the paper) | concat (+ linear)
-    item_loss: float = 0.0  # rpg: weight of an item-level softmax (mean digit logits) added to the paper's digit loss
+    temperature: float = 0.03
+    pooling: str = "concat"  # rpg: an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
+    item_loss: float = 3.0  # rpg: weight of an item-level softmax (mean digit logits) beside the paper's digit loss
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
@@ -104,11 +106,11 @@ class ModelConfig:
 class TrainConfig:
     # Training length. The LR schedule (warm-up, then cosine to min_lr_ratio) spans epochs x batches per
     # epoch steps, so a machine's speed changes the wall time, never the run; early stopping may end sooner.
-    epochs: int = 46
+    epochs: int = 20
     batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 500
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
     min_lr_ratio: float = 0.05  # cosine decay to lr * this
     grad_clip: float = 1.0
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
@@ -117,7 +119,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation passes
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
     valid_beam_width: int = 20  # beam of those per-epoch passes (0 = eval.beam_width); the final one uses eval's
-    patience: int = 20  # validation passes without NDCG@10 gain before stopping (the best weights come late)
+    patience: int = 10  # validation passes without NDCG@10 gain before stopping
     # Optional safety cap on training wall time (0 = none). Checked between epochs; it stops training but never
     # changes the schedule, and a capped run says so (time_capped in train_summary.json and the record).
     max_minutes: float = 0.0
@@ -251,28 +253,41 @@ def resolve_config_path(name_or_path: str) -> Path:
     )
 
 
+def _load_yaml(path: Path, seen: tuple[Path, ...]) -> Config:
+    """Defaults (or the file's `base` config), then the file's sections."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ValueError(f"{path}: config bases form a cycle: {chain}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ValueError(f"{path}: base must be a config name or path, got {base!r}")
+    cfg = _load_yaml(resolve_config_path(base), (*seen, path.resolve())) if base else Config()
+    for section, values in raw.items():
+        if section == "seed":
+            cfg = _apply(cfg, "seed", values)
+            continue
+        if section not in _SECTION_CLASSES or not isinstance(values, dict):
+            raise ValueError(
+                f"{path}: unknown section '{section}' (or not a mapping). "
+                f"Valid sections: seed, {', '.join(_SECTION_CLASSES)}"
+            )
+        for key, value in values.items():
+            try:
+                cfg = _apply(cfg, f"{section}.{key}", value)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
+    return cfg
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file (if any), then `key=value` overrides, all type-checked."""
-    cfg = Config()
-    if path is not None:
-        path = resolve_config_path(str(path))
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-        for section, values in raw.items():
-            if section == "seed":
-                cfg = _apply(cfg, "seed", values)
-                continue
-            if section not in _SECTION_CLASSES or not isinstance(values, dict):
-                raise ValueError(
-                    f"{path}: unknown section '{section}' (or not a mapping). "
-                    f"Valid sections: seed, {', '.join(_SECTION_CLASSES)}"
-                )
-            for key, value in values.items():
-                try:
-                    cfg = _apply(cfg, f"{section}.{key}", value)
-                except ValueError as err:
-                    raise ValueError(f"{path}: {err}") from None
+    """Defaults, then the YAML file (if any), then `key=value` overrides, all type-checked.
+
+    A YAML file may start from another config (`base: beauty_tiger`, a shipped name or a path) and list
+    only what differs from it."""
+    cfg = _load_yaml(resolve_config_path(str(path)), ()) if path is not None else Config()
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
