@@ -44,7 +44,7 @@ def test_run_bench_tiny(monkeypatch):
     t5 = dict(d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1, num_decoder_layers=1, dropout_rate=0.1)
     monkeypatch.setattr(bench, "T5_GRID", t5)
     reference = importlib.util.find_spec("transformers") is not None
-    out = run_bench(load_config(None, TINY), reference=reference, steps=2, users=16)
+    out = run_bench(load_config("beauty_tiger", TINY), reference=reference, steps=2, users=16)
     assert "samples/s" in out
     rec = out.record
     json.dumps(rec)  # JSON-ready
@@ -74,7 +74,7 @@ def test_run_bench_with_rpg(monkeypatch):
         return real(path, [*overrides, *small])
 
     monkeypatch.setattr(bench, "load_config", small_rpg)
-    out = run_bench(load_config(None, TINY), reference=False, steps=2, users=16, rpg=True)
+    out = run_bench(load_config("beauty_tiger", TINY), reference=False, steps=2, users=16, rpg=True)
     rpg = out.record["results"][-1]
     assert rpg["model"].startswith("sidrec RPG")
     assert rpg["train_samples_per_s"] > 0 and rpg["exact_users_per_s"] > 0 and rpg["graph_users_per_s"] > 0

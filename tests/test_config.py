@@ -31,6 +31,35 @@ def test_defaults():
     assert cfg.eval.ks == (5, 10)
 
 
+def test_the_default_is_beauty_rpg_and_the_tiger_family_starts_from_beauty_tiger():
+    assert load_config() == load_config("beauty_rpg")  # spelled out there: the default run, readable in one place
+    tiger = load_config("beauty_tiger")
+    assert (tiger.model.name, tiger.quantize.name, tiger.quantize.levels) == ("tiger", "rkmeans", 3)
+    for name, differs in {"beauty_rvq": "quantize", "beauty_rqvae": "quantize", "tiger_grid": "model"}.items():
+        cfg = load_config(name)
+        assert cfg.train.lr == tiger.train.lr and cfg.model.name == "tiger"
+        same = [s for s in ("data", "embed", "quantize", "model", "eval") if s != differs]
+        assert all(getattr(cfg, s) == getattr(tiger, s) for s in same), name
+    toy = load_config("toy")
+    assert (toy.model.name, toy.quantize.dedup, toy.train.lr) == ("tiger", "tiger", tiger.train.lr)
+
+
+def test_base_chains_and_its_cycles_are_named(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: beauty_tiger\ntrain:\n  epochs: 3\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\nmodel:\n  dropout: 0.3\n")
+    cfg = load_config(tmp_path / "b.yaml", ["train.lr=1e-3"])
+    assert (cfg.model.name, cfg.train.epochs, cfg.model.dropout, cfg.train.lr) == ("tiger", 3, 0.3, 1e-3)
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    with pytest.raises(ValueError, match="config bases form a cycle"):
+        load_config(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text("base: [beauty_tiger]\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: base must be a config name or path"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: no_such_config\n")
+    with pytest.raises(ValueError, match=r"d\.yaml: base: config 'no_such_config' is neither a file nor a shipped"):
+        load_config(tmp_path / "d.yaml")
+
+
 def test_every_shipped_config_loads():
     shipped = packaged_configs()
     assert "toy" in shipped

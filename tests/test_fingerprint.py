@@ -24,7 +24,7 @@ def test_changes_name_settings_and_files(tmp_path):
     (tmp_path / "a.npy").write_bytes(b"two")
     new = fingerprint.compute(load_config(None, ["train.lr=0.001"]), tmp_path, ["train"], ["a.npy"])
     assert fingerprint.changes(old.as_dict(), new) == [
-        "train.lr: 0.002 -> 0.001",
+        "train.lr: 0.005 -> 0.001",
         "input a.npy changed (an earlier stage was redone or the file was replaced)",
     ]
     assert fingerprint.changes(new.as_dict(), new) == []

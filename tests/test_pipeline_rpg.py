@@ -32,7 +32,8 @@ def test_rpg_run_end_to_end(rpg_run):
     assert sids.shape[1] == 8 and sids.max() < 32  # M digits of the codebook, no de-dup digit
     assert len(np.unique(sids, axis=0)) == len(sids)  # dedup=random made every SID unique
     record = io.load_json(rpg_run / "record.json")
-    assert record["model"].startswith("rpg 1L pool=mean") and "opq 8x32" in record["quantizer"]
+    assert record["model"].startswith("rpg 1L pool=concat") and "opq 8x32" in record["quantizer"]
+    assert "item_loss=3/2048" in record["model"]  # the default: the item-level softmax beside the digit loss
     metrics = io.load_json(rpg_run / io.METRICS)
     assert 0.0 <= metrics["test"]["ndcg@10"] <= 1.0 and metrics["test_popularity_filled"] == 0
 

@@ -264,7 +264,14 @@ def _load_yaml(path: Path, seen: tuple[Path, ...]) -> Config:
     base = raw.pop("base", None)
     if base is not None and not isinstance(base, str):
         raise ValueError(f"{path}: base must be a config name or path, got {base!r}")
-    cfg = _load_yaml(resolve_config_path(base), (*seen, path.resolve())) if base else Config()
+    if not base:
+        cfg = Config()
+    else:
+        try:
+            base_path = resolve_config_path(base)
+        except ValueError as err:
+            raise ValueError(f"{path}: base: {err}") from None
+        cfg = _load_yaml(base_path, (*seen, path.resolve()))
     for section, values in raw.items():
         if section == "seed":
             cfg = _apply(cfg, "seed", values)

@@ -19,7 +19,7 @@ def tiny(seed: int = 0, **overrides) -> RPG:
     codes = np.random.default_rng(seed).integers(0, K, (N, M))
     cfg = ModelConfig(
         **{"name": "rpg", "d_model": 32, "n_heads": 2, "d_head": 16, "d_ff": 64, "n_enc_layers": 1,
-           "dropout": 0.0, "temperature": 0.1, **overrides}
+           "dropout": 0.0, "temperature": 0.1, "pooling": "mean", "item_loss": 0.0, **overrides}
     )  # fmt: skip
     return build_model(cfg, max_history=8, codes=codes, codebook_size=K)
 
