@@ -21,8 +21,8 @@ RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 # README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
 HEADLINE = {
-    "sidrec default (`sidrec run`), step-based": ("beauty_default_seed", ("GRID RK-Means", "TIGER")),
-    "sidrec default until 947f26d (54-min time budget, patience 8)": (
+    "sidrec default (`sidrec run`: RPG, OPQ 16x256)": ("beauty_default_seed", ("RPG", "GRID RK-Means", "TIGER")),
+    "TIGER-style default until 947f26d (54-min time budget, patience 8)": (
         "beauty_tiger_rkmeans_m54_seed",
         ("GRID RK-Means", "TIGER"),
     ),
@@ -126,7 +126,7 @@ def config_diff(config: dict, reference: dict, defaults: dict, prefix: str = "")
 
 
 def variants_table(runs: list[Path]) -> None:
-    """Variants of the default run, each against the default run of the same seed, on full validation.
+    """Variants of the TIGER-style default run, each against that run of the same seed, on full validation.
 
     Records named beauty_tiger_rkmeans_<variant>_seed<N> are paired with beauty_tiger_rkmeans_seed<N>;
     settings are chosen on the validation columns only (test is shown, never used to choose).
@@ -248,8 +248,8 @@ def readme(found: list[Path]) -> None:
     same_model = [p for p in runs if p.stem in tokenizers]
     if same_model:
         print()
-        print("Tokenizers (GRID Table 1 analogue; one seed each; the default model and 50-minute budget of the commit")
-        print("named):")
+        print("Tokenizers (GRID Table 1 analogue; one seed each; the TIGER-style default model and 50-minute budget")
+        print("of the commit named):")
         print()
         quantizer_table(same_model)
 
@@ -275,18 +275,19 @@ def history(found: list[Path]) -> None:
     runs = [p for p in found if p not in probes]
     table([p for p in runs if not p.stem.endswith("_zen3")])
     tokenizers = {f"beauty_tiger_{q}_seed42" for q in ("rkmeans", "rvq", "rqvae")}
-    same_model = [p for p in runs if p.stem in tokenizers]  # the default model and evaluation on each tokenizer's SIDs
+    same_model = [p for p in runs if p.stem in tokenizers]  # the TIGER model and evaluation on each tokenizer's SIDs
     if same_model:
         print()
         print("Tokenizers (GRID Table 1 analogue; same model, budget and beam 40; no weight averaging):")
         print()
         quantizer_table(same_model)
     groups = {
-        "beauty_default_seed": "The step-based default run (`sidrec run seed=N`), over seeds:",
-        "beauty_tiger_rkmeans_m54_seed": "The default run from 5c55662 to 947f26d (54-minute time budget, "
+        "beauty_default_seed": "The step-based default run (`sidrec run seed=N`; RPG since 70b366a), over seeds:",
+        "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
-        "beauty_tiger_rkmeans_seed": "The default run with its earlier 50-minute time budget, over seeds:",
-        "beauty_tiger_rkmeans_ema_seed": "The 50-minute default run with weight averaging (`train.ema=0.999`):",
+        "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",
+        "beauty_tiger_rkmeans_ema_seed": "The 50-minute TIGER-style default run with weight averaging "
+        "(`train.ema=0.999`):",
     }
     for prefix, title in groups.items():
         group = [p for p in runs if p.stem.startswith(prefix) and p.stem[len(prefix) :].isdigit()]
@@ -296,7 +297,8 @@ def history(found: list[Path]) -> None:
             print()
             seeds_table(group)
     print()
-    print("Variants of the default run, judged on the full validation split against the default run of the same seed:")
+    print("Variants of the TIGER-style default run, judged on the full validation split against that default run of")
+    print("the same seed:")
     print()
     variants_table([p for p in runs if not p.stem.endswith("_zen3")])
     if probes:
