@@ -39,6 +39,17 @@ def test_id_examples_take_the_last_window_of_each_user():
     assert sorted(seen) == [1, 1]
 
 
+def test_all_windows_use_every_training_target_once():
+    seqs = [np.arange(1, 9), np.array([7, 8]), np.array([9])]  # 7 targets: windows of 3, 3 and 1; then 1; none
+    ex = IDExamples(seqs, max_history=3, all_windows=True)
+    assert [t.tolist() for t in ex.targets] == [[6, 7, 8], [3, 4, 5], [2], [8]]
+    assert [i.tolist() for i in ex.inputs] == [[5, 6, 7], [2, 3, 4], [1], [7]]  # each target after its inputs
+    last = IDExamples(seqs, max_history=3)
+    assert [t.tolist() for t in last.targets] == [[6, 7, 8], [8]] and ex.lengths.tolist() == [3, 3, 1, 1]
+    exact = IDExamples([np.arange(1, 8)], max_history=3, all_windows=True)  # 6 targets: two full windows
+    assert [t.tolist() for t in exact.targets] == [[5, 6, 7], [2, 3, 4]]
+
+
 def test_item_recommender_top_k(make_id_model):
     model = make_id_model("sasrec", n_items=12)
     histories = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9, 10, 11, 12, 1, 2])]

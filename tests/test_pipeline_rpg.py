@@ -63,7 +63,11 @@ def test_shipped_rpg_configs_resolve():
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [("quantize.dedup=tiger", "set quantize.dedup=random"), ("eval.decode=beam", "unknown eval.decode 'beam'")],
+    [
+        ("quantize.dedup=tiger", "set quantize.dedup=random"),
+        ("eval.decode=beam", "unknown eval.decode 'beam'"),
+        ("train.windows=every", "unknown train.windows 'every': last | all"),
+    ],
 )
 def test_bad_rpg_settings_stop_before_any_file(tmp_path, extra, message):
     out = tmp_path / "run"

@@ -53,11 +53,17 @@ class Parts(NamedTuple):
 def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
     """The one place that branches on the model kind (ValueError for an unknown model.name)."""
     hist, bf16 = cfg.data.max_history, use_bf16(cfg.train.precision, device)
+    if cfg.train.windows not in ("last", "all"):
+        raise ValueError(f"unknown train.windows '{cfg.train.windows}': last | all")
+
+    def windows(model, sequences: pl.DataFrame) -> IDExamples:  # rpg and the item-ID models
+        return IDExamples(train_sequences(sequences), max_history=hist, all_windows=cfg.train.windows == "all")
+
     if model_kind(cfg.model.name) == "id":
         return Parts(
             needs_sids=False,
             build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
-            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            examples=windows,
             recommender=lambda model, sequences, beam_width=None, per_epoch=False: ItemRecommender(
                 model, max_history=hist, bf16=bf16
             ),
@@ -86,7 +92,7 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
             build=lambda: build_model(
                 cfg.model, max_history=hist, codes=sids(), codebook_size=cfg.quantize.codebook_size
             ),
-            examples=lambda model, sequences: IDExamples(train_sequences(sequences), max_history=hist),
+            examples=windows,
             recommender=parallel_recommender,
         )
 

@@ -171,17 +171,24 @@ def item_inputs(histories: list[np.ndarray], max_history: int) -> Tensor:
 class IDExamples(_Batched):
     """Next-item training windows for item-ID models, served as length-bucketed batches.
 
-    A user's training sequence s_1..s_n (n >= 2; shorter ones are skipped) gives one example:
-    inputs s_1..s_{n-1} and targets s_2..s_n, both cut to the last `max_history` positions, so
-    every position is a training target (SASRec's scheme: one window per user, the most recent
-    one; older items of long sequences are not used, as in SASRec's reference code).
-    `train.sliding_window` does not apply: every prefix is already a target.
+    A user's training sequence s_1..s_n (n >= 2; shorter ones are skipped) gives the example
+    inputs s_1..s_{n-1}, targets s_2..s_n, cut to the last `max_history` positions, so every position
+    of it is a training target. With `all_windows` (`train.windows=all`), a longer sequence also gives
+    the windows before that one, `max_history` targets each, back to s_2: every training target is
+    used once, with the items of its window before it as history. Without (`last`, SASRec's reference
+    code), only the most recent window is. `train.sliding_window` does not apply: every prefix of a
+    window is already a target.
     """
 
-    def __init__(self, train_seqs: list[np.ndarray], *, max_history: int) -> None:
-        seqs = [np.asarray(s, dtype=np.int64) for s in train_seqs if len(s) >= 2]
-        self.inputs = [s[:-1][-max_history:] for s in seqs]
-        self.targets = [s[1:][-max_history:] for s in seqs]
+    def __init__(self, train_seqs: list[np.ndarray], *, max_history: int, all_windows: bool = False) -> None:
+        self.inputs, self.targets = [], []
+        for seq in train_seqs:
+            s = np.asarray(seq, dtype=np.int64)
+            ends = range(len(s), 1, -max_history)  # window ends, newest first
+            for end in ends if all_windows else ends[:1]:
+                start = max(1, end - max_history)  # targets s[start:end], inputs the items before each
+                self.inputs.append(s[start - 1 : end - 1])
+                self.targets.append(s[start:end])
         self.max_history = max_history
         self.lengths = np.array([len(t) for t in self.targets], dtype=np.int64)
 
