@@ -52,12 +52,13 @@ def _setup() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def _config(args: list[str] | None, out: Path) -> Config:
-    """CONFIG (or the run directory's config.yaml, or the defaults), then key=value overrides."""
+def _config(args: list[str] | None, out: Path, default: str | None = None) -> Config:
+    """CONFIG (or the run directory's config.yaml, or `default`, or the defaults), then key=value overrides."""
     args = list(args or [])
     path = args.pop(0) if args and "=" not in args[0] else None
     if path is None and (out / io.CONFIG).exists():
         path = str(out / io.CONFIG)
+    path = path or default
     try:
         return load_config(path, args)
     except ValueError as err:
@@ -175,10 +176,8 @@ def bench(
     from sidrec.bench import run_bench
 
     _setup()
-    args = list(args or [])
-    if not args or "=" in args[0]:
-        args.insert(0, "beauty_tiger")
-    result = run_bench(_config(args, Path("/nonexistent")), reference=reference, steps=steps, users=users, rpg=rpg)
+    cfg = _config(args, Path("/nonexistent"), default="beauty_tiger")
+    result = run_bench(cfg, reference=reference, steps=steps, users=users, rpg=rpg)
     typer.echo(result)
     if record:
         io.save_json(record, result.record)
