@@ -115,9 +115,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
     sliding_window: bool = True  # every prefix of a training sequence is a sample (TIGER/GRID)
-    # rpg, sasrec, hstu (one causal window of targets per example): last (each user's most recent max_history
-    # targets; SASRec's reference code) | all (long sequences also give the windows before it: every target used)
-    windows: str = "last"
+    # rpg, sasrec, hstu (one causal window of targets per example): all (a long sequence gives max_history-target
+    # windows back to its start: every target used) | last (each user's most recent window; SASRec's reference code)
+    windows: str = "all"
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16: AMX / AVX512-BF16) | bf16 | fp32
     eval_every: int = 1  # epochs between validation passes
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
