@@ -38,6 +38,17 @@ def test_config_diff_counts_missing_keys_at_their_default():
     assert table.config_diff(new, old, defaults) == {"model.dropout": 0.2, "train.ema": 0.999}
 
 
+def test_a_missing_key_whose_default_changed_counts_at_its_first_value():
+    """train.windows came in as `last`; records made before it trained that way, not at today's `all`."""
+    table = _module()
+    assert Config().train.windows == "all" and table.record_defaults()["train"]["windows"] == "last"
+    old = json.loads(json.dumps(dataclasses.asdict(Config())))
+    del old["train"]["windows"]
+    assert table.recipe({"config": old})["train"]["windows"] == "last"
+    new = json.loads(json.dumps(dataclasses.asdict(Config())))
+    assert table.config_diff(new, old, table.record_defaults()) == {"train.windows": "all"}
+
+
 def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
     table = _module()
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
