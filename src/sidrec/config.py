@@ -94,6 +94,7 @@ class ModelConfig:
     temperature: float = 0.03
     pooling: str = "concat"  # rpg: an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
     item_loss: float = 3.0  # rpg: weight of an item-level softmax (mean digit logits) beside the paper's digit loss
+    id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)

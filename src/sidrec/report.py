@@ -97,6 +97,8 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         layers = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
         if m.item_loss > 0:  # the item-level softmax added to the paper's digit loss
             layers += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}"
+        if m.id_embedding:
+            layers += " +id_emb"
     if m.name == "decoder":
         layers = f"{m.n_enc_layers + m.n_dec_layers}L{' tied' if m.tie_embeddings else ''} loss_on={m.loss_on}"
     if sid and m.experts:

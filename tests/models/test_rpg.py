@@ -37,10 +37,24 @@ def test_overfits_a_batch(make_id_batch, pooling):
     assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
 
 
-def test_causal_and_padding():
-    model = tiny().eval()
+@pytest.mark.parametrize("id_embedding", [False, True])
+def test_causal_and_padding(id_embedding):
+    model = tiny(id_embedding=id_embedding).eval()
     id_contract.check_causal(model, n_items=N)
     id_contract.check_padding(model)
+
+
+def test_id_embedding_tells_apart_items_with_the_same_codes(make_id_batch):
+    """Items 1 and 2 share every code: digits alone give them the same input, an item vector does not."""
+    for id_embedding, same in ((False, True), (True, False)):
+        model = tiny(id_embedding=id_embedding).eval()
+        model.codes[2] = model.codes[1]
+        h1, h2 = model.hidden(torch.tensor([[1]])), model.hidden(torch.tensor([[2]]))
+        assert torch.allclose(h1, h2) == same
+    assert model.item.weight.shape == (N + 1, 32) and tiny().item is None
+    batch = make_id_batch(n=8, n_items=N, max_len=8)
+    start = model.train().loss(batch).item()
+    assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
 
 
 def test_exact_scores_are_the_mean_digit_log_probability():

@@ -24,6 +24,9 @@ of the paper's mean (`pooling=mean`). Not in the paper (default 0; weight 3 in t
 `negatives` uniform items or all items, each scored by the mean of its digits' logits, as at inference).
 The digit loss alone trains each digit's marginal; the item term trains the ranking that decoding uses
 (validation probes: benchmarks/README.md, "RPG"; the shipped configs use weight 3, 2,048 negatives).
+Also not in the paper (off by default): `id_embedding` adds a learned per-item vector to each history
+item's pooled digits, so items that share codes can be told apart; the model then grows with the
+catalogue, and items are still scored from their digits alone.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class RPGShape:
     pooling: str = "mean"  # mean (the paper) | concat (concatenate the M digit embeddings, project to d)
     item_loss: float = 0.0  # weight of an item-level softmax added to the digit loss (0 = the paper's loss alone)
     negatives: int = 0  # item_loss: uniform negatives shared by the batch (0 = every item: the full softmax)
+    id_embedding: bool = False  # add a learned per-item vector to each input item's pooled digits (not in the paper)
 
 
 class DigitHeads(nn.Module):
@@ -95,6 +99,9 @@ class RPG(nn.Module):
         self.register_buffer("codes", torch.zeros(shape.n_items + 1, m, dtype=torch.long))  # row 0 = padding
         self.digit = nn.Embedding(m * k, d)  # token m*K + code; shared by inputs and output logits
         self.pool = nn.Linear(m * d, d) if shape.pooling == "concat" else None
+        # optional per-item input vectors (row 0 = padding): memorises items beyond their codes, but the model
+        # then grows with the catalogue; the output side (scores) stays digits only
+        self.item = nn.Embedding(shape.n_items + 1, d, padding_idx=PAD) if shape.id_embedding else None
         self.pos = nn.Embedding(shape.max_len, d)
         self.drop = Dropout(shape.dropout)
         block = dict(d_model=d, n_heads=shape.n_heads, d_head=shape.d_head, d_ff=shape.d_ff, dropout=shape.dropout)
@@ -131,6 +138,8 @@ class RPG(nn.Module):
             raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
         e = self.digit(self.tokens(inputs))  # (B, T, M, d)
         x = e.mean(2) if self.pool is None else self.pool(e.flatten(2))
+        if self.item is not None:
+            x = x + self.item(inputs)
         x = x * math.sqrt(self.shape.d_model) + self.pos(torch.arange(t - 1, -1, -1, device=inputs.device))
         return self.drop(x) * (inputs != PAD)[..., None]
 
