@@ -1,0 +1,91 @@
+"""Valid and test NDCG@10 / Recall@10 of a trained run, by how often the target item occurs in training.
+
+    python benchmarks/by_popularity.py RUN_DIR [--record benchmarks/results/NAME.json]
+
+Buckets by the target's count in the training sequences (everything but each user's last two
+items): 0, 1-4, 5-19, 20+. Each bucket gives its share of the split's users and the metrics over
+them, so a drop from validation to test can be split into a shift of the targets' popularity (the
+shares) and a drop within buckets (the metrics). Item-ranking models only (rpg, sasrec, hstu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from sidrec import io
+from sidrec.data.schema import SEQ
+from sidrec.data.split import eval_examples
+from sidrec.metrics import evaluate, target_ranks
+from sidrec.models import load_model, model_kind
+from sidrec.recommender import ItemRecommender
+from sidrec.report import git_commit, machine
+
+BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
+
+
+def per_bucket(top: np.ndarray, targets: np.ndarray, counts: np.ndarray, k: int = 10) -> dict:
+    """{bucket: {users, share, ndcg@k, recall@k}} from (U, >=k) top items, (U,) targets and their training counts."""
+    rank = target_ranks(top[:, :k], targets)
+    ndcg = np.where(rank >= 0, 1.0 / np.log2(np.maximum(rank, 0) + 2.0), 0.0)
+    out = {}
+    for lo, hi in BUCKETS:
+        mask = (counts >= lo) & (counts <= (hi if hi is not None else np.inf))
+        name = f"{lo}-{hi}" if hi is not None else f"{lo}+"
+        n = int(mask.sum())
+        out[name] = dict(
+            users=n,
+            share=round(n / len(targets), 4),
+            **{f"ndcg@{k}": round(float(ndcg[mask].mean()), 6) if n else None},
+            **{f"recall@{k}": round(float((rank[mask] >= 0).mean()), 6) if n else None},
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--record", type=Path, default=None)
+    args = ap.parse_args()
+    cfg = io.load_run_config(args.run_dir)
+    if model_kind(cfg.model.name) == "sid":
+        sys.exit(f"{args.run_dir}: model.name={cfg.model.name}; this script ranks with score_all (rpg, sasrec, hstu)")
+    model, _ = load_model(str(args.run_dir / io.MODEL))
+    sequences = pl.read_parquet(args.run_dir / io.SEQUENCES)
+    train_counts = Counter(item for seq in sequences[SEQ].to_list() for item in seq[:-2])
+    rec = ItemRecommender(model, max_history=cfg.data.max_history)
+    splits = {}
+    for split in ("valid", "test"):
+        examples = eval_examples(sequences, split, cfg.data.max_history)
+        res = evaluate(rec, examples, ks=(10,), batch_size=args.batch_size, top_n=10, desc=split)
+        counts = np.array([train_counts[t] for t in examples.targets.tolist()])
+        splits[split] = dict(all={k: round(v, 6) for k, v in res.metrics.items()},
+                             buckets=per_bucket(res.top_items, examples.targets, counts))  # fmt: skip
+    run_record = args.run_dir / "record.json"
+    record = dict(
+        benchmark="metrics by the target's training count",
+        command="python " + shlex.join(sys.argv),
+        commit=git_commit(),
+        machine=machine(),
+        threads=torch.get_num_threads(),
+        run=str(args.run_dir),
+        model=cfg.model.name,
+        model_commit=io.load_json(run_record).get("commit") if run_record.exists() else None,
+        splits=splits,  # not top-level "valid" / "test": results_table reads those as run records
+    )
+    print(json.dumps(record, indent=2))
+    if args.record:
+        io.save_json(args.record, record)
+
+
+if __name__ == "__main__":
+    main()
