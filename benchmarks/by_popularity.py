@@ -1,11 +1,13 @@
-"""Valid and test NDCG@10 / Recall@10 of a trained run, by how often the target item occurs in training.
+"""Valid and test NDCG@10 / Recall@10 of a trained run, by how often the target and the newest input occur in training.
 
     python benchmarks/by_popularity.py RUN_DIR [--record benchmarks/results/NAME.json]
 
 Buckets by the target's count in the training sequences (everything but each user's last two
 items): 0, 1-4, 5-19, 20+. Each bucket gives its share of the split's users and the metrics over
 them, so a drop from validation to test can be split into a shift of the targets' popularity (the
-shares) and a drop within buckets (the metrics). Item-ranking models only (rpg, sasrec, hstu).
+shares) and a drop within buckets (the metrics). The same buckets by the newest history item's count
+(`by_last_input`): at test that item is the validation target, which no training sequence holds for its
+user. Item-ranking models only (rpg, sasrec, hstu).
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ def main() -> None:
         examples = eval_examples(sequences, split, cfg.data.max_history)
         res = evaluate(rec, examples, ks=(10,), batch_size=args.batch_size, top_n=10, desc=split)
         counts = np.array([train_counts[t] for t in examples.targets.tolist()])
+        last = np.array([train_counts[int(h[-1])] if len(h) else 0 for h in examples.histories])
         splits[split] = dict(all={k: round(v, 6) for k, v in res.metrics.items()},
-                             buckets=per_bucket(res.top_items, examples.targets, counts))  # fmt: skip
+                             buckets=per_bucket(res.top_items, examples.targets, counts),
+                             by_last_input=per_bucket(res.top_items, examples.targets, last))  # fmt: skip
     run_record = args.run_dir / "record.json"
     record = dict(
         benchmark="metrics by the target's training count",
