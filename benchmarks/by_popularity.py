@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from sidrec import io
 from sidrec.data.schema import SEQ
@@ -29,7 +27,7 @@ from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate, target_ranks
 from sidrec.models import load_model, model_kind
 from sidrec.recommender import ItemRecommender
-from sidrec.report import git_commit, machine
+from sidrec.report import analysis_header
 
 BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
 
@@ -74,16 +72,9 @@ def main() -> None:
         splits[split] = dict(all={k: round(v, 6) for k, v in res.metrics.items()},
                              buckets=per_bucket(res.top_items, examples.targets, counts),
                              by_last_input=per_bucket(res.top_items, examples.targets, last))  # fmt: skip
-    run_record = args.run_dir / "record.json"
     record = dict(
-        benchmark="metrics by the target's training count",
-        command="python " + shlex.join(sys.argv),
-        commit=git_commit(),
-        machine=machine(),
-        threads=torch.get_num_threads(),
-        run=str(args.run_dir),
+        **analysis_header("metrics by the target's training count", args.run_dir),
         model=cfg.model.name,
-        model_commit=io.load_json(run_record).get("commit") if run_record.exists() else None,
         splits=splits,  # not top-level "valid" / "test": results_table reads those as run records
     )
     print(json.dumps(record, indent=2))

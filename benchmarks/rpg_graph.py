@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from sidrec import io
 from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate
 from sidrec.models import load_model, model_kind
 from sidrec.recommender import GraphRecommender, ItemRecommender
-from sidrec.report import git_commit, machine
+from sidrec.report import analysis_header
 
 
 def main() -> None:
@@ -63,15 +61,8 @@ def main() -> None:
     a, b = out["exact"].pop("top"), out["graph"].pop("top")
     overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)])
     n_items = model.codes.shape[0] - 1
-    run_record = args.run_dir / "record.json"
     record = dict(
-        benchmark="rpg graph vs exact decoding",
-        command="python " + shlex.join(sys.argv),
-        commit=git_commit(),
-        machine=machine(),
-        threads=torch.get_num_threads(),
-        run=str(args.run_dir),
-        model_commit=io.load_json(run_record).get("commit") if run_record.exists() else None,
+        **analysis_header("rpg graph vs exact decoding", args.run_dir),
         test_users=len(examples.targets),
         items=n_items,
         graph=dict(edges=edges, beams=beams, steps=steps, build_seconds=round(build_s, 2)),

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "by_popularity.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("by_popularity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_benchmark
 
 
 def test_per_bucket_shares_and_metrics():
     top = np.array([[5, 6, 7], [1, 2, 3], [9, 8, 7], [4, 5, 6]])
     targets = np.array([5, 3, 1, 6])  # ranks 0, 2, miss, 2
     counts = np.array([0, 3, 3, 50])
-    out = _module().per_bucket(top, targets, counts, k=3)
+    out = load_benchmark("by_popularity").per_bucket(top, targets, counts, k=3)
     assert out["0-0"] == {"users": 1, "share": 0.25, "ndcg@3": 1.0, "recall@3": 1.0}
     assert out["1-4"]["users"] == 2 and out["1-4"]["recall@3"] == 0.5
     assert out["1-4"]["ndcg@3"] == pytest.approx(0.5 / np.log2(4), abs=1e-6)

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
+from bench_scripts import load_benchmark
 from sidrec.config import Config
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "results_table.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record(path: Path, config: dict, valid: float, test: float) -> Path:
@@ -27,7 +18,7 @@ def _record(path: Path, config: dict, valid: float, test: float) -> Path:
 
 
 def test_config_diff_counts_missing_keys_at_their_default():
-    table = _module()
+    table = load_benchmark("results_table")
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     old = json.loads(json.dumps(defaults))
     del old["train"]["ema"]  # a record made before the setting existed
@@ -40,7 +31,7 @@ def test_config_diff_counts_missing_keys_at_their_default():
 
 def test_a_missing_key_whose_default_changed_counts_at_its_first_value():
     """train.windows came in as `last`; records made before it trained that way, not at today's `all`."""
-    table = _module()
+    table = load_benchmark("results_table")
     assert Config().train.windows == "all" and table.record_defaults()["train"]["windows"] == "last"
     old = json.loads(json.dumps(dataclasses.asdict(Config())))
     del old["train"]["windows"]
@@ -50,7 +41,7 @@ def test_a_missing_key_whose_default_changed_counts_at_its_first_value():
 
 
 def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
-    table = _module()
+    table = load_benchmark("results_table")
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     variant = json.loads(json.dumps(defaults))
     variant["model"]["dropout"] = 0.2
@@ -68,7 +59,7 @@ def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
 
 
 def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, capsys):
-    table = _module()
+    table = load_benchmark("results_table")
     table.RESULTS = tmp_path
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     _record(tmp_path / "beauty_tiger_rkmeans_m54_seed44.json", defaults, 0.04, 0.03)
@@ -83,7 +74,7 @@ def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, caps
 
 
 def test_headline_groups_take_end_to_end_records_of_one_recipe(tmp_path, capsys):
-    table = _module()
+    table = load_benchmark("results_table")
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     paths = []
     for seed, test, extra in ((42, 0.04, {}), (43, 0.06, {}), (44, 0.9, {"from_empty_dir": False})):
