@@ -24,7 +24,7 @@ import polars as pl
 from sidrec import io
 from sidrec.data.schema import SEQ
 from sidrec.data.split import eval_examples
-from sidrec.metrics import evaluate, target_ranks
+from sidrec.metrics import evaluate, ranking_metrics
 from sidrec.models import load_model, model_kind
 from sidrec.recommender import ItemRecommender
 from sidrec.report import analysis_header
@@ -34,18 +34,15 @@ BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
 
 def per_bucket(top: np.ndarray, targets: np.ndarray, counts: np.ndarray, k: int = 10) -> dict:
     """{bucket: {users, share, ndcg@k, recall@k}} from (U, >=k) top items, (U,) targets and their training counts."""
-    rank = target_ranks(top[:, :k], targets)
-    ndcg = np.where(rank >= 0, 1.0 / np.log2(np.maximum(rank, 0) + 2.0), 0.0)
     out = {}
     for lo, hi in BUCKETS:
         mask = (counts >= lo) & (counts <= (hi if hi is not None else np.inf))
-        name = f"{lo}-{hi}" if hi is not None else f"{lo}+"
         n = int(mask.sum())
-        out[name] = dict(
+        scores = ranking_metrics(top[mask, :k], targets[mask], ks=(k,)) if n else {}
+        out[f"{lo}-{hi}" if hi is not None else f"{lo}+"] = dict(
             users=n,
             share=round(n / len(targets), 4),
-            **{f"ndcg@{k}": round(float(ndcg[mask].mean()), 6) if n else None},
-            **{f"recall@{k}": round(float((rank[mask] >= 0).mean()), 6) if n else None},
+            **{m: round(scores[m], 6) if n else None for m in (f"ndcg@{k}", f"recall@{k}")},
         )
     return out
 
