@@ -74,3 +74,25 @@ def test_bad_rpg_settings_stop_before_any_file(tmp_path, extra, message):
     result = invoke("run", "toy", *RPG, extra, "--out", str(out))
     assert result.exit_code != 0 and message in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_collaborative_sids_read_the_training_sequences(rpg_run, tmp_path):
+    for name in (io.CONFIG, io.ITEMS, io.SEQUENCES, io.DATA_STATS, io.EMBEDDINGS, "fingerprints.json"):
+        (tmp_path / name).write_bytes((rpg_run / name).read_bytes())
+    fingerprints = io.load_json(tmp_path / "fingerprints.json")
+    io.save_json(tmp_path / "fingerprints.json", {k: fingerprints[k] for k in ("prepare", "embed")})
+    result = invoke("quantize", "--out", str(tmp_path), "quantize.collab_dim=8", "quantize.collab_weight=2")
+    assert result.exit_code == 0, result.output
+    stored = io.load_json(tmp_path / "fingerprints.json")["quantize"]
+    assert set(stored["inputs"]) == {io.EMBEDDINGS, io.SEQUENCES}
+    assert stored["config"]["quantize.collab_dim"] == 8
+    sids = np.load(tmp_path / io.SIDS)
+    assert sids.shape == np.load(rpg_run / io.SIDS).shape
+    assert not np.array_equal(sids, np.load(rpg_run / io.SIDS))  # the collaborative part moved some codes
+
+
+def test_collab_dim_that_breaks_the_pq_split_names_the_fix(rpg_run, tmp_path):
+    for name in (io.CONFIG, io.ITEMS, io.SEQUENCES, io.DATA_STATS, io.EMBEDDINGS):
+        (tmp_path / name).write_bytes((rpg_run / name).read_bytes())
+    result = invoke("quantize", "--out", str(tmp_path), "quantize.collab_dim=4")
+    assert result.exit_code == 1 and "collab_dim" in result.output and "quantize.levels=8" in result.output

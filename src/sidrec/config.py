@@ -72,6 +72,12 @@ class QuantizeConfig:
     latent_dim: int = 32  # rqvae: code vector dimension
     dead_code_threshold: float = 1.0  # rvq / rqvae: reset codes used fewer times than this per epoch
     opq_iters: int = 20  # opq: rounds of (PQ, Procrustes rotation) before the final PQ
+    # Collaborative part of the vectors the quantizer sees (quantize/collab.py): PPMI of items within
+    # collab_window positions in the training histories, SVD to collab_dim, L2-normalised, times collab_weight,
+    # appended to the text vector (0 = text only).
+    collab_dim: int = 0
+    collab_weight: float = 1.0
+    collab_window: int = 3
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,13 @@ from sidrec import distributed, fingerprint, io
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
-from sidrec.data.split import eval_examples
+from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate
 from sidrec.models import load_model, model_kind, needs_sids
 from sidrec.parts import parts_for
 from sidrec.quantize import QUANTIZERS, build_quantizer
+from sidrec.quantize.collab import collab_vectors, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
@@ -215,12 +216,16 @@ def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
 @_stage(
     "quantize",
     keys=lambda cfg: ("quantize", "seed"),
-    inputs=lambda cfg: (io.EMBEDDINGS,),
+    inputs=lambda cfg: (io.EMBEDDINGS, io.SEQUENCES) if cfg.quantize.collab_dim else (io.EMBEDDINGS,),
     outputs=lambda cfg: (io.SIDS, io.QUANTIZER, io.SID_STATS),
 )
 def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     """Fit the quantizer (on a sample of a large catalog), encode every item in chunks, de-duplicate, write SIDs."""
     x = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")  # (N, D), paged in chunk by chunk
+    q = cfg.quantize
+    if q.collab_dim:  # text + collaborative vectors, in memory (N x (D + collab_dim) float32)
+        seqs = train_sequences(pl.read_parquet(run_dir / io.SEQUENCES))
+        x = with_collab(x, collab_vectors(seqs, x.shape[0], q.collab_dim, q.collab_window, cfg.seed), q.collab_weight)
     quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
     quantizer.fit(fit_points(x, cfg.quantize.fit_sample, cfg.seed))
     codes = encode_chunked(quantizer, x)

@@ -32,7 +32,9 @@ def split_dims(dim: int, levels: int) -> int:
         good = [m for m in (4, 8, 12, 16, 24, 32, 48, 64, 96, 128) if dim % m == 0]
         raise ValueError(
             f"quantize.levels={levels} does not divide the embedding dimension {dim}: product quantization "
-            f"cuts each vector into equal sub-vectors; choose quantize.levels from {good}"
+            f"cuts each vector into equal sub-vectors (with quantize.collab_dim > 0 the vector is the text "
+            f"embedding plus collab_dim); choose quantize.levels from {good}, or a collab_dim that makes "
+            "the sum divisible"
         )
     return dim // levels
 
