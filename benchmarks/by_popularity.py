@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--record", type=Path, default=None)
+    splits_help = "score only these (e.g. --splits valid while choosing a setting: never look at test)"
+    ap.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["valid", "test"], help=splits_help)
     args = ap.parse_args()
     cfg = io.load_run_config(args.run_dir)
     if model_kind(cfg.model.name) == "sid":
@@ -61,7 +63,7 @@ def main() -> None:
     train_counts = Counter(item for seq in sequences[SEQ].to_list() for item in seq[:-2])
     rec = ItemRecommender(model, max_history=cfg.data.max_history)
     splits = {}
-    for split in ("valid", "test"):
+    for split in args.splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
         res = evaluate(rec, examples, ks=(10,), batch_size=args.batch_size, top_n=10, desc=split)
         counts = np.array([train_counts[t] for t in examples.targets.tolist()])

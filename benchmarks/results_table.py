@@ -45,7 +45,10 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
 
 # A key a record lacks is a setting added after the record was made: the code then behaved as the setting's
 # first value. That is today's default unless the default changed since; those keys are listed here.
-FIRST_VALUES = {"train": {"windows": "last"}}  # added as last (the newest window); default all since da3500b
+FIRST_VALUES = {
+    "train": {"windows": "last"},  # added as last (the newest window); default all since da3500b
+    "quantize": {"collab_dim": 0},  # added off (text-only SIDs) in 945242c; default 64 since
+}
 
 
 def record_defaults() -> dict:
