@@ -21,7 +21,10 @@ RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 # README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
 HEADLINE = {
-    "sidrec default (`sidrec run`: RPG, OPQ 16x256)": ("beauty_default_seed", ("RPG", "GRID RK-Means", "TIGER")),
+    "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors)": (
+        "beauty_default_collab_seed",
+        ("RPG", "GRID RK-Means", "TIGER"),
+    ),
     "TIGER-style default until 947f26d (54-min time budget, patience 8)": (
         "beauty_tiger_rkmeans_m54_seed",
         ("GRID RK-Means", "TIGER"),
@@ -36,11 +39,13 @@ BASELINES = {
     "HSTU + MLP (`sports_hstu_ffn`)": ("sports_hstu_ffn_seed", ("HSTU",)),
 }
 PARALLEL = {  # long SIDs decoded in one pass (RPG)
+    "RPG, text-only SIDs (the default da3500b-1cfede2), exact decoding": ("beauty_default_seed", ("RPG", "DiffGRM")),
     "RPG (`beauty_rpg` until da3500b: the newest training window only), exact decoding": (
         "beauty_rpg_seed",
         ("RPG", "DiffGRM"),
     ),
-    "RPG (`sports_rpg`), exact decoding": ("sports_rpg_seed", ("RPG",)),
+    "RPG (`sports_rpg`), exact decoding": ("sports_rpg_collab_seed", ("RPG",)),
+    "RPG (`sports_rpg` da3500b-1cfede2: text-only SIDs), exact decoding": ("sports_rpg_seed", ("RPG",)),
 }
 
 # A key a record lacks is a setting added after the record was made: the code then behaved as the setting's
