@@ -52,7 +52,7 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
 # first value. That is today's default unless the default changed since; those keys are listed here.
 FIRST_VALUES = {
     "train": {"windows": "last"},  # added as last (the newest window); default all since da3500b
-    "quantize": {"collab_dim": 0},  # added off (text-only SIDs) in 945242c; default 64 since
+    "quantize": {"collab_dim": 0},  # added off (text-only SIDs) in 945242c; default 64 since 1cfede2
 }
 
 
