@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -89,6 +90,23 @@ def test_collaborative_sids_read_the_training_sequences(rpg_run, tmp_path):
     sids = np.load(tmp_path / io.SIDS)
     assert sids.shape == np.load(rpg_run / io.SIDS).shape
     assert not np.array_equal(sids, np.load(rpg_run / io.SIDS))  # the collaborative part moved some codes
+
+
+def test_collaborative_sids_never_read_validation_or_test_targets(rpg_run, tmp_path):
+    sids = {}
+    for name, shift in (("original", 0), ("other_targets", 1)):
+        out = tmp_path / name
+        out.mkdir()
+        for f in (io.CONFIG, io.ITEMS, io.DATA_STATS, io.EMBEDDINGS):
+            (out / f).write_bytes((rpg_run / f).read_bytes())
+        seqs = pl.read_parquet(rpg_run / io.SEQUENCES)
+        n_items = int(seqs["items"].list.max().max())
+        moved = [s[:-2] + [(x + shift - 1) % n_items + 1 for x in s[-2:]] for s in seqs["items"].to_list()]
+        seqs.with_columns(pl.Series("items", moved)).write_parquet(out / io.SEQUENCES)
+        result = invoke("quantize", "--out", str(out), "quantize.collab_dim=8")
+        assert result.exit_code == 0, result.output
+        sids[name] = np.load(out / io.SIDS)
+    np.testing.assert_array_equal(sids["original"], sids["other_targets"])
 
 
 def test_collab_dim_that_breaks_the_pq_split_names_the_fix(rpg_run, tmp_path):
