@@ -46,7 +46,9 @@ def test_runtime_settings_never_make_a_stage_stale(tmp_path):
 def test_every_stage_reads_what_its_fingerprint_names():
     cfg = load_config()
     assert pipeline.SPECS["embed"].inputs(cfg) == (io.ITEMS,)
-    assert pipeline.SPECS["quantize"].inputs(cfg) == (io.EMBEDDINGS,)
+    # the default's collaborative SID dimensions read the training histories; text-only SIDs do not
+    assert pipeline.SPECS["quantize"].inputs(cfg) == (io.EMBEDDINGS, io.SEQUENCES)
+    assert pipeline.SPECS["quantize"].inputs(load_config("beauty_tiger")) == (io.EMBEDDINGS,)
     assert set(pipeline.SPECS["train"].inputs(cfg)) == {io.SEQUENCES, io.SIDS}
     assert set(pipeline.SPECS["train"].inputs(load_config("beauty_sasrec"))) == {io.SEQUENCES, io.ITEMS}
     # per-epoch validation uses eval's beam width only when train.valid_beam_width is 0
