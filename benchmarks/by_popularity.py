@@ -22,8 +22,7 @@ import numpy as np
 import polars as pl
 
 from sidrec import io
-from sidrec.data.schema import SEQ
-from sidrec.data.split import eval_examples
+from sidrec.data.split import eval_examples, train_sequences
 from sidrec.metrics import evaluate, ranking_metrics
 from sidrec.models import load_model, model_kind
 from sidrec.recommender import ItemRecommender
@@ -60,7 +59,7 @@ def main() -> None:
         sys.exit(f"{args.run_dir}: model.name={cfg.model.name}; this script ranks with score_all (rpg, sasrec, hstu)")
     model, _ = load_model(str(args.run_dir / io.MODEL))
     sequences = pl.read_parquet(args.run_dir / io.SEQUENCES)
-    train_counts = Counter(item for seq in sequences[SEQ].to_list() for item in seq[:-2])
+    train_counts = Counter(item for seq in train_sequences(sequences) for item in seq.tolist())
     rec = ItemRecommender(model, max_history=cfg.data.max_history)
     splits = {}
     for split in args.splits:

@@ -77,9 +77,16 @@ def test_bad_rpg_settings_stop_before_any_file(tmp_path, extra, message):
     assert not out.exists() or not any(out.iterdir())
 
 
+UPSTREAM = (io.CONFIG, io.ITEMS, io.DATA_STATS, io.EMBEDDINGS)  # what quantize needs besides the sequences
+
+
+def copy_files(src, dst, names) -> None:
+    for name in names:
+        (dst / name).write_bytes((src / name).read_bytes())
+
+
 def test_collaborative_sids_read_the_training_sequences(rpg_run, tmp_path):
-    for name in (io.CONFIG, io.ITEMS, io.SEQUENCES, io.DATA_STATS, io.EMBEDDINGS, "fingerprints.json"):
-        (tmp_path / name).write_bytes((rpg_run / name).read_bytes())
+    copy_files(rpg_run, tmp_path, (*UPSTREAM, io.SEQUENCES, "fingerprints.json"))
     fingerprints = io.load_json(tmp_path / "fingerprints.json")
     io.save_json(tmp_path / "fingerprints.json", {k: fingerprints[k] for k in ("prepare", "embed")})
     result = invoke("quantize", "--out", str(tmp_path), "quantize.collab_dim=8", "quantize.collab_weight=2")
@@ -97,8 +104,7 @@ def test_collaborative_sids_never_read_validation_or_test_targets(rpg_run, tmp_p
     for name, shift in (("original", 0), ("other_targets", 1)):
         out = tmp_path / name
         out.mkdir()
-        for f in (io.CONFIG, io.ITEMS, io.DATA_STATS, io.EMBEDDINGS):
-            (out / f).write_bytes((rpg_run / f).read_bytes())
+        copy_files(rpg_run, out, UPSTREAM)
         seqs = pl.read_parquet(rpg_run / io.SEQUENCES)
         n_items = int(seqs["items"].list.max().max())
         moved = [s[:-2] + [(x + shift - 1) % n_items + 1 for x in s[-2:]] for s in seqs["items"].to_list()]
@@ -110,7 +116,6 @@ def test_collaborative_sids_never_read_validation_or_test_targets(rpg_run, tmp_p
 
 
 def test_collab_dim_that_breaks_the_pq_split_names_the_fix(rpg_run, tmp_path):
-    for name in (io.CONFIG, io.ITEMS, io.SEQUENCES, io.DATA_STATS, io.EMBEDDINGS):
-        (tmp_path / name).write_bytes((rpg_run / name).read_bytes())
+    copy_files(rpg_run, tmp_path, (*UPSTREAM, io.SEQUENCES))
     result = invoke("quantize", "--out", str(tmp_path), "quantize.collab_dim=4")
     assert result.exit_code == 1 and "collab_dim" in result.output and "quantize.levels=8" in result.output

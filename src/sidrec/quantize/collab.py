@@ -40,8 +40,8 @@ def cooccurrence(train_seqs: list[np.ndarray], n_items: int, window: int) -> tor
         rows += [a, b]
         cols += [b, a]
         vals.append(np.full(2 * len(a), 1.0 / d))
-    index = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)])) if rows else torch.zeros(2, 0)
-    values = torch.from_numpy(np.concatenate(vals)) if vals else torch.zeros(0)
+    index = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]))  # window >= 1: never empty
+    values = torch.from_numpy(np.concatenate(vals))
     return torch.sparse_coo_tensor(index.long(), values.double(), (n_items, n_items), check_invariants=True).coalesce()
 
 
