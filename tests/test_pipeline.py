@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from sidrec import io
 from sidrec.cli import app
 from sidrec.report import METRIC_KEYS
+from sidrec.train import bf16_units, use_bf16
 
 FAST = ["train.epochs=1"]
 ARTIFACTS = (
@@ -51,6 +53,9 @@ def test_metrics(toy_run):
         assert metrics[f"{split}_users"] == 300
     record = io.load_json(toy_run / "record.json")
     json.dumps(record)
+    bf16 = use_bf16(record["config"]["train"]["precision"], torch.device("cpu"))
+    assert record["train"]["precision"] == ("bf16" if bf16 else "fp32")  # what `auto` resolved to on this machine
+    assert f"({bf16_units()})" in record["machine"]  # two CPUs named alike can differ in bf16 units
 
 
 def test_predictions_use_original_ids(toy_run):

@@ -12,7 +12,7 @@ import torch
 from sidrec import io
 from sidrec.config import TrainConfig
 from sidrec.models import load_model
-from sidrec.train import WeightAverage, epoch_rng, fit, lr_factor, use_bf16
+from sidrec.train import WeightAverage, bf16_units, epoch_rng, fit, lr_factor, use_bf16
 
 SIZES = (4, 4)
 
@@ -49,7 +49,8 @@ def test_use_bf16():
     assert use_bf16("bf16", cpu) is True
     assert use_bf16("fp32", torch.device("cuda")) is False  # no CUDA needed to decide
     assert use_bf16("auto", torch.device("cuda")) is True
-    assert isinstance(use_bf16("auto", cpu), bool)
+    assert use_bf16("auto", cpu) is (bf16_units() != "no native bf16")
+    assert bf16_units() in ("AMX", "AVX512-BF16", "no native bf16")
     with pytest.raises(ValueError, match="train.precision must be auto, bf16 or fp32, got 'fp16'"):
         use_bf16("fp16", cpu)
 

@@ -15,6 +15,7 @@ import torch
 from sidrec import io
 from sidrec.config import Config, config_to_dict
 from sidrec.models import model_kind
+from sidrec.train import bf16_units
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
@@ -50,7 +51,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    desc = f"{cpu} ({bf16_units()}), {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
     if torch.cuda.is_available():
         desc += f", GPU {torch.cuda.get_device_name(0)}"
     return desc
@@ -144,7 +146,7 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     }
     if (run_dir / io.TRAIN_SUMMARY).exists():
         summary = io.load_json(run_dir / io.TRAIN_SUMMARY)
-        keys = ("epochs", "epochs_planned", "best_epoch", "steps", "train_seconds", "samples_per_second")
+        keys = ("epochs", "epochs_planned", "best_epoch", "steps", "train_seconds", "samples_per_second", "precision")
         record["train"] = {k: summary[k] for k in keys if k in summary}
         record["time_capped"] = bool(summary.get("time_capped", False))
     if sid and (run_dir / io.SID_STATS).exists():

@@ -310,6 +310,19 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
+def bf16_units() -> str:
+    """The CPU's native bf16 matmul units: 'AMX', 'AVX512-BF16', or 'no native bf16' (fp32 runs there).
+
+    Two machines with the same model name (e.g. 'AMD EPYC') can differ here, and with it the precision
+    `train.precision=auto` picks; records name it so that a reader knows which class a number is from.
+    """
+    cpu = getattr(torch, "cpu", None)
+    for name, label in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX512-BF16")):
+        if getattr(cpu, name, lambda: False)():
+            return label
+    return "no native bf16"
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether bf16 autocast pays off: always on CUDA; on CPU only with native bf16 units.
 
@@ -322,6 +335,4 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return True
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
+    return bf16_units() != "no native bf16"
