@@ -74,6 +74,24 @@ def test_a_second_run_skips_every_cell(swept):
     assert [p.stat().st_mtime_ns for p in metrics] == before
 
 
+def test_a_second_sweep_reuses_the_first_ones_trained_cell(swept):
+    root, _ = swept
+    (root / "other.yaml").write_text(SWEEP.replace("name: tiny", "name: other").replace("dropout: {", "gone: {"))
+    result = CliRunner().invoke(app, ["sweep", str(root / "other.yaml"), "--out", str(root / "runs"),
+                                      "--record-dir", str(root / "records")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    mine, theirs = root / "runs" / "other" / "base" / "seed42", root / "runs" / "tiny" / "base" / "seed42"
+    assert inode(mine / io.MODEL) == inode(theirs / io.MODEL)  # same settings as tiny's base row: not retrained
+    rec = io.load_json(root / "records" / "other.json")
+    row = rec["variants"][0]
+    assert row["trained_in"] == ["tiny/base"] and rec["variants"][1]["trained_in"] == ["tiny/base"]
+    cell = row["seeds"]["42"]
+    assert cell["stage_seconds"]["train"] == io.load_json(theirs / io.TIMINGS)["train"]  # the cost, not 0
+    assert cell["cell_seconds"] >= cell["stage_seconds"]["train"] > 0
+    assert "(model of tiny/base)" in (root / "records" / "other.md").read_text()
+    assert io.load_json(theirs / "record.json")["test"] == io.load_json(mine / "record.json")["test"]
+
+
 def test_shipped_sweeps_load():
     names = {"grid_t1_tokenizers", "grid_t3_codebooks", "grid_t4_user_tokens", "grid_t5_architecture"}
     names |= {"grid_t6_augmentation", "grid_t7_dedup", "grid_t8_beam"}

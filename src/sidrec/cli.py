@@ -145,7 +145,7 @@ def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -
 @app.command()
 def sweep(
     sweep_file: str = typer.Argument(..., help="a sweep YAML path, or a shipped sweep name (grid_t1_tokenizers, ...)"),
-    out: Path = typer.Option(Path("runs/sweeps"), "--out", "-o", help="folder of the cells (DIR/<variant>/seed<N>)"),
+    out: Path = typer.Option(Path("runs/sweeps"), "--out", "-o", help="cells: DIR/<sweep>/<variant>/seed<N>"),
     record_dir: Path = typer.Option(Path("benchmarks/results/sweeps"), help="where <name>.json and <name>.md go"),
 ) -> None:
     """Run a sweep: every (variant, seed) cell is an ordinary, resumable run; then a table next to GRID's rows."""
@@ -154,7 +154,7 @@ def sweep(
     _setup()
     try:
         spec = load_sweep(sweep_file)
-        rec = run_sweep(spec, out / spec.name, record_dir)
+        rec = run_sweep(spec, out / spec.name, record_dir, shared=out)  # other sweeps' cells in DIR are reused
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None

@@ -11,13 +11,14 @@ A sweep file (shipped ones: `sidrec/sweeps/*.yaml`, GRID's ablation tables):
       rkmeans: {overrides: ["quantize.name=rkmeans"], published: {recall@10: 0.0639, ndcg@10: 0.0347}}
       rvq:     {overrides: ["quantize.name=rvq"]}
 
-Cell (variant, seed) is the run directory DIR/<variant>/seed<N>, resumable like any run; a complete cell
-is skipped. Stages whose settings and inputs equal those of a cell already run are linked from it, not
-recomputed (e.g. one embedding for every variant). A variant that differs from an earlier one only in
-`eval.*` settings reuses that cell's trained model and evaluates into its own directory. Variants are
-compared on validation NDCG@10 only; test is reported beside, never used to choose. The result:
-`<record-dir>/<name>.json` (per variant: overrides, per-seed valid / test metrics, mean, sample std,
-wall time) and `<name>.md` (a table with the published row beside ours).
+Cell (variant, seed) is the run directory DIR/<name>/<variant>/seed<N>, resumable like any run; a complete
+cell is skipped. Stages whose settings and inputs equal those of a cell already run, in this sweep or in another
+sweep under DIR, are linked from it, not recomputed (e.g. one embedding for every variant; GRID's tables share
+their base row, trained once). A variant that differs from an earlier one only in `eval.*` settings reuses that
+cell's trained model and evaluates into its own directory. Variants are compared on validation NDCG@10 only;
+test is reported beside, never used to choose. The result: `<record-dir>/<name>.json` (per variant: overrides,
+per-seed valid / test metrics, mean, sample std, the seconds each cell's stages took, counting a linked stage
+at what it cost where it ran) and `<name>.md` (a table with the published row beside ours).
 """
 
 from __future__ import annotations
@@ -122,17 +123,40 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+ADOPTED = "adopted.json"  # in a cell: stage -> the cell that ran it, for the stages linked from another cell
+
+
+def adopted(cell: Path) -> dict[str, str]:
+    return io.load_json(cell / ADOPTED) if (cell / ADOPTED).exists() else {}
+
+
+def stage_seconds(cell: Path) -> dict[str, float]:
+    """Seconds per stage that produced `cell`: its own, and for a stage linked from another cell, that cell's."""
+    own = io.load_json(cell / io.TIMINGS) if (cell / io.TIMINGS).exists() else {}
+    for stage, origin in adopted(cell).items():
+        theirs = Path(origin) / io.TIMINGS
+        if theirs.exists() and stage in (donor := io.load_json(theirs)):
+            own[stage] = donor[stage]
+    return own
+
+
 def _adopt(stage: str, outputs: tuple[str, ...], donor: Path, cell: Path, fp: dict) -> None:
-    """Link a stage's outputs from `donor` into `cell` and record the fingerprint they were made with."""
+    """Link a stage's outputs from `donor` into `cell`, record the fingerprint they were made with and where."""
     for name in outputs:
         if (donor / name).exists():
             _link(donor / name, cell / name)
     fingerprint.save(cell, stage, fingerprint.Fingerprint(fp["config"], fp["inputs"]))
+    origin = adopted(donor).get(stage, str(donor))  # the cell that ran it, not one that linked it in turn
+    io.save_json(cell / ADOPTED, {**adopted(cell), stage: origin})
 
 
-def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
-    """Link the outputs of every leading stage that an earlier cell ran with the same settings and inputs."""
-    reused = []
+def _reuse_stages(cfg: Config, cell: Path, donors: list[Path]) -> dict[str, Path]:
+    """Link the outputs of every leading stage that an earlier cell ran with the same settings and inputs.
+
+    Returns the reused stages, each with the cell it came from. When every stage up to `train` matches (a cell of
+    another sweep with the same model and schedule), only evaluation is left to run.
+    """
+    reused: dict[str, Path] = {}
     stages = pipeline.STAGES if needs_sids(cfg.model.name) else ("prepare", "train")
     for name in stages:
         if name == "evaluate":
@@ -141,18 +165,30 @@ def _reuse_stages(cfg: Config, cell: Path, done: list[Path]) -> list[str]:
         if pipeline.stage_status(spec, cfg, cell)[0] == "current":
             continue
         mine = fingerprint.compute(cfg, cell, spec.keys(cfg), spec.inputs(cfg)).as_dict()
-        donor = next((d for d in done if fingerprint.stored(d, name) == mine and
+        donor = next((d for d in donors if fingerprint.stored(d, name) == mine and
                       pipeline.stage_status(spec, cfg, d)[0] == "current"), None)  # fmt: skip
         if donor is None:
             break
         _adopt(name, spec.outputs(cfg), donor, cell, mine)
-        reused.append(name)
+        reused[name] = donor
     return reused
 
 
-def run_sweep(sweep: Sweep, out: Path, record_dir: Path) -> dict:
-    """Run (or resume) every cell; write the sweep record and its markdown table; return the record."""
+def _other_cells(root: Path | None, out: Path) -> list[Path]:
+    """Cells of other sweeps under `root` (root/<sweep>/<variant>/seed<N>), outside this sweep's `out`."""
+    if root is None or not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*/*/seed*") if p.is_dir() and out.resolve() not in p.resolve().parents)
+
+
+def run_sweep(sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = None) -> dict:
+    """Run (or resume) every cell; write the sweep record and its markdown table; return the record.
+
+    `shared`: a folder of other sweeps' cells (`sidrec sweep --out`); their stages are reused like this sweep's own
+    (GRID's tables share a base model: each table's base row is trained once for all of them).
+    """
     out, start = Path(out), time.perf_counter()
+    others = _other_cells(shared, out)
     done: list[Path] = []
     trained: dict[str, Path] = {}  # settings other than eval.* -> the cell that trained them
     results: dict[str, dict] = {}
@@ -170,14 +206,17 @@ def run_sweep(sweep: Sweep, out: Path, record_dir: Path) -> dict:
                         _adopt(spec.name, spec.outputs(cfg), twin, cell, old)
                 pipeline.evaluate_model(cfg, cell)
                 record = run_record(cfg, cell, wall_seconds=time.perf_counter() - cell_start, command="")
-                record["trained_in"] = str(twin)
             else:
-                reused = _reuse_stages(cfg, cell, done)
+                reused = _reuse_stages(cfg, cell, done + others)
                 record = pipeline.run(
                     cfg, cell, command=f"sidrec sweep {sweep.path} (cell {variant.name}, seed {seed})"
                 )
-                record["reused_stages"] = reused
+                record["reused_stages"] = list(reused)
                 trained.setdefault(key, cell)
+            if "train" in adopted(cell):  # evaluated here, trained in another cell (also on a rerun)
+                record["trained_in"] = adopted(cell)["train"]
+            record["stage_seconds"] = stage_seconds(cell)  # a rerun's wall is near 0: this is what the cell cost
+            record["cell_seconds"] = round(sum(record["stage_seconds"].values()), 1)
             done.append(cell)
             results.setdefault(variant.name, {})[seed] = record
     rec = _record(sweep, results, time.perf_counter() - start)
@@ -198,11 +237,13 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
         per_seed = results.get(variant.name, {})
         row = {"name": variant.name, "overrides": list(variant.overrides), "published": variant.published}
         row["seeds"] = {
-            str(s): {k: r.get(k) for k in ("valid", "test", "wall_seconds", "eval")} for s, r in per_seed.items()
+            str(s): {k: r.get(k) for k in ("valid", "test", "cell_seconds", "stage_seconds", "trained_in", "eval")}
+            for s, r in per_seed.items()
         }
         for split in ("valid", "test"):
             row[split] = {m: _stats([r[split][m] for r in per_seed.values()]) for m in METRIC_KEYS}
-        row["wall_seconds"] = _stats([r["wall_seconds"] for r in per_seed.values()])
+        row["cell_seconds"] = _stats([r["cell_seconds"] for r in per_seed.values()])
+        row["trained_in"] = sorted({_variant_of(r["trained_in"]) for r in per_seed.values() if r.get("trained_in")})
         ups = [r["eval"].get("test_users_per_second") for r in per_seed.values() if r.get("eval")]
         row["test_users_per_second"] = _stats(ups) if ups and None not in ups else None
         variants.append(row)
@@ -224,6 +265,11 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
     }
 
 
+def _variant_of(cell: str) -> str:
+    """'runs/grid/grid_t8_beam/constrained/seed42' -> 'grid_t8_beam/constrained' (the row that trained it)."""
+    return "/".join(Path(cell).parts[-3:-1])
+
+
 def markdown(rec: dict) -> str:
     """The sweep as a table: per variant the test mean ± std, the published row, validation N@10, wall."""
 
@@ -237,14 +283,17 @@ def markdown(rec: dict) -> str:
         f"Base `{rec['base'] or 'defaults'}` {' '.join(rec['overrides'])}; seeds {', '.join(map(str, rec['seeds']))}; "
         f"commit {rec['commit']}; {rec['machine']}. Chosen on validation NDCG@10: **{rec['chosen_on_validation']}**.",
         "",
-        "| variant | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | published | valid N@10 | test users/s | wall |",
+        "| variant | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | published | valid N@10 | test users/s | "
+        "time per cell |",
         "|---|---|---|---|---|---|",
     ]
     for v in rec["variants"]:
         test = " / ".join(cell(v["test"][m]) for m in METRIC_KEYS)
         pub = ", ".join(f"{k} {x:.4f}" for k, x in (v["published"] or {}).items()) or "-"
         ups = f"{v['test_users_per_second']['mean']:.0f}" if v.get("test_users_per_second") else "-"
-        wall = f"{v['wall_seconds']['mean'] / 60:.1f} min"
+        wall = f"{v['cell_seconds']['mean'] / 60:.1f} min"
+        if v.get("trained_in"):  # the same model as another row: only evaluated here
+            wall += f" (model of {', '.join(v['trained_in'])})"
         name = f"{v['name']} (`{' '.join(v['overrides'])}`)"
         lines.append(f"| {name} | {test} | {pub} | {cell(v['valid']['ndcg@10'])} | {ups} | {wall} |")
     return "\n".join(lines)
