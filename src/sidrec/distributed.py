@@ -1,4 +1,5 @@
-"""Data-parallel training under `torchrun`: process-group set-up, rank-0-only work, shared decisions.
+"""Data-parallel training under `torchrun`: process-group set-up, rank-0-only work, shared decisions; and
+the CPU's native bf16 units (`bf16_units`), which decide the precision training runs in.
 
 `torchrun --nproc_per_node=N -m sidrec train|run ...` starts N processes with RANK / WORLD_SIZE /
 LOCAL_RANK / MASTER_ADDR / MASTER_PORT in the environment; `init()` joins them into one process group
@@ -136,10 +137,24 @@ def all_sum(values: list[float]) -> list[float]:
     return t.cpu().tolist()
 
 
+def bf16_units() -> str:
+    """The CPU's native bf16 matmul units: 'AMX', 'AVX512-BF16', or 'no native bf16' (fp32 runs there).
+
+    Two machines with the same model name (e.g. 'AMD EPYC') can differ here, and with it the precision
+    `train.precision=auto` picks; records name it so that a reader knows which class a number is from.
+    """
+    cpu = getattr(torch, "cpu", None)
+    for name, label in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX512-BF16")):
+        if getattr(cpu, name, lambda: False)():
+            return label
+    return "no native bf16"
+
+
 __all__ = [
     "active",
     "all_sum",
     "barrier",
+    "bf16_units",
     "broadcast",
     "init",
     "is_main",

@@ -14,8 +14,8 @@ import torch
 
 from sidrec import io
 from sidrec.config import Config, config_to_dict
+from sidrec.distributed import bf16_units
 from sidrec.models import model_kind
-from sidrec.train import bf16_units
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from sidrec import distributed, io
 from sidrec.config import TrainConfig
+from sidrec.distributed import bf16_units
 from sidrec.models.moe import expert_load
 
 logger = logging.getLogger(__name__)
@@ -308,19 +309,6 @@ def _append_log(path: Path, row: dict) -> None:
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The shuffling RNG of one epoch: the same after a resume as in an uninterrupted run."""
     return np.random.default_rng([seed, epoch])
-
-
-def bf16_units() -> str:
-    """The CPU's native bf16 matmul units: 'AMX', 'AVX512-BF16', or 'no native bf16' (fp32 runs there).
-
-    Two machines with the same model name (e.g. 'AMD EPYC') can differ here, and with it the precision
-    `train.precision=auto` picks; records name it so that a reader knows which class a number is from.
-    """
-    cpu = getattr(torch, "cpu", None)
-    for name, label in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX512-BF16")):
-        if getattr(cpu, name, lambda: False)():
-            return label
-    return "no native bf16"
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
