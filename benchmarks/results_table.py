@@ -275,6 +275,23 @@ def readme(found: list[Path]) -> None:
         print("of the commit named):")
         print()
         quantizer_table(same_model)
+    grid_tables(RESULTS / "sweeps")
+
+
+GRID_ORDER = ("t1", "t3", "t4", "t5", "t6", "t7", "t8")
+
+
+def grid_tables(folder: Path) -> None:
+    """The GRID ablation tables run so far (`sidrec sweep grid_t*`), in GRID's order, as the sweeps wrote them."""
+    found = sorted(folder.glob("grid_t*.md"), key=lambda p: GRID_ORDER.index(p.stem.split("_")[1]))
+    if not found:
+        return
+    print()
+    print(f"GRID's ablation tables run so far ({len(found)} of {len(GRID_ORDER)}; `sidrec sweep <name> --out")
+    print("runs/grid`, each table as the sweep wrote it to `benchmarks/results/sweeps/<name>.md`):")
+    for path in found:
+        print()
+        print(path.read_text().rstrip().replace("### ", "#### ", 1))
 
 
 def main() -> None:

@@ -95,3 +95,15 @@ def test_headline_groups_take_end_to_end_records_of_one_recipe(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "| default | 42, 43 | 0.0500 ± 0.0141 / 0.0500 ± 0.0141 / 0.0500 ± 0.0141 / 0.0500 ± 0.0141 |" in out
     assert "published: GRID RK-Means (CIKM 2025) (beauty)" in out
+
+
+def test_grid_tables_come_in_grids_order_with_a_count(tmp_path, capsys):
+    table = load_benchmark("results_table")
+    table.grid_tables(tmp_path)  # none run: nothing printed
+    assert capsys.readouterr().out == ""
+    for name in ("grid_t8_beam", "grid_t1_tokenizers", "rpg_ablation"):
+        (tmp_path / f"{name}.md").write_text(f"### {name}\n\n| variant |\n")
+    table.grid_tables(tmp_path)
+    out = capsys.readouterr().out
+    assert "(2 of 7;" in out and "rpg_ablation" not in out
+    assert out.index("#### grid_t1_tokenizers") < out.index("#### grid_t8_beam")
