@@ -25,6 +25,10 @@ HEADLINE = {
         "beauty_default_collab_seed",
         ("RPG", "GRID RK-Means", "TIGER"),
     ),
+    "the same command on an AMD EPYC with AVX512-BF16 (`train.precision=auto` -> bf16 autocast)": (
+        "beauty_default_collab_bf16_seed",
+        (),
+    ),
     "TIGER-style default until 947f26d (54-min time budget, patience 8)": (
         "beauty_tiger_rkmeans_m54_seed",
         ("GRID RK-Means", "TIGER"),
