@@ -49,6 +49,7 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
         ("RPG", "DiffGRM"),
     ),
     "RPG (`sports_rpg`), exact decoding": ("sports_rpg_collab_seed", ("RPG",)),
+    "the same on an AMD EPYC with AVX512-BF16 (bf16 autocast)": ("sports_rpg_collab_bf16_seed", ()),
     "RPG (`sports_rpg` da3500b-1cfede2: text-only SIDs), exact decoding": ("sports_rpg_seed", ("RPG",)),
 }
 
