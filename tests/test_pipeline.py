@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from sidrec import io
 from sidrec.cli import app
+from sidrec.distributed import bf16_units
 from sidrec.report import METRIC_KEYS
-from sidrec.train import bf16_units, use_bf16
+from sidrec.train import use_bf16
 
 FAST = ["train.epochs=1"]
 ARTIFACTS = (

@@ -11,8 +11,9 @@ import torch
 
 from sidrec import io
 from sidrec.config import TrainConfig
+from sidrec.distributed import bf16_units
 from sidrec.models import load_model
-from sidrec.train import WeightAverage, bf16_units, epoch_rng, fit, lr_factor, use_bf16
+from sidrec.train import WeightAverage, epoch_rng, fit, lr_factor, use_bf16
 
 SIZES = (4, 4)
 

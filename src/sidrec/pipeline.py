@@ -41,7 +41,7 @@ from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
-from sidrec.train import epoch_rng, fit, use_bf16
+from sidrec.train import epoch_rng, fit
 
 logger = logging.getLogger(__name__)
 STAGES = ("prepare", "embed", "quantize", "train", "evaluate")
@@ -298,7 +298,7 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         "train_seconds": round(result.seconds, 1),
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
-        "precision": "bf16" if use_bf16(cfg.train.precision, device) else "fp32",  # what `auto` resolved to here
+        "precision": result.precision,  # what `train.precision=auto` resolved to on this machine
     }
     if main:
         plot_training(result.history, run_dir / io.TRAIN_PLOT)

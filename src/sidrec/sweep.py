@@ -213,8 +213,8 @@ def run_sweep(sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = N
                 )
                 record["reused_stages"] = list(reused)
                 trained.setdefault(key, cell)
-            if "train" in adopted(cell):  # evaluated here, trained in another cell (also on a rerun)
-                record["trained_in"] = adopted(cell)["train"]
+            if origin := adopted(cell).get("train"):  # evaluated here, trained in another cell (also on a rerun)
+                record["trained_in"] = origin
             record["stage_seconds"] = stage_seconds(cell)  # a rerun's wall is near 0: this is what the cell cost
             record["cell_seconds"] = round(sum(record["stage_seconds"].values()), 1)
             done.append(cell)

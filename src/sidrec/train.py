@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from sidrec import distributed, io
 from sidrec.config import TrainConfig
-from sidrec.distributed import bf16_units
 from sidrec.models.moe import expert_load
 
 logger = logging.getLogger(__name__)
@@ -54,6 +53,7 @@ class TrainResult:
     samples_per_second: float
     steps: int = 0
     time_capped: bool = False  # stopped by the `max_minutes` safety cap before the schedule ended
+    precision: str = "fp32"  # what training ran in: bf16 (autocast) or fp32, `train.precision=auto` resolved here
     history: list[dict] = field(default_factory=list)
 
 
@@ -278,6 +278,7 @@ def fit(
         samples_per_second=state["samples"] / max(seconds, 1e-9),
         steps=state["step"],
         time_capped=state["time_capped"],
+        precision="bf16" if autocast["enabled"] else "fp32",
         history=state["history"],
     )
 
@@ -323,4 +324,4 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return True
-    return bf16_units() != "no native bf16"
+    return distributed.bf16_units() != "no native bf16"
