@@ -43,6 +43,24 @@ def test_runtime_settings_never_make_a_stage_stale(tmp_path):
     assert status == "stale" and settings == ["model.dropout: 0.1 -> 0.3"] and files == []
 
 
+def test_text_only_sids_ignore_the_collaborative_settings(tmp_path):
+    spec = pipeline.SPECS["quantize"]
+    tiger = load_config("beauty_tiger")
+    picked = fingerprint.select(tiger, spec.keys(tiger))
+    assert "quantize.collab_window" not in picked and "quantize.collab_weight" not in picked
+    assert picked["quantize.collab_dim"] == 0 and picked["quantize.levels"] == tiger.quantize.levels
+    assert "quantize.collab_window" in fingerprint.select(load_config(), spec.keys(load_config()))
+    # a run made when the stage still named them (an older sidrec) stays current when their default moves
+    old = fingerprint.compute(tiger, tmp_path, ("quantize", "seed"), spec.inputs(tiger)).as_dict()
+    old["config"]["quantize.collab_window"] = 3
+    moved = load_config("beauty_tiger", ["quantize.collab_window=9", "quantize.collab_weight=2"])
+    assert fingerprint.changes(old, fingerprint.compute(moved, tmp_path, spec.keys(moved), spec.inputs(moved))) == []
+    used = load_config("beauty_tiger", ["quantize.collab_dim=8"])  # ...but not once the collaborative part is on
+    assert "quantize.collab_dim: 0 -> 8" in fingerprint.changes(
+        old, fingerprint.compute(used, tmp_path, spec.keys(used), spec.inputs(used))
+    )
+
+
 def test_every_stage_reads_what_its_fingerprint_names():
     cfg = load_config()
     assert pipeline.SPECS["embed"].inputs(cfg) == (io.ITEMS,)

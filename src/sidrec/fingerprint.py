@@ -109,9 +109,9 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
     lines = []
     before, now = old.get("config", {}), new.config
     for key in sorted(set(before) | set(now)):
-        if key in RUNTIME_KEYS:
+        if key in RUNTIME_KEYS or key not in now:  # a setting the stage no longer reads cannot make it stale
             continue
-        a, b = before.get(key, "<unset>"), now.get(key, "<unset>")
+        a, b = before.get(key, "<unset>"), now[key]
         if a != b:
             lines.append(f"{key}: {a!r} -> {b!r}")
     old_inputs = old.get("inputs", {})

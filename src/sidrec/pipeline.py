@@ -16,6 +16,7 @@ model, the training examples and the recommender.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -213,9 +214,17 @@ def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
     return embed_to_file(build_embedder(cfg.embed), texts, run_dir / io.EMBEDDINGS, chunk_size=cfg.embed.chunk_size)
 
 
+def _quantize_keys(cfg: Config) -> tuple[str, ...]:
+    # Text-only SIDs (collab_dim 0) do not read the collaborative part's settings: changing them redoes nothing.
+    if cfg.quantize.collab_dim:
+        return ("quantize", "seed")
+    unread = {"collab_weight", "collab_window"}
+    return tuple(f"quantize.{f.name}" for f in dataclasses.fields(cfg.quantize) if f.name not in unread) + ("seed",)
+
+
 @_stage(
     "quantize",
-    keys=lambda cfg: ("quantize", "seed"),
+    keys=_quantize_keys,
     inputs=lambda cfg: (io.EMBEDDINGS, io.SEQUENCES) if cfg.quantize.collab_dim else (io.EMBEDDINGS,),
     outputs=lambda cfg: (io.SIDS, io.QUANTIZER, io.SID_STATS),
 )
