@@ -92,6 +92,29 @@ def test_a_second_sweep_reuses_the_first_ones_trained_cell(swept):
     assert io.load_json(theirs / "record.json")["test"] == io.load_json(mine / "record.json")["test"]
 
 
+def test_only_runs_the_named_cells_and_writes_no_record(swept, tmp_path):
+    root, _ = swept
+    (root / "third.yaml").write_text(
+        SWEEP.replace("name: tiny", "name: third").replace("model.dropout=0.3", "model.dropout=0.2")
+    )
+    args = ["sweep", str(root / "third.yaml"), "--out", str(root / "runs"), "--record-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--only", "dropout/seed42", "--only", "free"])
+    assert result.exit_code == 0, result.output
+    # free re-evaluates base's model, so base runs too (its stages linked from tiny's base row)
+    assert "ran 3 cell(s) of third" in result.output and not list(tmp_path.iterdir())  # no partial record
+    cells = root / "runs" / "third"
+    assert (cells / "dropout" / "seed42" / io.MODEL).exists() and (cells / "free" / "seed42" / io.METRICS).exists()
+    assert inode(cells / "free" / "seed42" / io.MODEL) == inode(cells / "base" / "seed42" / io.MODEL)
+    only_dropout = CliRunner().invoke(app, [*args, "--only", "dropout"])
+    assert "ran 1 cell(s)" in only_dropout.output
+    bad = CliRunner().invoke(app, [*args, "--only", "dropuot"])
+    assert bad.exit_code == 1 and "--only dropuot: not a cell of third" in bad.output and "dropout" in bad.output
+    assert "a seed from 42" in CliRunner().invoke(app, [*args, "--only", "free/seed7"]).output
+    full = CliRunner().invoke(app, args)  # every cell: the selected ones are complete, base is linked from tiny
+    assert full.exit_code == 0, full.output
+    assert io.load_json(tmp_path / "third.json")["variants"][2]["name"] == "dropout"
+
+
 def test_shipped_sweeps_load():
     names = {"grid_t1_tokenizers", "grid_t3_codebooks", "grid_t4_user_tokens", "grid_t5_architecture"}
     names |= {"grid_t6_augmentation", "grid_t7_dedup", "grid_t8_beam"}

@@ -147,17 +147,27 @@ def sweep(
     sweep_file: str = typer.Argument(..., help="a sweep YAML path, or a shipped sweep name (grid_t1_tokenizers, ...)"),
     out: Path = typer.Option(Path("runs/sweeps"), "--out", "-o", help="cells: DIR/<sweep>/<variant>/seed<N>"),
     record_dir: Path = typer.Option(Path("benchmarks/results/sweeps"), help="where <name>.json and <name>.md go"),
+    only: list[str] = typer.Option(
+        None,
+        "--only",
+        help="run only this cell (VARIANT or VARIANT/seedN; repeatable), e.g. two processes side by "
+        "side; no record: a run without --only writes it once every cell is complete",
+    ),
 ) -> None:
     """Run a sweep: every (variant, seed) cell is an ordinary, resumable run; then a table next to GRID's rows."""
-    from sidrec.sweep import load_sweep, markdown, run_sweep
+    from sidrec.sweep import load_sweep, markdown, run_sweep, select_cells
 
     _setup()
     try:
         spec = load_sweep(sweep_file)
-        rec = run_sweep(spec, out / spec.name, record_dir, shared=out)  # other sweeps' cells in DIR are reused
+        cells = select_cells(spec, only) if only else None
+        rec = run_sweep(spec, out / spec.name, record_dir, shared=out, only=cells)  # other sweeps' cells are reused
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
+    if rec is None:
+        typer.echo(f"ran {len(cells)} cell(s) of {spec.name}; run without --only to write the record and table")
+        return
     typer.echo("\n" + markdown(rec))
 
 

@@ -181,11 +181,39 @@ def _other_cells(root: Path | None, out: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*/seed*") if p.is_dir() and out.resolve() not in p.resolve().parents)
 
 
-def run_sweep(sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = None) -> dict:
+def select_cells(sweep: Sweep, only: list[str]) -> set[tuple[str, int]]:
+    """`--only` values, each VARIANT or VARIANT/seedN, as (variant, seed) cells; an unknown name is an error.
+
+    A selected variant that changes only evaluation settings brings the cell that trains its model along."""
+    names, cells = {v.name for v in sweep.variants}, set()
+    for item in only:
+        variant, _, seed = item.partition("/")
+        number = seed.removeprefix("seed")
+        seeds = [int(number)] if number.isdigit() else [] if seed else list(sweep.seeds)
+        if variant not in names or not seeds or not set(seeds) <= set(sweep.seeds):
+            raise ValueError(
+                f"--only {item}: not a cell of {sweep.name}. Use VARIANT or VARIANT/seedN with a variant from "
+                f"{', '.join(sorted(names))} and a seed from {', '.join(map(str, sweep.seeds))}"
+            )
+        cells |= {(variant, s) for s in seeds}
+    for seed in sweep.seeds:  # an evaluation-only variant re-evaluates its twin's model: the twin runs too
+        twin: dict[str, str] = {}
+        for variant in sweep.variants:
+            first = twin.setdefault(repr(_without_eval(sweep.config(variant, seed))), variant.name)
+            if (variant.name, seed) in cells:
+                cells.add((first, seed))
+    return cells
+
+
+def run_sweep(
+    sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = None, only: set[tuple[str, int]] | None = None
+) -> dict | None:
     """Run (or resume) every cell; write the sweep record and its markdown table; return the record.
 
     `shared`: a folder of other sweeps' cells (`sidrec sweep --out`); their stages are reused like this sweep's own
     (GRID's tables share a base model: each table's base row is trained once for all of them).
+    `only`: run just these (variant, seed) cells, e.g. a few processes side by side; no record is written
+    (returns None): a later run over every cell finds them complete and writes it.
     """
     out, start = Path(out), time.perf_counter()
     others = _other_cells(shared, out)
@@ -197,6 +225,11 @@ def run_sweep(sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = N
             cfg = sweep.config(variant, seed)
             cell = out / variant.name / f"seed{seed}"
             key = repr(_without_eval(cfg))
+            if only is not None and (variant.name, seed) not in only:
+                if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
+                    done.append(cell)  # a finished cell not selected still lends its stages to the selected ones
+                    trained.setdefault(key, cell)
+                continue
             logger.info("sweep %s: %s, seed %d -> %s", sweep.name, variant.name, seed, cell)
             cell_start = time.perf_counter()
             if key in trained and trained[key] != cell:  # an evaluation-only variant: reuse the trained model
@@ -219,6 +252,8 @@ def run_sweep(sweep: Sweep, out: Path, record_dir: Path, shared: Path | None = N
             record["cell_seconds"] = round(sum(record["stage_seconds"].values()), 1)
             done.append(cell)
             results.setdefault(variant.name, {})[seed] = record
+    if only is not None:
+        return None
     rec = _record(sweep, results, time.perf_counter() - start)
     record_dir.mkdir(parents=True, exist_ok=True)
     io.save_json(record_dir / f"{sweep.name}.json", rec)
