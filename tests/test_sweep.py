@@ -92,6 +92,22 @@ def test_a_second_sweep_reuses_the_first_ones_trained_cell(swept):
     assert io.load_json(theirs / "record.json")["test"] == io.load_json(mine / "record.json")["test"]
 
 
+def test_a_cell_recorded_with_settings_its_stage_no_longer_reads_still_lends_it(tmp_path):
+    one = "name: one\nbase: toy\noverrides: [train.epochs=1]\nseeds: [42]\nvariants: {base: {overrides: []}}\n"
+    (tmp_path / "one.yaml").write_text(one)
+    (tmp_path / "two.yaml").write_text(one.replace("name: one", "name: two"))
+    args = ["--out", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "records")]
+    assert CliRunner().invoke(app, ["sweep", str(tmp_path / "one.yaml"), *args]).exit_code == 0
+    donor = tmp_path / "runs" / "one" / "base" / "seed42"
+    fps = io.load_json(donor / "fingerprints.json")  # as an older sidrec recorded text-only SIDs: with the window
+    fps["quantize"]["config"]["quantize.collab_window"] = 3
+    io.save_json(donor / "fingerprints.json", fps)
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "two.yaml"), *args])
+    assert result.exit_code == 0, result.output
+    cell = tmp_path / "runs" / "two" / "base" / "seed42"
+    assert inode(cell / io.SIDS) == inode(donor / io.SIDS) and inode(cell / io.MODEL) == inode(donor / io.MODEL)
+
+
 def test_only_runs_the_named_cells_and_writes_no_record(swept, tmp_path):
     root, _ = swept
     (root / "third.yaml").write_text(

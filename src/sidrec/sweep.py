@@ -164,9 +164,10 @@ def _reuse_stages(cfg: Config, cell: Path, donors: list[Path]) -> dict[str, Path
         spec = pipeline.SPECS[name]
         if pipeline.stage_status(spec, cfg, cell)[0] == "current":
             continue
-        mine = fingerprint.compute(cfg, cell, spec.keys(cfg), spec.inputs(cfg)).as_dict()
-        donor = next((d for d in donors if fingerprint.stored(d, name) == mine and
-                      pipeline.stage_status(spec, cfg, d)[0] == "current"), None)  # fmt: skip
+        now = fingerprint.compute(cfg, cell, spec.keys(cfg), spec.inputs(cfg))
+        mine = now.as_dict()  # a donor's record may name settings the stage no longer reads: `changes` skips them
+        donor = next((d for d in donors if (fp := fingerprint.stored(d, name)) and not fingerprint.changes(fp, now)
+                      and pipeline.stage_status(spec, cfg, d)[0] == "current"), None)  # fmt: skip
         if donor is None:
             break
         _adopt(name, spec.outputs(cfg), donor, cell, mine)
