@@ -57,8 +57,7 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
 # first value. That is today's default unless the default changed since; those keys are listed here.
 FIRST_VALUES = {
     "train": {"windows": "last"},  # added as last (the newest window); default all since da3500b
-    # collab_dim added off (text-only SIDs) in 945242c; 64 / window 3 from 1cfede2, 128 / 5 since then
-    "quantize": {"collab_dim": 0, "collab_window": 3},
+    "quantize": {"collab_dim": 0},  # added off (text-only SIDs) in 945242c; default 64 since 1cfede2
 }
 
 
