@@ -69,6 +69,15 @@ def record_defaults() -> dict:
     return defaults
 
 
+def quantizer(rec: dict) -> str:
+    """The record's quantizer, with the collaborative part from its config (records before 2087ef5 omit it)."""
+    q = rec.get("config", {}).get("quantize", {})
+    if "+collab" in rec["quantizer"] or not q.get("collab_dim") or rec["quantizer"] == "none":
+        return rec["quantizer"]
+    weight = f"x{q['collab_weight']:g}" if q.get("collab_weight", 1) != 1 else ""
+    return f"{rec['quantizer']} +collab {q['collab_dim']}/w{q.get('collab_window', 3)}{weight}"
+
+
 def fmt(values) -> str:
     return " / ".join(f"{v:.4f}" for v in values)
 
@@ -82,7 +91,7 @@ def table(paths: list[Path]) -> None:
         valid = [rec["valid"][k] for k in METRIC_KEYS]
         wall = f"{rec['wall_seconds'] / 60:.1f} min"
         print(
-            f"| `{path.name}`: {rec['dataset']}, {rec['quantizer']}, {rec['model']}, seed {rec['seed']} "
+            f"| `{path.name}`: {rec['dataset']}, {quantizer(rec)}, {rec['model']}, seed {rec['seed']} "
             f"| {fmt(test)} | {fmt(valid)} "
             f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
         )
@@ -103,7 +112,7 @@ def quantizer_table(paths: list[Path]) -> None:
         ppl = " / ".join(f"{lv['perplexity']:.0f}" for lv in st["per_level"])
         recon = "-" if st.get("reconstruction_mse") is None else f"{st['reconstruction_mse']:.3f}"
         cells = [
-            f"{rec['quantizer']} (`{path.name}`, {rec['commit']})",
+            f"{quantizer(rec)} (`{path.name}`, {rec['commit']})",
             fmt(rec["test"][k] for k in METRIC_KEYS),
             fmt(published[0]) if published else "-",
             f"{st['collision_rate']:.1%}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sidrec.config import load_config
-from sidrec.report import data_difference, plot_training, results_table
+from sidrec.report import data_difference, plot_training, quantizer_label, results_table
 
 KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 METRICS = {"valid": dict.fromkeys(KEYS, 0.01), "test": dict.fromkeys(KEYS, 0.02)}
@@ -59,3 +59,9 @@ def test_commit_is_dirty_for_code_changes_but_not_for_records(tmp_path):
     assert git_commit(tmp_path / "src") == clean
     (tmp_path / "src" / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path / "src") == clean + "-dirty"
+
+
+def test_the_quantizer_label_names_the_collaborative_part():
+    assert quantizer_label(load_config()) == "opq 16x256 dedup=random +collab 64/w3"
+    assert quantizer_label(load_config(None, ["quantize.collab_weight=2"])).endswith("+collab 64/w3x2")
+    assert quantizer_label(load_config("beauty_tiger")) == "rkmeans 3x256 dedup=tiger"

@@ -105,10 +105,18 @@ def git_commit(where: Path | None = None) -> str:
         return "unknown"
 
 
+def quantizer_label(cfg: Config) -> str:
+    """e.g. 'opq 16x256 dedup=random +collab 64/w3' (the collaborative part: dimensions / window)."""
+    q = cfg.quantize
+    collab = f" +collab {q.collab_dim}/w{q.collab_window}" if q.collab_dim else ""
+    weight = f"x{q.collab_weight:g}" if q.collab_dim and q.collab_weight != 1 else ""
+    return f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}{collab}{weight}"
+
+
 def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str, commit: str = "") -> dict:
     """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
     metrics = io.load_json(run_dir / io.METRICS)
-    q, m = cfg.quantize, cfg.model
+    m = cfg.model
     kind = model_kind(m.name)
     sid = kind != "id"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
     layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if kind == "sid" else f"{m.n_enc_layers}L loss={m.loss}"
@@ -128,7 +136,7 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
     record = {
         "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
-        "quantizer": f"{q.name} {q.levels}x{q.codebook_size} dedup={q.dedup}" if sid else "none",
+        "quantizer": quantizer_label(cfg) if sid else "none",
         "model": f"{m.name} {layers} d{m.d_model} {m.n_heads}x{m.d_head}{ffn}",
         "embedder": embedder if sid else "none",
         "commit": commit or git_commit(),
