@@ -101,6 +101,8 @@ class ModelConfig:
     pooling: str = "concat"  # rpg: an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
     item_loss: float = 3.0  # rpg: weight of an item-level softmax (mean digit logits) beside the paper's digit loss
     id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
+    item_dropout: float = 0.0  # rpg, training: blank a history item's pooled digits, this often (not in the paper)
+    digit_dropout: float = 0.0  # rpg, training: drop each of an input item's M digit embeddings (not in the paper)
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)

@@ -126,6 +126,8 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
             layers += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}"
         if m.id_embedding:
             layers += " +id_emb"
+        if m.item_dropout or m.digit_dropout:  # input dropout of whole items / of single digits
+            layers += f" in_drop={m.item_dropout:g}/{m.digit_dropout:g}"
     if m.name == "decoder":
         layers = f"{m.n_enc_layers + m.n_dec_layers}L{' tied' if m.tie_embeddings else ''} loss_on={m.loss_on}"
     if sid and m.experts:

@@ -57,6 +57,24 @@ def test_id_embedding_tells_apart_items_with_the_same_codes(make_id_batch):
     assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
 
 
+def test_input_dropout_blanks_items_or_digits_in_training_only(make_id_batch):
+    inputs = torch.randint(1, N + 1, (64, 8))
+    for pooling in ("mean", "concat"):
+        model = tiny(item_dropout=0.5, pooling=pooling)
+        positions = model.pos(torch.arange(7, -1, -1))
+        content = model.train().embed(inputs) - positions  # the pooled digits, scaled
+        blank = content.abs().sum(-1) < 1e-6
+        assert 0.35 < blank.float().mean() < 0.65  # whole items blanked, their positions kept
+        assert not (model.eval().embed(inputs) - positions).abs().sum(-1).lt(1e-6).any()  # none at inference
+    plain, dropped = tiny(), tiny(digit_dropout=0.5)
+    assert torch.equal(plain.eval().embed(inputs), dropped.eval().embed(inputs))
+    assert not torch.allclose(plain.train().embed(inputs), dropped.train().embed(inputs))
+    batch = make_id_batch(n=8, n_items=N, max_len=8)
+    model = tiny(item_dropout=0.1, digit_dropout=0.1)
+    start = model.loss(batch).item()
+    assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
+
+
 def test_exact_scores_are_the_mean_digit_log_probability():
     model = tiny().eval()
     inputs = torch.randint(0, N + 1, (5, 8), generator=torch.Generator().manual_seed(1))
@@ -128,3 +146,5 @@ def test_bad_settings_name_the_fix():
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, pooling="max"))
     with pytest.raises(ValueError, match="model.item_loss >= 0"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, item_loss=-1.0))
+    with pytest.raises(ValueError, match="model.item_dropout and model.digit_dropout in"):
+        RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, item_dropout=1.0))

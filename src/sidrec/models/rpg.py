@@ -26,7 +26,9 @@ The digit loss alone trains each digit's marginal; the item term trains the rank
 (validation probes: benchmarks/README.md, "RPG"; the shipped configs use weight 3, 2,048 negatives).
 Also not in the paper (off by default): `id_embedding` adds a learned per-item vector to each history
 item's pooled digits, so items that share codes can be told apart; the model then grows with the
-catalogue, and items are still scored from their digits alone.
+catalogue, and items are still scored from their digits alone. `item_dropout` blanks a history item's
+pooled digits in training (its position stays: the model must infer it from its neighbours, as for an
+item seen rarely in training); `digit_dropout` drops single digit embeddings of the input items.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class RPGShape:
     item_loss: float = 0.0  # weight of an item-level softmax added to the digit loss (0 = the paper's loss alone)
     negatives: int = 0  # item_loss: uniform negatives shared by the batch (0 = every item: the full softmax)
     id_embedding: bool = False  # add a learned per-item vector to each input item's pooled digits (not in the paper)
+    item_dropout: float = 0.0  # training: blank a history item's pooled digits (its position stays), not in the paper
+    digit_dropout: float = 0.0  # training: drop each of an input item's M digit embeddings (inverted), not in the paper
 
 
 class DigitHeads(nn.Module):
@@ -90,6 +94,8 @@ class RPG(nn.Module):
         if shape.temperature <= 0:
             t = shape.temperature
             raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {t}")
+        if not (0.0 <= shape.item_dropout < 1.0 and 0.0 <= shape.digit_dropout < 1.0):
+            raise ValueError(f"rpg needs model.item_dropout and model.digit_dropout in [0, 1), got {shape}")
         if shape.item_loss < 0 or shape.negatives < 0:
             raise ValueError(f"rpg needs model.item_loss >= 0 and model.negatives >= 0, got {shape}")
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
@@ -137,9 +143,14 @@ class RPG(nn.Module):
         if t > self.shape.max_len:
             raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
         e = self.digit(self.tokens(inputs))  # (B, T, M, d)
+        s = self.shape
+        if self.training and s.digit_dropout > 0:  # an item known by some of its digits only
+            e = e * (torch.rand(e.shape[:3], device=e.device) >= s.digit_dropout)[..., None] / (1 - s.digit_dropout)
         x = e.mean(2) if self.pool is None else self.pool(e.flatten(2))
         if self.item is not None:
             x = x + self.item(inputs)
+        if self.training and s.item_dropout > 0:  # an item the model must infer from its neighbours
+            x = x * (torch.rand(x.shape[:2], device=x.device) >= s.item_dropout)[..., None]
         x = x * math.sqrt(self.shape.d_model) + self.pos(torch.arange(t - 1, -1, -1, device=inputs.device))
         return self.drop(x) * (inputs != PAD)[..., None]
 
