@@ -70,7 +70,7 @@ def record_defaults() -> dict:
 
 
 def quantizer(rec: dict) -> str:
-    """The record's quantizer, with the collaborative part from its config (records before 2087ef5 omit it)."""
+    """The record's quantizer, with the collaborative part from its config (records before a096e7f omit it)."""
     q = rec.get("config", {}).get("quantize", {})
     if "+collab" in rec["quantizer"] or not q.get("collab_dim") or rec["quantizer"] == "none":
         return rec["quantizer"]
