@@ -61,6 +61,23 @@ def test_text_only_sids_ignore_the_collaborative_settings(tmp_path):
     )
 
 
+def test_a_setting_added_later_keeps_earlier_runs_current_at_its_first_value(tmp_path):
+    cfg = load_config("beauty_tiger")
+    spec = pipeline.SPECS["train"]
+    old = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)).as_dict()
+    del old["config"]["model.digit_dropout"]  # as recorded before the setting existed
+    assert fingerprint.changes(old, fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))) == []
+    on = load_config("beauty_tiger", ["model.digit_dropout=0.2"])
+    assert fingerprint.changes(old, fingerprint.compute(on, tmp_path, spec.keys(on), spec.inputs(on))) == [
+        "model.digit_dropout: 0.0 -> 0.2"
+    ]
+    del old["config"]["model.dropout"]  # a key without a first value: a change, as before
+    assert fingerprint.changes(old, fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))) == [
+        "model.dropout: '<unset>' -> 0.1"
+    ]
+    assert set(fingerprint.FIRST_VALUES) <= set(fingerprint.flat_config(cfg))  # every entry names a real setting
+
+
 def test_every_stage_reads_what_its_fingerprint_names():
     cfg = load_config()
     assert pipeline.SPECS["embed"].inputs(cfg) == (io.ITEMS,)

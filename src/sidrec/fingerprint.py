@@ -23,6 +23,18 @@ from sidrec import io
 from sidrec.config import Config, config_to_dict
 
 FINGERPRINTS = "fingerprints.json"
+# Settings added after runs recorded fingerprints, with the value that does what the code did before they existed.
+# A stored fingerprint without such a key was made with that value, so a run asking for it is still current
+# (adding a setting must not make every earlier run stale). A key missing here, and absent from a stored
+# fingerprint, counts as a change.
+FIRST_VALUES = {
+    "train.windows": "last",  # da3500b
+    "quantize.collab_dim": 0,  # 945242c
+    "quantize.collab_weight": 1.0,
+    "quantize.collab_window": 3,
+    "model.item_dropout": 0.0,  # 038f958
+    "model.digit_dropout": 0.0,
+}
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
     {
@@ -111,7 +123,7 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
     for key in sorted(set(before) | set(now)):
         if key in RUNTIME_KEYS or key not in now:  # a setting the stage no longer reads cannot make it stale
             continue
-        a, b = before.get(key, "<unset>"), now[key]
+        a, b = before.get(key, FIRST_VALUES.get(key, "<unset>")), now[key]
         if a != b:
             lines.append(f"{key}: {a!r} -> {b!r}")
     old_inputs = old.get("inputs", {})
