@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from sidrec.config import Config
+from sidrec.fingerprint import FIRST_VALUES
 from sidrec.report import METRIC_KEYS, PUBLISHED
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,18 +55,16 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
 }
 
 # A key a record lacks is a setting added after the record was made: the code then behaved as the setting's
-# first value. That is today's default unless the default changed since; those keys are listed here.
-FIRST_VALUES = {
-    "train": {"windows": "last"},  # added as last (the newest window); default all since da3500b
-    "quantize": {"collab_dim": 0},  # added off (text-only SIDs) in 945242c; default 64 since 1cfede2
-}
+# first value (`sidrec.fingerprint.FIRST_VALUES`, which run directories use the same way). That is today's
+# default unless the default changed since (train.windows: all since da3500b; quantize.collab_dim: 64 since 1cfede2).
 
 
 def record_defaults() -> dict:
     """Today's defaults (tuples as lists, as in the records), with FIRST_VALUES for keys whose default changed."""
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
-    for section, values in FIRST_VALUES.items():
-        defaults[section].update(values)
+    for key, value in FIRST_VALUES.items():
+        section, name = key.split(".")
+        defaults[section][name] = value
     return defaults
 
 
