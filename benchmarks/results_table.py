@@ -14,9 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from sidrec.config import Config
+from sidrec.config import Config, config_from_dict
 from sidrec.fingerprint import FIRST_VALUES
-from sidrec.report import METRIC_KEYS, PUBLISHED
+from sidrec.report import METRIC_KEYS, PUBLISHED, quantizer_label
 
 RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
@@ -73,8 +73,7 @@ def quantizer(rec: dict) -> str:
     q = rec.get("config", {}).get("quantize", {})
     if "+collab" in rec["quantizer"] or not q.get("collab_dim") or rec["quantizer"] == "none":
         return rec["quantizer"]
-    weight = f"x{q['collab_weight']:g}" if q.get("collab_weight", 1) != 1 else ""
-    return f"{rec['quantizer']} +collab {q['collab_dim']}/w{q.get('collab_window', 3)}{weight}"
+    return quantizer_label(config_from_dict({"quantize": q}))  # the label today's records carry
 
 
 def fmt(values) -> str:

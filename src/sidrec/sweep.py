@@ -108,8 +108,9 @@ def load_sweep(name_or_path: str) -> Sweep:
     return sweep
 
 
-def _without_eval(cfg: Config) -> dict:
-    return {k: v for k, v in config_to_dict(cfg).items() if k != "eval"}
+def _model_key(cfg: Config) -> str:
+    """Every setting but `eval.*`: cells with equal keys train the same model."""
+    return repr({k: v for k, v in config_to_dict(cfg).items() if k != "eval"})
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -200,7 +201,7 @@ def select_cells(sweep: Sweep, only: list[str]) -> set[tuple[str, int]]:
     for seed in sweep.seeds:  # an evaluation-only variant re-evaluates its twin's model: the twin runs too
         twin: dict[str, str] = {}
         for variant in sweep.variants:
-            first = twin.setdefault(repr(_without_eval(sweep.config(variant, seed))), variant.name)
+            first = twin.setdefault(_model_key(sweep.config(variant, seed)), variant.name)
             if (variant.name, seed) in cells:
                 cells.add((first, seed))
     return cells
@@ -225,7 +226,7 @@ def run_sweep(
         for variant in sweep.variants:
             cfg = sweep.config(variant, seed)
             cell = out / variant.name / f"seed{seed}"
-            key = repr(_without_eval(cfg))
+            key = _model_key(cfg)
             if only is not None and (variant.name, seed) not in only:
                 if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
                     done.append(cell)  # a finished cell not selected still lends its stages to the selected ones
