@@ -62,12 +62,12 @@ def test_text_only_sids_ignore_the_collaborative_settings(tmp_path):
 
 
 def test_a_setting_added_later_keeps_earlier_runs_current_at_its_first_value(tmp_path):
-    cfg = load_config("beauty_tiger")
+    cfg = load_config("beauty_rpg")
     spec = pipeline.SPECS["train"]
     old = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)).as_dict()
     del old["config"]["model.digit_dropout"]  # as recorded before the setting existed
     assert fingerprint.changes(old, fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))) == []
-    on = load_config("beauty_tiger", ["model.digit_dropout=0.2"])
+    on = load_config("beauty_rpg", ["model.digit_dropout=0.2"])
     assert fingerprint.changes(old, fingerprint.compute(on, tmp_path, spec.keys(on), spec.inputs(on))) == [
         "model.digit_dropout: 0.0 -> 0.2"
     ]
@@ -76,6 +76,24 @@ def test_a_setting_added_later_keeps_earlier_runs_current_at_its_first_value(tmp
         "model.dropout: '<unset>' -> 0.1"
     ]
     assert set(fingerprint.FIRST_VALUES) <= set(fingerprint.flat_config(cfg))  # every entry names a real setting
+
+
+def test_settings_only_rpg_reads_never_make_another_models_training_stale(tmp_path):
+    spec = pipeline.SPECS["train"]
+    for name in ("beauty_tiger", "beauty_sasrec"):
+        cfg = load_config(name)
+        old = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)).as_dict()
+        for key in pipeline.PARALLEL_ONLY:
+            assert f"model.{key}" not in old["config"]
+        old["config"]["model.item_loss"] = 3.0  # as recorded when the stage still named every model setting
+        moved = load_config(name, ["model.history_negatives=true", "model.repeat_bias=true", "model.item_loss=1"])
+        assert (
+            fingerprint.changes(old, fingerprint.compute(moved, tmp_path, spec.keys(moved), spec.inputs(moved))) == []
+        )
+    rpg = load_config("beauty_rpg")
+    assert {f"model.{k}" for k in pipeline.PARALLEL_ONLY} <= set(fingerprint.select(rpg, spec.keys(rpg)))
+    paper = load_config("beauty_rpg", ["model.item_loss=0"])  # no item softmax: its history options are unread
+    assert "model.repeat_bias" not in fingerprint.select(paper, spec.keys(paper))
 
 
 def test_every_stage_reads_what_its_fingerprint_names():

@@ -103,6 +103,10 @@ class ModelConfig:
     id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
     item_dropout: float = 0.0  # rpg, training: blank a history item's pooled digits, this often (not in the paper)
     digit_dropout: float = 0.0  # rpg, training: drop each of an input item's M digit embeddings (not in the paper)
+    # rpg with item_loss > 0 (off with 0): the items each position has seen are negatives of its item-level softmax
+    # too, as in a full softmax (not in the paper; without them the model ranks the history's own items high)
+    history_negatives: bool = True
+    repeat_bias: bool = True  # rpg, with history_negatives: one learned score added to items already in the history
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)

@@ -34,6 +34,8 @@ FIRST_VALUES = {
     "quantize.collab_window": 3,
     "model.item_dropout": 0.0,  # 038f958
     "model.digit_dropout": 0.0,
+    "model.history_negatives": False,
+    "model.repeat_bias": False,
 }
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(

@@ -185,9 +185,27 @@ def _sid(cfg: Config) -> bool:
     return needs_sids(cfg.model.name)
 
 
+# Model settings that only the parallel model (rpg) reads: changing them redoes no other model's training.
+PARALLEL_ONLY = (
+    "pooling",
+    "item_loss",
+    "id_embedding",
+    "item_dropout",
+    "digit_dropout",
+    "history_negatives",
+    "repeat_bias",
+)
+
+
 def _train_keys(cfg: Config) -> tuple[str, ...]:
     # Per-epoch validation reads eval.ks and eval.constrained (and eval.beam_width when valid_beam_width is 0).
-    keys = ("model", "train", "seed", "data.max_history", "eval.ks", "eval.constrained")
+    model = ("model",)
+    if model_kind(cfg.model.name) != "parallel":
+        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in PARALLEL_ONLY)
+    elif cfg.model.item_loss == 0:  # the history negatives and the repeat bias are parts of the item softmax
+        unread = ("history_negatives", "repeat_bias")
+        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in unread)
+    keys = model + ("train", "seed", "data.max_history", "eval.ks", "eval.constrained")
     keys += ("eval.beam_width",) if not cfg.train.valid_beam_width else ()
     return keys + (("quantize.levels", "quantize.codebook_size") if _sid(cfg) else ())
 

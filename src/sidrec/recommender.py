@@ -210,8 +210,10 @@ class GraphRecommender:
         inputs = item_inputs(histories, self.max_history).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logp = self.model.digit_logprobs(inputs).float()
+        bias = getattr(self.model, "repeat", None)  # the model's learned score for items already in the history
         items, scores, seen = graph_topk(
-            logp, self.model.codes, graph, k=k, beams=max(k, self.beams), steps=self.steps, gen=self.gen
-        )
+            logp, self.model.codes, graph, k=k, beams=max(k, self.beams), steps=self.steps, gen=self.gen,
+            history=inputs, repeat_bias=0.0 if bias is None else float(bias),
+        )  # fmt: skip
         self.visited = float(seen.float().mean())
         return Recommendations(items.cpu().numpy(), scores.cpu().numpy(), 0, 0)

@@ -47,6 +47,21 @@ def test_full_propagation_finds_the_exact_top1():
     assert (seen == N).all()
 
 
+def test_repeat_bias_moves_the_history_items():
+    """A model's learned repeat bias is added to the scores of the history's items, as in exact decoding."""
+    codes, vectors, logp = setup()
+    graph = item_graph(codes, vectors, edges=N)
+    full = exact(logp, codes)
+    history = full.topk(2).indices + 1  # each user's two best items are in their history
+    history = torch.cat([torch.zeros(5, 1, dtype=torch.long), history], 1)  # and a padding slot
+    gen = torch.Generator().manual_seed(0)
+    kwargs = dict(k=3, beams=4, steps=1, gen=gen, history=history, repeat_bias=-50.0)
+    items, scores, _ = graph_topk(logp, codes, graph, **kwargs)
+    ref = full.scatter_add(1, history[:, 1:] - 1, torch.full((5, 2), -50.0)).topk(3)
+    torch.testing.assert_close(scores, ref.values)
+    assert not (items[:, :, None] == history[:, None, :]).any()
+
+
 def test_sparse_graph_returns_distinct_items_and_finds_top1_on_a_small_catalogue():
     codes, vectors, logp = setup(1)
     graph = item_graph(codes, vectors, edges=20)

@@ -19,7 +19,8 @@ def tiny(seed: int = 0, **overrides) -> RPG:
     codes = np.random.default_rng(seed).integers(0, K, (N, M))
     cfg = ModelConfig(
         **{"name": "rpg", "d_model": 32, "n_heads": 2, "d_head": 16, "d_ff": 64, "n_enc_layers": 1,
-           "dropout": 0.0, "temperature": 0.1, "pooling": "mean", "item_loss": 0.0, **overrides}
+           "dropout": 0.0, "temperature": 0.1, "pooling": "mean", "item_loss": 0.0, "history_negatives": False,
+           "repeat_bias": False, **overrides}
     )  # fmt: skip
     return build_model(cfg, max_history=8, codes=codes, codebook_size=K)
 
@@ -123,6 +124,58 @@ def test_item_loss_is_the_item_softmax_over_mean_digit_logits(make_id_batch):
     assert sampled.digit.weight.grad.abs().sum() > 0
     start = tiny(item_loss=1.0, negatives=7).loss(batch).item()
     assert id_contract.check_overfits(sampled, batch, steps=200) < 0.25 * start
+
+
+@pytest.mark.parametrize("negatives", [5, 0])
+@pytest.mark.parametrize("repeat_bias", [0.0, -2.0])
+def test_history_negatives_join_each_positions_item_softmax(make_id_batch, negatives, repeat_bias):
+    """history_negatives: the items position t has seen (inputs[:, :t+1]) are extra negatives of its sampled
+    item softmax (the full softmax has them already), scored by their mean digit logit, plus the learned
+    repeat bias (repeat_bias; the target's score too when it repeats one); padding is left out."""
+    model = tiny(item_loss=1.0, negatives=negatives, history_negatives=True, repeat_bias=repeat_bias != 0).eval()
+    if model.repeat is not None:
+        model.repeat.data.fill_(repeat_bias)
+    batch = make_id_batch(n=4, n_items=N, max_len=8)
+    batch["inputs"][0, -1] = batch["targets"][0, -1]  # a repeat: the target is not its own negative
+    seen = RPG.seen_items(batch["inputs"])
+    assert torch.equal(seen[:, 2, :3], batch["inputs"][:, :3]) and (seen[:, 2, 3:] == 0).all()
+    keep = batch["targets"] > 0
+    with torch.no_grad():
+        logits = model.digit_logits(model.hidden(batch["inputs"])[keep])  # (M, P, K)
+        items = brute(logits, model.codes[1:])  # (P, N): column j is item j+1
+        y = batch["targets"][keep]
+        digit = torch.nn.functional.cross_entropy(logits.flatten(0, 1), model.codes[y].T.flatten())
+        torch.manual_seed(3)
+        neg = torch.randint(1, N + 1, (negatives,)).tolist() if negatives else list(range(1, N + 1))
+        item = []
+        for p, (target, own) in enumerate(zip(y.tolist(), seen[keep].tolist(), strict=True)):
+            score = items[p] + repeat_bias * torch.isin(torch.arange(1, N + 1), torch.tensor(own))
+            others = [i for i in neg if i != target] + ([i for i in own if i not in (0, target)] if negatives else [])
+            row = torch.cat([score[target - 1 : target], score[torch.tensor(others, dtype=torch.long) - 1]])
+            item.append(-row.log_softmax(0)[0])
+        torch.manual_seed(3)
+        torch.testing.assert_close(model.loss(batch), digit + torch.stack(item).mean(), rtol=1e-4, atol=1e-4)
+        if model.repeat is not None:  # inference: the same bias on the history's items, nothing else moves
+            inputs = batch["inputs"]
+            gap = model.score_all(inputs) - model.item_scores(model.digit_logprobs(inputs))
+            expected = torch.zeros_like(gap).scatter_(1, inputs, repeat_bias)
+            expected[:, 0] = 0.0
+            torch.testing.assert_close(gap.nan_to_num(0.0), expected)
+    with pytest.raises(ValueError, match="set model.history_negatives=true"):
+        tiny(item_loss=1.0, history_negatives=False, repeat_bias=True)
+    paper = tiny(item_loss=0.0, history_negatives=True, repeat_bias=True)  # parts of the item softmax: off
+    assert paper.repeat is None and torch.equal(paper.score_all(batch["inputs"]), tiny().score_all(batch["inputs"]))
+
+
+def test_repeat_bias_learns_that_histories_do_not_repeat(make_id_batch):
+    """On data whose targets never repeat a history item the learned bias turns negative."""
+    model = tiny(item_loss=1.0, negatives=5, history_negatives=True, repeat_bias=True)
+    batch = make_id_batch(n=8, n_items=N, max_len=8)
+    seen = RPG.seen_items(batch["inputs"])
+    batch["targets"][(seen == batch["targets"][..., None]).any(-1)] = 0  # no loss on the repeats
+    start = model.loss(batch).item()
+    assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
+    assert float(model.repeat.detach()) < -0.1
 
 
 def test_heads_start_as_identity_and_save_load_keeps_codes(tmp_path):

@@ -73,7 +73,16 @@ def _scores(logp: Tensor, tokens: Tensor) -> Tensor:
 
 
 def graph_topk(
-    logp: Tensor, codes: Tensor, graph: Tensor, *, k: int, beams: int, steps: int, gen: torch.Generator
+    logp: Tensor,
+    codes: Tensor,
+    graph: Tensor,
+    *,
+    k: int,
+    beams: int,
+    steps: int,
+    gen: torch.Generator,
+    history: Tensor | None = None,
+    repeat_bias: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Top-k items per user by beam propagation over the item graph.
 
@@ -82,6 +91,8 @@ def graph_topk(
         codes: (N+1, M) item codes; graph: (N+1, E) neighbours.
         k: items returned (<= beams); beams: items kept per step; steps: propagation steps.
         gen: CPU generator of the random start items.
+        history, repeat_bias: (B, T) item_idx whose scores get `repeat_bias` added (the model's learned
+            score for items already in the history; padding 0 matches no item).
     Returns:
         items (B, k) item_idx best first, their scores (B, k), and the distinct items scored per user (B,).
     """
@@ -93,16 +104,22 @@ def graph_topk(
     offsets = torch.arange(m, device=logp.device) * kk
     beam = torch.randint(1, n + 1, (b, beams), generator=gen).to(logp.device)  # (B, W) random start items
     visited = [beam]
+
+    def score(items: Tensor) -> Tensor:  # (B, C) item_idx -> (B, C) scores
+        out = _scores(flat, codes[items] + offsets)
+        if history is not None and repeat_bias != 0.0:
+            out = out + repeat_bias * (items[:, :, None] == history[:, None, :]).any(-1)
+        return out
+
     for _ in range(steps):
         cand = torch.cat([beam, graph[beam].flatten(1)], dim=1)  # (B, W + W*E)
         visited.append(cand)
         cand, _ = cand.sort(dim=1)
         dup = torch.zeros_like(cand, dtype=torch.bool)
         dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        score = _scores(flat, codes[cand] + offsets).masked_fill(dup, NEG_INF)  # (B, C)
-        top = score.topk(beams, dim=1)
+        top = score(cand).masked_fill(dup, NEG_INF).topk(beams, dim=1)  # of (B, C) scores
         beam = cand.gather(1, top.indices)
-    final = _scores(flat, codes[beam] + offsets)  # (B, W), distinct items
+    final = score(beam)  # (B, W), distinct items
     order = final.topk(k, dim=1)
     seen = torch.cat(visited, 1).sort(1).values
     n_seen = 1 + (seen[:, 1:] != seen[:, :-1]).sum(1)

@@ -26,13 +26,17 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def sampled_softmax_loss(positive: Tensor, negative: Tensor, neg: Tensor, y: Tensor) -> Tensor:
+def sampled_softmax_loss(
+    positive: Tensor, negative: Tensor, neg: Tensor, y: Tensor, extra: Tensor | None = None
+) -> Tensor:
     """Mean cross-entropy of each target among shared negatives.
 
     positive (P,) and negative (P, S) are the scores of the targets y (P,) and of the negatives neg (S,),
-    item ids drawn for the whole batch; a negative that is a position's own target is masked out."""
+    item ids drawn for the whole batch; a negative that is a position's own target is masked out.
+    `extra` (P, E): scores of per-position negatives (-inf where none), appended as they are."""
     negative = negative.masked_fill(neg[None, :] == y[:, None], float("-inf"))
-    return F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros_like(y))
+    parts = [positive[:, None], negative] + ([extra] if extra is not None else [])
+    return F.cross_entropy(torch.cat(parts, dim=1), torch.zeros_like(y))
 
 
 class Dropout(nn.Module):

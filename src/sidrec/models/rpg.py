@@ -29,6 +29,13 @@ item's pooled digits, so items that share codes can be told apart; the model the
 catalogue, and items are still scored from their digits alone. `item_dropout` blanks a history item's
 pooled digits in training (its position stays: the model must infer it from its neighbours, as for an
 item seen rarely in training); `digit_dropout` drops single digit embeddings of the input items.
+Also not in the paper, on in the shipped configs (parts of the item softmax: off with item_loss 0):
+`history_negatives` adds the items each position has already seen to its sampled item softmax (a full
+softmax, as our SASRec's, has them anyway), and `repeat_bias` adds one learned score to those items, in
+training and at inference (`score_all`, the graph decoder). An item's own digits make it its own nearest
+neighbour: without them 9% of Beauty's validation top-10 slots were history items, which never recur there;
+the bias learns how often history items recur (about -2.7 on Beauty: almost never) instead of masking them
+by rule.
 """
 
 from __future__ import annotations
@@ -70,6 +77,10 @@ class RPGShape:
     id_embedding: bool = False  # add a learned per-item vector to each input item's pooled digits (not in the paper)
     item_dropout: float = 0.0  # training: blank a history item's pooled digits (its position stays), not in the paper
     digit_dropout: float = 0.0  # training: drop each of an input item's M digit embeddings (inverted), not in the paper
+    history_negatives: bool = (
+        False  # item_loss > 0: the items each position has seen are negatives too (not in the paper)
+    )
+    repeat_bias: bool = False  # item_loss > 0: a learned score added to the history's items (needs history_negatives)
 
 
 class DigitHeads(nn.Module):
@@ -98,6 +109,11 @@ class RPG(nn.Module):
             raise ValueError(f"rpg needs model.item_dropout and model.digit_dropout in [0, 1), got {shape}")
         if shape.item_loss < 0 or shape.negatives < 0:
             raise ValueError(f"rpg needs model.item_loss >= 0 and model.negatives >= 0, got {shape}")
+        if shape.repeat_bias and shape.item_loss > 0 and not shape.history_negatives:
+            raise ValueError(
+                "model.repeat_bias learns from the history's items as negatives: set model.history_negatives=true "
+                "(or model.repeat_bias=false)"
+            )
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
             raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
         self.shape = shape
@@ -115,6 +131,8 @@ class RPG(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.apply(init_weights)
         self.heads = DigitHeads(m, d)  # after init_weights: stays zero (identity heads)
+        # one learned score for "already in the history" (repeat consumption), on the item score's scale
+        self.repeat = nn.Parameter(torch.zeros(())) if shape.repeat_bias and shape.item_loss > 0 else None
         self._csr: Tensor | None = None
 
     def set_codes(self, sids: Tensor) -> RPG:
@@ -193,24 +211,58 @@ class RPG(nn.Module):
         labels = self.codes[y].T  # (M, P)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())  # = mean over digits of the mean CE
         if self.shape.item_loss > 0:
-            loss = loss + self.shape.item_loss * self.item_loss(logits, labels, y)
+            seen = self.seen_items(batch["inputs"])[keep] if self.shape.history_negatives else None  # item softmax only
+            loss = loss + self.shape.item_loss * self.item_loss(logits, labels, y, seen)
         return loss
 
-    def item_loss(self, logits: Tensor, labels: Tensor, y: Tensor) -> Tensor:
+    @staticmethod
+    def seen_items(inputs: Tensor) -> Tensor:
+        """(B, T) inputs -> (B, T, T): the items position t has seen (inputs[:, :t+1]), PAD after them."""
+        t = inputs.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=inputs.device).tril()
+        return inputs[:, None, :].expand(-1, t, -1).masked_fill(~causal, PAD)
+
+    @staticmethod
+    def sampled_seen(neg: Tensor, seen: Tensor) -> Tensor:
+        """(S,) sampled item_idx, (P, T) seen item_idx -> (P, S) float: 1 where a sample is in that row of seen."""
+        uniq, inverse = torch.unique(neg, return_inverse=True)  # sorted
+        at = torch.searchsorted(uniq, seen).clamp(max=uniq.numel() - 1)  # (P, T)
+        hit = ((uniq[at] == seen) & (seen != PAD)).float()
+        return (
+            torch.zeros(seen.shape[0], uniq.numel(), device=neg.device)
+            .scatter_add_(1, at, hit)
+            .clamp(max=1)[:, inverse]
+        )
+
+    def item_loss(self, logits: Tensor, labels: Tensor, y: Tensor, seen: Tensor | None = None) -> Tensor:
         """Cross-entropy of the target items y (P,) among items scored by their mean digit logit.
 
         Scoring every item at every position is an embedding bag: the (M*K, P) logit table, one bag of M
         rows per item. The mean of an item's digit logits ranks items exactly as `item_scores` (the mean
-        of the digits' log-probabilities), since each digit's log-normaliser is shared by all items."""
+        of the digits' log-probabilities), since each digit's log-normaliser is shared by all items.
+
+        `seen` (P, S) item_idx (PAD = none): items added to the sampled negatives of each position (the history
+        so far, `history_negatives`); one equal to the position's target is left out. The full softmax has them."""
         m, p, k = logits.shape
         table = logits.permute(0, 2, 1).reshape(m * k, p)  # row m*K + code
         n = self.shape.n_items
         if self.shape.negatives == 0 or self.shape.negatives >= n:
-            scores = F.embedding_bag(self.tokens(torch.arange(1, n + 1, device=y.device)), table, mode="mean")
-            return F.cross_entropy(scores.T, y - 1)  # (P, N): column j is item j+1
+            scores = F.embedding_bag(self.tokens(torch.arange(1, n + 1, device=y.device)), table, mode="mean").T
+            if self.repeat is not None and seen is not None:
+                scores = self.with_repeat_bias(F.pad(scores, (1, 0)), seen)[:, 1:]
+            return F.cross_entropy(scores, y - 1)  # (P, N): column j is item j+1
         positive = logits.gather(2, labels[..., None]).squeeze(-1).mean(0)  # (P,)
         neg = torch.randint(1, n + 1, (self.shape.negatives,), device=y.device)
-        return sampled_softmax_loss(positive, F.embedding_bag(self.tokens(neg), table, mode="mean").T, neg, y)
+        negative = F.embedding_bag(self.tokens(neg), table, mode="mean").T  # (P, negatives)
+        if seen is not None:  # each position's own items: (M, P, S) gathered digit logits, mean over digits
+            own = logits.gather(2, self.codes[seen].permute(2, 0, 1)).mean(0)  # (P, S)
+            if self.repeat is not None:  # a seen item's score gets the repeat bias: own items, sampled, target
+                own = own + self.repeat
+                positive = positive + self.repeat * (seen == y[:, None]).any(1)
+                negative = negative + self.repeat * self.sampled_seen(neg, seen)
+            own = own.masked_fill((seen == PAD) | (seen == y[:, None]), float("-inf"))
+            return sampled_softmax_loss(positive, negative, neg, y, own)
+        return sampled_softmax_loss(positive, negative, neg, y)
 
     def digit_logprobs(self, inputs: Tensor) -> Tensor:
         """(B, T) histories -> (B, M, K) log-probabilities of every digit's codes for the next item."""
@@ -236,9 +288,17 @@ class RPG(nn.Module):
         scores[:, PAD] = float("-inf")
         return scores
 
+    def with_repeat_bias(self, scores: Tensor, history: Tensor) -> Tensor:
+        """(B, N+1) item scores + the learned repeat bias at the (B, T) history's items (padding untouched)."""
+        if self.repeat is None:
+            return scores
+        seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, history, True)
+        seen[:, PAD] = False
+        return scores + self.repeat.to(scores.dtype) * seen
+
     def score_all(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded histories -> (B, N+1) exact scores of every item (the contract of ItemRecommender)."""
-        return self.item_scores(self.digit_logprobs(inputs))
+        return self.with_repeat_bias(self.item_scores(self.digit_logprobs(inputs)), inputs)
 
     def code_vectors(self) -> Tensor:
         """(M, K, d) L2-normalised code embeddings: the item graph's similarity (decode.graph)."""
