@@ -22,11 +22,13 @@ RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 # README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
 HEADLINE = {
-    "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors)": (
-        "beauty_default_collab_seed",
-        ("RPG", "GRID RK-Means", "TIGER"),
+    "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors, history negatives and "
+    "repeat bias since 37ccbd4), AMD EPYC with AVX512-BF16 (bf16 autocast)": (
+        "beauty_default_repeat_bf16_seed",
+        ("RPG", "DiffGRM", "GRID RK-Means", "TIGER"),
     ),
-    "the same command on an AMD EPYC with AVX512-BF16 (`train.precision=auto` -> bf16 autocast)": (
+    "the default 1cfede2-37ccbd4 (no history negatives), fp32-only AMD EPYC": ("beauty_default_collab_seed", ()),
+    "the same on the AMD EPYC with AVX512-BF16 (`train.precision=auto` -> bf16 autocast)": (
         "beauty_default_collab_bf16_seed",
         (),
     ),
@@ -49,7 +51,11 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
         "beauty_rpg_seed",
         ("RPG", "DiffGRM"),
     ),
-    "RPG (`sports_rpg`), exact decoding": ("sports_rpg_collab_seed", ("RPG",)),
+    "RPG (`sports_rpg`, history negatives and repeat bias since 37ccbd4), exact decoding, AVX512-BF16 EPYC": (
+        "sports_rpg_repeat_bf16_seed",
+        ("RPG",),
+    ),
+    "RPG (`sports_rpg` 1cfede2-37ccbd4), exact decoding, fp32-only EPYC": ("sports_rpg_collab_seed", ()),
     "the same on an AMD EPYC with AVX512-BF16 (bf16 autocast)": ("sports_rpg_collab_bf16_seed", ()),
     "RPG (`sports_rpg` da3500b-1cfede2: text-only SIDs), exact decoding": ("sports_rpg_seed", ("RPG",)),
 }

@@ -1,4 +1,4 @@
-"""benchmarks/by_popularity.py: metrics per bucket of the target's training count (no model needed)."""
+"""benchmarks/by_popularity.py and history_share.py: metrics per bucket, history items in the top (no model)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ def test_per_bucket_shares_and_metrics():
     assert out["1-4"]["ndcg@3"] == pytest.approx(0.5 / np.log2(4), abs=1e-6)
     assert out["5-19"] == {"users": 0, "share": 0.0, "ndcg@3": None, "recall@3": None}
     assert out["20+"]["users"] == 1 and out["20+"]["ndcg@3"] == pytest.approx(1 / np.log2(4), abs=1e-6)
+
+
+def test_history_share_counts_slots_users_newest_and_repeats():
+    top = np.array([[5, 6, 7], [1, 2, 3], [9, 8, 7]])
+    histories = [np.array([7, 5]), np.array([4]), np.array([], dtype=np.int64)]  # user 0: both in the top, 5 newest
+    out = load_benchmark("history_share").history_share(top, np.array([6, 4, 1]), histories)
+    assert out == {"slots_in_history": round(2 / 9, 4), "users_with_one": round(1 / 3, 4),
+                   "newest_in_top": round(1 / 3, 4), "targets_repeating": round(1 / 3, 4)}  # fmt: skip
