@@ -124,8 +124,7 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         layers = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
         if m.item_loss > 0:  # the item-level softmax added to the paper's digit loss
             layers += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}{'+seen' if m.history_negatives else ''}"
-        if m.repeat_bias:
-            layers += " +repeat_bias"
+            layers += " +repeat_bias" if m.repeat_bias else ""
         if m.id_embedding:
             layers += " +id_emb"
         if m.item_dropout or m.digit_dropout:  # input dropout of whole items / of single digits
