@@ -34,8 +34,8 @@ Also not in the paper, on in the shipped configs (parts of the item softmax: off
 softmax, as our SASRec's, has them anyway), and `repeat_bias` adds one learned score to those items, in
 training and at inference (`score_all`, the graph decoder). An item's own digits make it its own nearest
 neighbour: without them 9% of Beauty's validation top-10 slots were history items, which never recur there;
-the bias learns how often history items recur (-2.8 to -3.3 on Beauty, -6.7 on Sports: almost never)
-instead of masking them by rule.
+the bias learns how far to lower them (-2.8 to -3.3 on Beauty, -6.7 on Sports) instead of masking them by
+rule, so on data with repeat purchases it may learn a smaller or positive value.
 """
 
 from __future__ import annotations
