@@ -11,19 +11,15 @@ sasrec, hstu); the ranking is the run's exact one (`score_all`), in fp32.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from sidrec import io
+from sidrec.analysis import load_finished_run, run_parser
 from sidrec.data.schema import SEQ
 from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate
-from sidrec.models import load_model, model_kind
 from sidrec.recommender import ItemRecommender
 from sidrec.report import analysis_header
 
@@ -42,19 +38,10 @@ def history_share(top: np.ndarray, targets: np.ndarray, histories: list[np.ndarr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--record", type=Path, default=None)
-    splits_help = "score only these (e.g. --splits valid while choosing a setting: never look at test)"
-    ap.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["valid"], help=splits_help)
-    args = ap.parse_args()
-    cfg = io.load_run_config(args.run_dir)
-    if model_kind(cfg.model.name) == "sid":
-        sys.exit(f"{args.run_dir}: model.name={cfg.model.name}; this script ranks with score_all (rpg, sasrec, hstu)")
-    model, _ = load_model(str(args.run_dir / io.MODEL))
-    sequences = pl.read_parquet(args.run_dir / io.SEQUENCES)
-    rec = ItemRecommender(model, max_history=cfg.data.max_history)
+    args = run_parser(__doc__, splits=("valid",)).parse_args()
+    run = load_finished_run(args.run_dir, ("parallel", "id"), "an item-ranking model (score_all)")
+    cfg, sequences = run.cfg, run.sequences
+    rec = ItemRecommender(run.model, max_history=cfg.data.max_history)
     splits = {}
     for split in args.splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)

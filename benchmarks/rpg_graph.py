@@ -12,40 +12,31 @@ number of distinct items graph decoding scores per user.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from sidrec import io
+from sidrec.analysis import load_finished_run, run_parser
 from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate
-from sidrec.models import load_model, model_kind
 from sidrec.recommender import GraphRecommender, ItemRecommender
 from sidrec.report import analysis_header
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", type=Path)
+    ap = run_parser(__doc__)
     ap.add_argument("--edges", type=int, default=None, help="neighbours per item (default: the run's eval.graph_edges)")
     ap.add_argument("--beams", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--record", type=Path, default=None)
     args = ap.parse_args()
-    cfg = io.load_run_config(args.run_dir)
-    if model_kind(cfg.model.name) != "parallel":
-        sys.exit(f"{args.run_dir}: model.name={cfg.model.name}; graph decoding needs a parallel SID model (rpg)")
+    run = load_finished_run(args.run_dir, ("parallel",), "a parallel SID model for graph decoding")
+    cfg, model = run.cfg, run.model
     e = cfg.eval
     edges, beams, steps = args.edges or e.graph_edges, args.beams or e.graph_beams, args.steps or e.graph_steps
-    model, _ = load_model(str(args.run_dir / io.MODEL))
     hist = cfg.data.max_history
-    examples = eval_examples(pl.read_parquet(args.run_dir / io.SEQUENCES), "test", hist)
+    examples = eval_examples(run.sequences, "test", hist)
     exact = ItemRecommender(model, max_history=hist)
     graph = GraphRecommender(model, max_history=hist, beams=beams, edges=edges, steps=steps, seed=cfg.seed)
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import sidrec
+from bench_scripts import load_benchmark
 from sidrec import io
 from sidrec.cli import app
 from sidrec.config import load_config, resolve_config_path
@@ -119,3 +120,21 @@ def test_collab_dim_that_breaks_the_pq_split_names_the_fix(rpg_run, tmp_path):
     copy_files(rpg_run, tmp_path, (*UPSTREAM, io.SEQUENCES))
     result = invoke("quantize", "--out", str(tmp_path), "quantize.collab_dim=4")
     assert result.exit_code == 1 and "collab_dim" in result.output and "quantize.levels=8" in result.output
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "keys"),
+    [
+        ("history_share", ["--splits", "valid"], {"splits"}),
+        ("by_popularity", ["--splits", "valid"], {"splits"}),
+        ("rpg_graph", ["--edges", "10"], {"exact", "graph_decoding", "top10_overlap"}),
+    ],
+)
+def test_analysis_scripts_write_a_record_for_a_finished_run(rpg_run, tmp_path, monkeypatch, script, args, keys):
+    record = tmp_path / f"{script}.json"
+    monkeypatch.setattr("sys.argv", [f"benchmarks/{script}.py", str(rpg_run), *args, "--record", str(record)])
+    load_benchmark(script).main()
+    out = io.load_json(record)
+    assert keys <= set(out) and out["run"] == str(rpg_run)
+    if "splits" in keys:
+        assert set(out["splits"]) == {"valid"}  # --splits valid: the test split is not scored
