@@ -2,8 +2,9 @@
 
 `by_popularity.py`, `history_share.py` and `rpg_graph.py` take the same command line (a run directory,
 `--batch-size`, `--record`, and for the first two `--splits`) and load the same things from the run: its
-config, its trained model and its sequences. They need an item-ranking model (`score_all`); a run of
-another kind stops with a message that names the run, its model and the models the script accepts.
+config, its trained model and its sequences. Each needs a kind of model (the first two an item ranker with
+`score_all`, the third RPG); a run of another kind stops with a message that names the run, its model and
+the models the script accepts.
 """
 
 from __future__ import annotations
