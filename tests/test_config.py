@@ -35,11 +35,15 @@ def test_the_default_is_beauty_rpg_and_the_tiger_family_starts_from_beauty_tiger
     assert load_config() == load_config("beauty_rpg")  # spelled out there: the default run, readable in one place
     tiger = load_config("beauty_tiger")
     assert (tiger.model.name, tiger.quantize.name, tiger.quantize.levels) == ("tiger", "rkmeans", 3)
-    for name, differs in {"beauty_rvq": "quantize", "beauty_rqvae": "quantize", "tiger_grid": "model"}.items():
+    family = {"beauty_rvq": "quantize", "beauty_rqvae": "quantize", "tiger_grid": "model", "beauty_decoder": "model"}
+    for name, differs in family.items():
         cfg = load_config(name)
-        assert cfg.train.lr == tiger.train.lr and cfg.model.name == "tiger"
+        assert cfg.train == tiger.train or name == "tiger_grid", name
+        assert cfg.model.name == ("decoder" if name == "beauty_decoder" else "tiger")
         same = [s for s in ("data", "embed", "quantize", "model", "eval") if s != differs]
         assert all(getattr(cfg, s) == getattr(tiger, s) for s in same), name
+    decoder = load_config("beauty_decoder").model  # only the generator differs: same width, depth and dropout
+    assert dataclasses.replace(decoder, name="tiger", tie_embeddings=tiger.model.tie_embeddings) == tiger.model
     toy = load_config("toy")
     assert (toy.model.name, toy.quantize.dedup, toy.train.lr) == ("tiger", "tiger", tiger.train.lr)
 
