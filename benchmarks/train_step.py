@@ -2,11 +2,15 @@
 
 `sidrec bench` times synthetic Beauty-shaped batches against Hugging Face T5; this script takes the
 real length-bucketed batches of a run directory (sequences.parquet + sids.npy of a finished
-`sidrec run`) and times variants of the step against the default, in the same process:
+`sidrec run`) and times variants of the step against the run's own config, in the same process:
 
-    python benchmarks/train_step.py runs/beauty                       # default, fused vs for-loop AdamW
-    python benchmarks/train_step.py runs/beauty --compile             # + torch.compile (inductor)
-    python benchmarks/train_step.py runs/beauty --override model.dropout=0
+    python benchmarks/train_step.py runs/tiger                        # the run's model, fused vs for-loop AdamW
+    python benchmarks/train_step.py runs/tiger --compile              # + torch.compile (inductor)
+    python benchmarks/train_step.py runs/tiger --override model.dropout=0
+    python benchmarks/train_step.py runs/tiger --override "model.name=decoder model.tie_embeddings=true"
+
+An `--override` is one variant: one or more key=value pairs separated by spaces, applied to the run's config
+(its `config.yaml`); variants that keep the run's tokenizer (e.g. another SID generator) train on the same SIDs.
 
 Variants run one after another on the same batches, in interleaved rounds (run it alone on the
 machine: timings are wall-clock), after 20 warm-up steps each; it prints each variant's best
@@ -38,6 +42,7 @@ def time_steps(cfg, run_dir: Path, steps: int, *, fused: bool = True, compile_: 
     model = parts.build().train()
     batches = list(parts.examples(model, pl.read_parquet(run_dir / io.SEQUENCES)).batches(
         cfg.train.batch_size, epoch_rng(cfg.seed, 1)))  # fmt: skip
+    batches = batches * -(-(steps + 20) // len(batches))  # a small run's epoch, repeated up to the steps asked
     opt = _optimizer(model, cfg.train)
     if not fused:  # the for-loop AdamW, same groups and hyper-parameters
         groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
@@ -65,19 +70,22 @@ def time_steps(cfg, run_dir: Path, steps: int, *, fused: bool = True, compile_: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a finished TIGER run directory (sequences.parquet, sids.npy)")
+    parser.add_argument("run_dir", type=Path, help="a finished run (config.yaml, sequences.parquet, sids.npy)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each variant's best is kept")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(dynamic=True)")
     parser.add_argument("--record", type=Path, help="also write the numbers to this JSON file")
-    parser.add_argument("--override", action="append", default=[], help="a key=value variant to time (repeatable)")
+    parser.add_argument("--override", action="append", default=[], help="key=value pairs of one variant (repeatable)")
     args = parser.parse_args()
-    base = load_config(None, [])
+    config = args.run_dir / io.CONFIG
+    if not config.exists():
+        sys.exit(f"{config}: not found; pass the directory of a finished `sidrec run` (it writes config.yaml)")
+    base = load_config(config)
     variants = {"default (fused AdamW)": dict(cfg=base), "for-loop AdamW": dict(cfg=base, fused=False)}
     if args.compile:
         variants["torch.compile"] = dict(cfg=base, compile_=True)
     for override in args.override:
-        variants[override] = dict(cfg=load_config(None, [override]))
+        variants[override] = dict(cfg=load_config(config, override.split()))
     runs: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):  # interleaved rounds, so a drift in machine speed hits every variant
         for name, kw in variants.items():

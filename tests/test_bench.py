@@ -1,4 +1,5 @@
-"""Smoke test of `sidrec bench` on tiny shapes (the GRID-size models are shrunk too, to keep it fast)."""
+"""Smoke tests of `sidrec bench` on tiny shapes (the GRID-size models are shrunk too, to keep it fast) and of
+benchmarks/train_step.py on a finished toy run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 import numpy as np
 import torch
 
-from sidrec import bench
+from bench_scripts import load_benchmark
+from sidrec import bench, io
 from sidrec.bench import ITEMS, run_bench, synthetic_sids
 from sidrec.config import load_config
 
@@ -80,3 +82,15 @@ def test_run_bench_with_rpg(monkeypatch):
     assert rpg["train_samples_per_s"] > 0 and rpg["exact_users_per_s"] > 0 and rpg["graph_users_per_s"] > 0
     assert rpg["graph_build_s"] >= 0 and rpg["train_vs_t5"] is None
     assert "top-10 users/s graph" in out
+
+
+def test_train_step_times_generators_on_a_finished_runs_batches(toy_run, tmp_path, monkeypatch):
+    """benchmarks/train_step.py starts from the run's own config; one --override may set several keys."""
+    record = tmp_path / "steps.json"
+    decoder = "model.name=decoder model.tie_embeddings=true"
+    argv = ["train_step.py", str(toy_run), "--steps", "2", "--rounds", "1", "--override", decoder, "--record"]
+    monkeypatch.setattr("sys.argv", [*argv, str(record)])
+    load_benchmark("train_step").main()
+    out = io.load_json(record)
+    assert set(out["samples_per_second"]) == {"default (fused AdamW)", "for-loop AdamW", decoder}
+    assert all(v > 0 for v in out["samples_per_second"].values()) and out["ratio_to_default"][decoder] > 0
