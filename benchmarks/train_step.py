@@ -20,6 +20,7 @@ samples/s over the rounds and the ratio to the default.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ def main() -> None:
     if args.record:
         record = {
             "benchmark": "training step variants on real batches (benchmarks/train_step.py)",
-            "command": "python " + " ".join(sys.argv),
+            "command": "python " + shlex.join(sys.argv),
             "commit": git_commit(),
             "machine": machine(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

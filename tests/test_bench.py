@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 
 import numpy as np
 import torch
@@ -94,3 +95,4 @@ def test_train_step_times_generators_on_a_finished_runs_batches(toy_run, tmp_pat
     out = io.load_json(record)
     assert set(out["samples_per_second"]) == {"default (fused AdamW)", "for-loop AdamW", decoder}
     assert all(v > 0 for v in out["samples_per_second"].values()) and out["ratio_to_default"][decoder] > 0
+    assert shlex.split(out["command"])[1:] == [*argv, str(record)]  # the command reproduces it, quoting and all
