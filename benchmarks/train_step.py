@@ -78,10 +78,8 @@ def main() -> None:
     parser.add_argument("--record", type=Path, help="also write the numbers to this JSON file")
     parser.add_argument("--override", action="append", default=[], help="key=value pairs of one variant (repeatable)")
     args = parser.parse_args()
+    base = io.load_run_config(args.run_dir)  # names the fix when this is not a run directory
     config = args.run_dir / io.CONFIG
-    if not config.exists():
-        sys.exit(f"{config}: not found; pass the directory of a finished `sidrec run` (it writes config.yaml)")
-    base = load_config(config)
     variants = {"default (fused AdamW)": dict(cfg=base), "for-loop AdamW": dict(cfg=base, fused=False)}
     if args.compile:
         variants["torch.compile"] = dict(cfg=base, compile_=True)
