@@ -37,6 +37,13 @@ HEADLINE = {
         ("GRID RK-Means", "TIGER"),
     ),
 }
+SHORT = {  # short SIDs decoded token by token (beam search), the step-based configs at full length
+    "TIGER-style encoder-decoder (`beauty_tiger`: RK-Means 3x256, 2+2 blocks, 46 epochs)": (
+        "beauty_tiger_seed",
+        ("GRID RK-Means", "TIGER"),
+    ),
+    "decoder-only (`beauty_decoder`: 4 causal blocks, tied embeddings, 46 epochs)": ("beauty_decoder_seed", ()),
+}
 BASELINES = {
     "SASRec (`beauty_sasrec`)": ("beauty_sasrec_seed", ("SASRec, tuned", "SASRec (TIGER")),
     "HSTU (`beauty_hstu`)": ("beauty_hstu_seed", ("HSTU",)),
@@ -276,6 +283,10 @@ def readme(found: list[Path]) -> None:
     print("Default run (end-to-end records only: from an empty run directory, no time cap hit):")
     print()
     summary_table(HEADLINE, runs)
+    print()
+    print("Short SIDs decoded token by token (GRID's generators at their configs' full length; same protocol):")
+    print()
+    summary_table(SHORT, runs)
     print()
     print("Item-ID baselines (same split and protocol; their configs now train step-based, these records are")
     print("from the 14.5-minute time budgets of the commits named):")

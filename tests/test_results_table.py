@@ -107,3 +107,17 @@ def test_grid_tables_come_in_grids_order_with_a_count(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(2 of 7;" in out and "rpg_ablation" not in out
     assert out.index("#### grid_t1_tokenizers") < out.index("#### grid_t8_beam")
+
+
+def test_a_group_takes_only_records_named_by_its_prefix_and_a_seed(tmp_path):
+    table = load_benchmark("results_table")
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    paths = []
+    for name in ("beauty_tiger_seed42", "beauty_tiger_rkmeans_seed42", "beauty_tiger_seed42_zen3"):
+        path = _record(tmp_path / f"{name}.json", {**defaults, "seed": 42}, 0.05, 0.04)
+        rec = json.loads(path.read_text())
+        rec.update(seed=42, date="2026-12-02T00:00:00Z", wall_seconds=60.0, dataset="beauty")
+        path.write_text(json.dumps(rec))
+        paths.append(path)
+    assert len(table.group("beauty_tiger_seed", paths)) == 1
+    assert {prefix for prefix, _ in table.SHORT.values()} == {"beauty_tiger_seed", "beauty_decoder_seed"}
