@@ -42,7 +42,10 @@ SHORT = {  # short SIDs decoded token by token (beam search), the step-based con
         "beauty_tiger_seed",
         ("GRID RK-Means", "TIGER"),
     ),
-    "decoder-only (`beauty_decoder`: 4 causal blocks, tied embeddings, 46 epochs)": ("beauty_decoder_seed", ()),
+    "decoder-only (`beauty_decoder`: 4 causal blocks, tied embeddings, 46 epochs), AVX512-BF16 EPYC, one thread": (
+        "beauty_decoder_seed",
+        (),
+    ),
 }
 BASELINES = {
     "SASRec (`beauty_sasrec`)": ("beauty_sasrec_seed", ("SASRec, tuned", "SASRec (TIGER")),
