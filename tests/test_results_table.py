@@ -120,4 +120,3 @@ def test_a_group_takes_only_records_named_by_its_prefix_and_a_seed(tmp_path):
         path.write_text(json.dumps(rec))
         paths.append(path)
     assert len(table.group("beauty_tiger_seed", paths)) == 1
-    assert {prefix for prefix, _ in table.SHORT.values()} == {"beauty_tiger_seed", "beauty_decoder_seed"}
