@@ -17,6 +17,15 @@ def _record(path: Path, config: dict, valid: float, test: float) -> Path:
     return path
 
 
+def _run_record(path: Path, config: dict, test: float, *, seed: int, date: str, **extra) -> Path:
+    """An end-to-end run's record as `summary_table` reads it (valid 0.05, one test value for every metric)."""
+    _record(path, config, 0.05, test)
+    rec = json.loads(path.read_text())
+    rec.update(seed=seed, date=date, wall_seconds=60.0, dataset="beauty", **extra)
+    path.write_text(json.dumps(rec))
+    return path
+
+
 def test_config_diff_counts_missing_keys_at_their_default():
     table = load_benchmark("results_table")
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
@@ -78,18 +87,13 @@ def test_headline_groups_take_end_to_end_records_of_one_recipe(tmp_path, capsys)
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     paths = []
     for seed, test, extra in ((42, 0.04, {}), (43, 0.06, {}), (44, 0.9, {"from_empty_dir": False})):
-        path = _record(tmp_path / f"beauty_default_seed{seed}.json", {**defaults, "seed": seed}, 0.05, test)
-        rec = json.loads(path.read_text())
-        rec.update(seed=seed, date=f"2026-11-30T00:00:{seed}Z", wall_seconds=60.0, dataset="beauty", **extra)
-        path.write_text(json.dumps(rec))
-        paths.append(path)
+        path = tmp_path / f"beauty_default_seed{seed}.json"
+        paths.append(
+            _run_record(path, {**defaults, "seed": seed}, test, seed=seed, date=f"2026-11-30T00:00:{seed}Z", **extra)
+        )
     odd = json.loads(json.dumps(defaults))
     odd["model"]["dropout"] = 0.3  # another recipe under the same name: left out of the group
-    path = _record(tmp_path / "beauty_default_seed45.json", odd, 0.05, 0.5)
-    rec = json.loads(path.read_text())
-    rec.update(seed=45, date="2026-11-29T00:00:00Z", wall_seconds=60.0, dataset="beauty")
-    path.write_text(json.dumps(rec))
-    paths.append(path)
+    paths.append(_run_record(tmp_path / "beauty_default_seed45.json", odd, 0.5, seed=45, date="2026-11-29T00:00:00Z"))
     assert [r["seed"] for r in table.group("beauty_default_seed", paths)] == [42, 43]
     table.summary_table({"default": ("beauty_default_seed", ("GRID RK-Means",))}, paths)
     out = capsys.readouterr().out
@@ -114,9 +118,7 @@ def test_a_group_takes_only_records_named_by_its_prefix_and_a_seed(tmp_path):
     defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
     paths = []
     for name in ("beauty_tiger_seed42", "beauty_tiger_rkmeans_seed42", "beauty_tiger_seed42_zen3"):
-        path = _record(tmp_path / f"{name}.json", {**defaults, "seed": 42}, 0.05, 0.04)
-        rec = json.loads(path.read_text())
-        rec.update(seed=42, date="2026-12-02T00:00:00Z", wall_seconds=60.0, dataset="beauty")
-        path.write_text(json.dumps(rec))
-        paths.append(path)
+        paths.append(
+            _run_record(tmp_path / f"{name}.json", {**defaults, "seed": 42}, 0.04, seed=42, date="2026-12-02T00:00:00Z")
+        )
     assert len(table.group("beauty_tiger_seed", paths)) == 1
