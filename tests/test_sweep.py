@@ -117,7 +117,9 @@ def test_only_runs_the_named_cells_and_writes_no_record(swept, tmp_path):
     result = CliRunner().invoke(app, [*args, "--only", "dropout/seed42", "--only", "free"])
     assert result.exit_code == 0, result.output
     # free re-evaluates base's model, so base runs too (its stages linked from tiny's base row)
-    assert "ran 3 cell(s) of third" in result.output and not list(tmp_path.iterdir())  # no partial record
+    assert "ran 3 cell(s) of third" in result.output and not (tmp_path / "third.json").exists()  # no table yet
+    assert sorted(p.name for p in (tmp_path / "cells" / "third").iterdir()) == [
+        "base_seed42.json", "dropout_seed42.json", "free_seed42.json"]  # fmt: skip
     cells = root / "runs" / "third"
     assert (cells / "dropout" / "seed42" / io.MODEL).exists() and (cells / "free" / "seed42" / io.METRICS).exists()
     assert inode(cells / "free" / "seed42" / io.MODEL) == inode(cells / "base" / "seed42" / io.MODEL)
@@ -146,3 +148,25 @@ def test_a_bad_sweep_file_names_the_problem(tmp_path):
     (tmp_path / "bad.yaml").write_text("variants:\n  a: {overrides: ['train.epoch=1']}\n")
     with pytest.raises(ValueError, match="variant a: unknown config key 'train.epoch'"):
         load_sweep(str(tmp_path / "bad.yaml"))
+
+
+def test_a_cell_record_completes_a_cell_whose_run_directory_is_gone(tmp_path):
+    """Cells finished on another machine or checkout: their committed records complete the table, nothing reruns."""
+    one = "name: one\nbase: toy\noverrides: [train.epochs=1]\nseeds: [42]\nvariants: {a: {overrides: []}}\n"
+    (tmp_path / "one.yaml").write_text(one)
+    args = ["sweep", str(tmp_path / "one.yaml"), "--record-dir", str(tmp_path / "records")]
+    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "runs"), "--only", "a"]).exit_code == 0
+    cell = tmp_path / "records" / "cells" / "one" / "a_seed42.json"
+    recorded = io.load_json(cell)
+    assert recorded["config"]["seed"] == 42 and recorded["commit"] and recorded["cell_seconds"] > 0
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "elsewhere")])  # no run directories there
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "elsewhere").exists()  # not run again
+    row = io.load_json(tmp_path / "records" / "one.json")["variants"][0]
+    assert row["seeds"]["42"]["test"] == recorded["test"] and row["seeds"]["42"]["commit"] == recorded["commit"]
+    table = (tmp_path / "records" / "one.md").read_text()
+    assert f"cells run at {recorded['commit']} on {recorded['machine']}" in table
+    (tmp_path / "one.yaml").write_text(one.replace("epochs=1", "epochs=2"))  # other settings: the record is stale
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0, result.output
+    assert io.load_json(cell)["config"] != recorded["config"] and (tmp_path / "elsewhere" / "one" / "a").is_dir()

@@ -19,6 +19,11 @@ cell's trained model and evaluates into its own directory. Variants are compared
 test is reported beside, never used to choose. The result: `<record-dir>/<name>.json` (per variant: overrides,
 per-seed valid / test metrics, mean, sample std, the seconds each cell's stages took, counting a linked stage
 at what it cost where it ran) and `<name>.md` (a table with the published row beside ours).
+
+Every finished cell also leaves a cell record, `<record-dir>/cells/<name>/<variant>_seed<N>.json` (its metrics,
+config, commit, machine, date and stage times): small enough to commit, so a table can be finished across
+machines or checkouts that do not share the run directories. A cell whose record holds the config the sweep
+gives it now counts as complete and is not run again; a record made with other settings is ignored and replaced.
 """
 
 from __future__ import annotations
@@ -183,6 +188,21 @@ def _other_cells(root: Path | None, out: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*/seed*") if p.is_dir() and out.resolve() not in p.resolve().parents)
 
 
+def cell_record_path(record_dir: Path, sweep: Sweep, variant: str, seed: int) -> Path:
+    return Path(record_dir) / "cells" / sweep.name / f"{variant}_seed{seed}.json"
+
+
+def _recorded_cell(path: Path, cfg: Config) -> dict | None:
+    """The cell's record when it was made with exactly these settings, else None (a stale one is logged)."""
+    if not path.exists():
+        return None
+    record = io.load_json(path)
+    if record.get("config") != config_to_dict(cfg):
+        logger.warning("%s: made with other settings than the sweep gives this cell now; the cell runs again", path)
+        return None
+    return record
+
+
 def select_cells(sweep: Sweep, only: list[str]) -> set[tuple[str, int]]:
     """`--only` values, each VARIANT or VARIANT/seedN, as (variant, seed) cells; an unknown name is an error.
 
@@ -227,6 +247,14 @@ def run_sweep(
             cfg = sweep.config(variant, seed)
             cell = out / variant.name / f"seed{seed}"
             key = _model_key(cfg)
+            record_path = cell_record_path(record_dir, sweep, variant.name, seed)
+            if (recorded := _recorded_cell(record_path, cfg)) is not None:  # finished here or on another machine
+                logger.info("sweep %s: %s, seed %d: complete (%s)", sweep.name, variant.name, seed, record_path)
+                results.setdefault(variant.name, {})[seed] = recorded
+                if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
+                    done.append(cell)
+                    trained.setdefault(key, cell)
+                continue
             if only is not None and (variant.name, seed) not in only:
                 if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
                     done.append(cell)  # a finished cell not selected still lends its stages to the selected ones
@@ -252,6 +280,7 @@ def run_sweep(
                 record["trained_in"] = origin
             record["stage_seconds"] = stage_seconds(cell)  # a rerun's wall is near 0: this is what the cell cost
             record["cell_seconds"] = round(sum(record["stage_seconds"].values()), 1)
+            io.save_json(record_path, record)
             done.append(cell)
             results.setdefault(variant.name, {})[seed] = record
     if only is not None:
@@ -264,6 +293,9 @@ def run_sweep(
     return rec
 
 
+CELL_KEYS = ("valid", "test", "cell_seconds", "stage_seconds", "trained_in", "eval", "commit", "machine", "date")
+
+
 def _stats(values: list[float]) -> dict:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
 
@@ -273,10 +305,7 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
     for variant in sweep.variants:
         per_seed = results.get(variant.name, {})
         row = {"name": variant.name, "overrides": list(variant.overrides), "published": variant.published}
-        row["seeds"] = {
-            str(s): {k: r.get(k) for k in ("valid", "test", "cell_seconds", "stage_seconds", "trained_in", "eval")}
-            for s, r in per_seed.items()
-        }
+        row["seeds"] = {str(s): {k: r.get(k) for k in CELL_KEYS} for s, r in per_seed.items()}
         for split in ("valid", "test"):
             row[split] = {m: _stats([r[split][m] for r in per_seed.values()]) for m in METRIC_KEYS}
         row["cell_seconds"] = _stats([r["cell_seconds"] for r in per_seed.values()])
@@ -316,9 +345,14 @@ def markdown(rec: dict) -> str:
     lines = [f"### {rec['title']}", ""]
     if rec["note"]:
         lines += [rec["note"], ""]
+    cells = [s for v in rec["variants"] for s in v["seeds"].values()]
+    made = f"commit {rec['commit']}; {rec['machine']}"
+    if all(c.get("commit") for c in cells):  # records since cell records: where each cell ran
+        commits, machines = sorted({c["commit"] for c in cells}), sorted({c["machine"] for c in cells})
+        made = f"cells run at {', '.join(commits)} on {'; '.join(machines)}; table written at {rec['commit']}"
     lines += [
         f"Base `{rec['base'] or 'defaults'}` {' '.join(rec['overrides'])}; seeds {', '.join(map(str, rec['seeds']))}; "
-        f"commit {rec['commit']}; {rec['machine']}. Chosen on validation NDCG@10: **{rec['chosen_on_validation']}**.",
+        f"{made}. Chosen on validation NDCG@10: **{rec['chosen_on_validation']}**.",
         "",
         "| variant | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | published | valid N@10 | test users/s | "
         "time per cell |",
