@@ -151,7 +151,7 @@ def sweep(
         None,
         "--only",
         help="run only this cell (VARIANT or VARIANT/seedN; repeatable), e.g. two processes side by "
-        "side; no record: a run without --only writes it once every cell is complete",
+        "side; each cell leaves its cell record, and a run without --only writes the table once all are complete",
     ),
 ) -> None:
     """Run a sweep: every (variant, seed) cell is an ordinary, resumable run; then a table next to GRID's rows."""
