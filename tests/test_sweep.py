@@ -165,7 +165,8 @@ def test_a_cell_record_completes_a_cell_whose_run_directory_is_gone(tmp_path):
     row = io.load_json(tmp_path / "records" / "one.json")["variants"][0]
     assert row["seeds"]["42"]["test"] == recorded["test"] and row["seeds"]["42"]["commit"] == recorded["commit"]
     table = (tmp_path / "records" / "one.md").read_text()
-    assert f"cells run at {recorded['commit']} on {recorded['machine']}" in table
+    where = f"{recorded['machine']}, {recorded['train']['precision']}"  # fp32 or bf16: it differs by CPU
+    assert f"cells run at {recorded['commit']} on {where}" in table
     (tmp_path / "one.yaml").write_text(one.replace("epochs=1", "epochs=2"))  # other settings: the record is stale
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0, result.output

@@ -293,7 +293,18 @@ def run_sweep(
     return rec
 
 
-CELL_KEYS = ("valid", "test", "cell_seconds", "stage_seconds", "trained_in", "eval", "commit", "machine", "date")
+CELL_KEYS = (
+    "valid",
+    "test",
+    "cell_seconds",
+    "stage_seconds",
+    "trained_in",
+    "eval",
+    "commit",
+    "machine",
+    "date",
+    "train",
+)
 
 
 def _stats(values: list[float]) -> dict:
@@ -348,7 +359,8 @@ def markdown(rec: dict) -> str:
     cells = [s for v in rec["variants"] for s in v["seeds"].values()]
     made = f"commit {rec['commit']}; {rec['machine']}"
     if all(c.get("commit") for c in cells):  # records since cell records: where each cell ran
-        commits, machines = sorted({c["commit"] for c in cells}), sorted({c["machine"] for c in cells})
+        commits = sorted({c["commit"] for c in cells})
+        machines = sorted({c["machine"] + (f", {c['train']['precision']}" if c.get("train") else "") for c in cells})
         made = f"cells run at {', '.join(commits)} on {'; '.join(machines)}; table written at {rec['commit']}"
     lines += [
         f"Base `{rec['base'] or 'defaults'}` {' '.join(rec['overrides'])}; seeds {', '.join(map(str, rec['seeds']))}; "
