@@ -248,17 +248,14 @@ def run_sweep(
             cell = out / variant.name / f"seed{seed}"
             key = _model_key(cfg)
             record_path = cell_record_path(record_dir, sweep, variant.name, seed)
-            if (recorded := _recorded_cell(record_path, cfg)) is not None:  # finished here or on another machine
-                logger.info("sweep %s: %s, seed %d: complete (%s)", sweep.name, variant.name, seed, record_path)
-                results.setdefault(variant.name, {})[seed] = recorded
+            recorded = _recorded_cell(record_path, cfg)  # finished here or on another machine
+            if recorded is not None or (only is not None and (variant.name, seed) not in only):
                 if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
-                    done.append(cell)
+                    done.append(cell)  # a finished cell not run now still lends its stages to the ones that run
                     trained.setdefault(key, cell)
-                continue
-            if only is not None and (variant.name, seed) not in only:
-                if pipeline.stage_status(pipeline.SPECS["train"], cfg, cell)[0] == "current":
-                    done.append(cell)  # a finished cell not selected still lends its stages to the selected ones
-                    trained.setdefault(key, cell)
+                if recorded is not None:
+                    logger.info("sweep %s: %s, seed %d: complete (%s)", sweep.name, variant.name, seed, record_path)
+                    results.setdefault(variant.name, {})[seed] = recorded
                 continue
             logger.info("sweep %s: %s, seed %d -> %s", sweep.name, variant.name, seed, cell)
             cell_start = time.perf_counter()
