@@ -127,6 +127,10 @@ def test_resume_with_a_changed_lr_stops(copy_of_run):
     result = invoke("train", "--out", str(copy_of_run))  # the same settings resume (every epoch is done)
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output or (copy_of_run / io.TRAIN_SUMMARY).exists()
+    summary = io.load_json(copy_of_run / io.TRAIN_SUMMARY)
+    assert len(summary["segments"]) == 1  # nothing trained now
+    trained = summary["segments"][0]["seconds"]
+    assert summary["earlier_seconds"] == trained and io.load_json(copy_of_run / io.TIMINGS)["train"] >= trained
 
 
 def test_force_recomputes_only_what_depends_on_the_change(copy_of_run):

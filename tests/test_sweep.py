@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from sidrec import io
 from sidrec.cli import app
-from sidrec.sweep import load_sweep, shipped_sweeps
+from sidrec.report import METRIC_KEYS
+from sidrec.sweep import load_sweep, markdown, shipped_sweeps
 
 SWEEP = """
 name: tiny
@@ -171,3 +172,20 @@ def test_a_cell_record_completes_a_cell_whose_run_directory_is_gone(tmp_path):
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0, result.output
     assert io.load_json(cell)["config"] != recorded["config"] and (tmp_path / "elsewhere" / "one" / "a").is_dir()
+
+
+def test_the_table_names_every_machine_a_resumed_cell_trained_on():
+    def cell(*segments):
+        train = {"precision": "fp32", "segments": [{"machine": m, "precision": "fp32"} for m in segments]}
+        metrics = {k: 0.1 for k in METRIC_KEYS}
+        return {"commit": "abc", "machine": segments[-1], "train": train, "test": metrics, "valid": metrics}
+
+    stats = {"mean": 0.1, "std": None}
+    seeds = {"42": cell("cpu A"), "43": cell("cpu A", "cpu B")}
+    variant = {"name": "a", "overrides": [], "published": None, "seeds": seeds, "valid": {"ndcg@10": stats},
+               "test": {k: stats for k in METRIC_KEYS}, "cell_seconds": {"mean": 60.0}}  # fmt: skip
+    rec = {"title": "t", "note": "", "commit": "def", "machine": "cpu C", "variants": [variant], "base": "toy",
+           "overrides": [], "seeds": [42, 43], "chosen_on_validation": "a"}  # fmt: skip
+    table = markdown(rec)
+    assert "cells run at abc on cpu A, fp32; cpu B, fp32; table written at def" in table
+    assert "1 of 2 cells resumed from a checkpoint (a resume keeps the precision)" in table

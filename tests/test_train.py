@@ -1,4 +1,5 @@
-"""The training loop: learning-rate shape, resuming from checkpoint.pt, precision choice, weight averaging."""
+"""The training loop: learning-rate shape, resuming from checkpoint.pt (one segment per call, one precision),
+precision choice, weight averaging."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from sidrec import io
 from sidrec.config import TrainConfig
-from sidrec.distributed import bf16_units
+from sidrec.distributed import bf16_units, machine
 from sidrec.models import load_model
 from sidrec.train import WeightAverage, epoch_rng, fit, lr_factor, use_bf16
 
@@ -146,6 +147,36 @@ def test_fit_resumes_from_the_checkpoint(make_tiger, tmp_path):
     assert rows[-1]["lr"] == pytest.approx(TrainConfig().lr * lr_factor(5, warmup=2, total=6, min_ratio=0.05))
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["state"]["epoch"] == 3
+
+
+def test_a_resume_adds_a_segment_that_names_its_machine_and_keeps_the_precision(make_tiger, tmp_path):
+    trainer = Trainer(make_tiger, tmp_path)
+    _, first = trainer(2)
+    assert [(s["from_epoch"], s["to_epoch"], s["precision"]) for s in first.segments] == [(0, 2, "fp32")]
+    assert first.earlier_seconds == 0 and first.segments[0]["machine"] == machine()
+    _, resumed = trainer(3)
+    assert [(s["from_epoch"], s["to_epoch"]) for s in resumed.segments] == [(0, 2), (2, 3)]
+    assert resumed.earlier_seconds == first.segments[0]["seconds"]
+    assert resumed.seconds == pytest.approx(sum(s["seconds"] for s in resumed.segments), abs=0.2)
+    with pytest.raises(ValueError, match=r"epochs 3-3 trained in fp32 on .* trains in bf16; .*retrain with --force"):
+        trainer(4, precision="bf16")  # half a run in fp32, half in bf16 would be neither
+    assert trainer.epochs_asked == [1, 2, 3]
+    _, done = trainer(3, precision="bf16")  # nothing left to train: nothing mixes
+    assert len(done.segments) == 2
+
+
+def test_a_checkpoint_without_segments_resumes_with_its_epochs_marked_not_recorded(make_tiger, tmp_path):
+    trainer = Trainer(make_tiger, tmp_path)
+    trainer(2)
+    ckpt = torch.load(tmp_path / io.CHECKPOINT, weights_only=False)
+    del ckpt["state"]["segments"]  # as written before segments were kept
+    torch.save(ckpt, tmp_path / io.CHECKPOINT)
+    _, resumed = trainer(3)
+    first, second = resumed.segments
+    assert (first["from_epoch"], first["to_epoch"], first["machine"]) == (0, 2, "not recorded")
+    assert resumed.earlier_seconds == round(ckpt["state"]["seconds"], 1) and second["precision"] == "fp32"
+    with pytest.raises(ValueError, match="epochs 3-3 trained in fp32"):  # the known part decides
+        trainer(4, precision="bf16")
 
 
 def test_fit_with_every_epoch_done_trains_nothing(make_tiger, tmp_path):

@@ -1,5 +1,6 @@
-"""Data-parallel training under `torchrun`: process-group set-up, rank-0-only work, shared decisions; and
-the CPU's native bf16 units (`bf16_units`), which decide the precision training runs in.
+"""Data-parallel training under `torchrun`: process-group set-up, rank-0-only work, shared decisions; the
+CPU's native bf16 units (`bf16_units`), which decide the precision training runs in; and `machine()`, the
+one-line description of this machine that records and checkpoints carry.
 
 `torchrun --nproc_per_node=N -m sidrec train|run ...` starts N processes with RANK / WORLD_SIZE /
 LOCAL_RANK / MASTER_ADDR / MASTER_PORT in the environment; `init()` joins them into one process group
@@ -17,7 +18,9 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import platform
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -150,6 +153,23 @@ def bf16_units() -> str:
     return "no native bf16"
 
 
+def machine() -> str:
+    """This machine in one line: CPU model and its bf16 units, cores, torch version, threads (and GPU)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    desc = f"{cpu} ({bf16_units()}), {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
 __all__ = [
     "active",
     "all_sum",
@@ -159,6 +179,7 @@ __all__ = [
     "init",
     "is_main",
     "local_rank",
+    "machine",
     "on_main",
     "rank",
     "world_size",

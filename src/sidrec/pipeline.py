@@ -140,7 +140,8 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
             redone.add(name)
             if distributed.is_main():
                 timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
-                timings[name] = round(time.perf_counter() - start, 2)
+                earlier = out.get("earlier_seconds", 0.0) if name == "train" and isinstance(out, dict) else 0.0
+                timings[name] = round(time.perf_counter() - start + earlier, 2)  # a resumed training counts whole
                 io.save_json(run_dir / io.TIMINGS, timings)
             return out
 
@@ -326,6 +327,8 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         "valid_subset": result.best_valid,
         "samples_per_second": round(result.samples_per_second, 1),
         "precision": result.precision,  # what `train.precision=auto` resolved to on this machine
+        "segments": result.segments,  # more than one: resumed from a checkpoint (each names its machine)
+        "earlier_seconds": result.earlier_seconds,  # trained before this command resumed the run
     }
     if main:
         plot_training(result.history, run_dir / io.TRAIN_PLOT)

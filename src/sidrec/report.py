@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -14,7 +12,7 @@ import torch
 
 from sidrec import io
 from sidrec.config import Config, config_to_dict
-from sidrec.distributed import bf16_units
+from sidrec.distributed import machine
 from sidrec.models import model_kind
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -40,22 +38,6 @@ PUBLISHED = {
         "RPG (KDD 2025)": (0.0314, 0.0463, 0.0216, 0.0263),
     },
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = torch.get_num_threads()
-    desc = f"{cpu} ({bf16_units()}), {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
-    if torch.cuda.is_available():
-        desc += f", GPU {torch.cuda.get_device_name(0)}"
-    return desc
 
 
 RECORDS = "benchmarks/results"  # where the tools write records, relative to the repository root
@@ -157,7 +139,16 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
     }
     if (run_dir / io.TRAIN_SUMMARY).exists():
         summary = io.load_json(run_dir / io.TRAIN_SUMMARY)
-        keys = ("epochs", "epochs_planned", "best_epoch", "steps", "train_seconds", "samples_per_second", "precision")
+        keys = (
+            "epochs",
+            "epochs_planned",
+            "best_epoch",
+            "steps",
+            "train_seconds",
+            "samples_per_second",
+            "precision",
+            "segments",
+        )
         record["train"] = {k: summary[k] for k in keys if k in summary}
         record["time_capped"] = bool(summary.get("time_capped", False))
     if sid and (run_dir / io.SID_STATS).exists():

@@ -24,6 +24,8 @@ Every finished cell also leaves a cell record, `<record-dir>/cells/<name>/<varia
 config, commit, machine, date and stage times): small enough to commit, so a table can be finished across
 machines or checkouts that do not share the run directories. A cell whose record holds the config the sweep
 gives it now counts as complete and is not run again; a record made with other settings is ignored and replaced.
+A cell stopped part-way resumes from its checkpoint; its record lists each stretch of epochs with its machine
+(`train.segments`), and the table counts the resumed cells.
 """
 
 from __future__ import annotations
@@ -344,6 +346,19 @@ def _variant_of(cell: str) -> str:
     return "/".join(Path(cell).parts[-3:-1])
 
 
+def _trained_on(cell: dict) -> list[str]:
+    """Where a cell trained, with the precision: one machine per stretch of epochs (several if resumed)."""
+    train = cell.get("train")
+    if not train:
+        return [cell["machine"]]
+    if not train.get("segments"):  # a record from before segments were kept
+        return [f"{cell['machine']}, {train['precision']}"]
+    return [
+        f"{s['machine']}, {s['precision']}" if s["machine"] != "not recorded" else "a machine not recorded"
+        for s in train["segments"]
+    ]
+
+
 def markdown(rec: dict) -> str:
     """The sweep as a table: per variant the test mean ± std, the published row, validation N@10, wall."""
 
@@ -357,8 +372,10 @@ def markdown(rec: dict) -> str:
     made = f"commit {rec['commit']}; {rec['machine']}"
     if all(c.get("commit") for c in cells):  # records since cell records: where each cell ran
         commits = sorted({c["commit"] for c in cells})
-        machines = sorted({c["machine"] + (f", {c['train']['precision']}" if c.get("train") else "") for c in cells})
+        machines = sorted({where for c in cells for where in _trained_on(c)})
         made = f"cells run at {', '.join(commits)} on {'; '.join(machines)}; table written at {rec['commit']}"
+        if resumed := sum(len(c.get("train", {}).get("segments", [])) > 1 for c in cells):
+            made += f"; {resumed} of {len(cells)} cells resumed from a checkpoint (a resume keeps the precision)"
     lines += [
         f"Base `{rec['base'] or 'defaults'}` {' '.join(rec['overrides'])}; seeds {', '.join(map(str, rec['seeds']))}; "
         f"{made}. Chosen on validation NDCG@10: **{rec['chosen_on_validation']}**.",

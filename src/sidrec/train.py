@@ -8,7 +8,9 @@ moving average of the weights (`ema`: validated and saved in place of the raw we
 Juditsky 1992), validation every `eval_every` epochs with early stopping on NDCG@10, the
 best-validation weights kept in `model.pt`,
 and the full training state in `checkpoint.pt` after every epoch, so a killed run resumes where it
-stopped (`sidrec train` / `sidrec run` again with the same run directory).
+stopped (`sidrec train` / `sidrec run` again with the same run directory). The state keeps one segment per
+call that trained (its epochs, seconds, precision, machine, date), so a resumed run says where each part
+ran; a resume never changes the precision (a run half in fp32, half in bf16 would be neither).
 
 Under torchrun (`sidrec.distributed`), the model is wrapped in DistributedDataParallel through
 `_LossOf` (DDP's hooks run on `forward`, and `loss(batch)` is the forward). Each rank trains on its
@@ -21,6 +23,7 @@ the loop state (best score, patience, the wall-clock cap) after every epoch, so 
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import logging
 import math
@@ -55,6 +58,9 @@ class TrainResult:
     time_capped: bool = False  # stopped by the `max_minutes` safety cap before the schedule ended
     precision: str = "fp32"  # what training ran in: bf16 (autocast) or fp32, `train.precision=auto` resolved here
     history: list[dict] = field(default_factory=list)
+    # one entry per call that trained (several when resumed): from_epoch, to_epoch, seconds, precision, machine, date
+    segments: list[dict] = field(default_factory=list)
+    earlier_seconds: float = 0.0  # the part of `seconds` that earlier calls trained (before a resume)
 
 
 def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
@@ -173,6 +179,20 @@ def fit(
     else:
         torch.manual_seed(seed)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device))
+    precision = "bf16" if autocast["enabled"] else "fp32"
+    if "segments" not in state:  # a checkpoint from before segments were kept: its epochs, where unknown
+        unknown = {"precision": "not recorded", "machine": "not recorded", "date": "not recorded"}
+        earlier = {"from_epoch": 0, "to_epoch": state["epoch"], "seconds": state["seconds"], **unknown}
+        state["segments"] = [earlier] if state["epoch"] else []
+    known = [s for s in state["segments"] if s["precision"] != "not recorded"]
+    if known and known[-1]["precision"] != precision and state["epoch"] < cfg.epochs:
+        last = known[-1]
+        raise ValueError(
+            f"{ckpt_path}: epochs {last['from_epoch'] + 1}-{last['to_epoch']} trained in {last['precision']} on "
+            f"{last['machine']}, but here train.precision={cfg.precision} trains in {precision}; one run keeps "
+            f"one precision: resume it on a machine where it trains in {last['precision']}, or retrain with --force"
+        )
+    earlier_seconds = sum(s["seconds"] for s in state["segments"])  # trained by earlier calls (a resume)
     start_wall = time.perf_counter() - state["seconds"]
     cap = cfg.max_minutes * 60
 
@@ -182,8 +202,15 @@ def fit(
     if capped():
         state["time_capped"] = True
     state = distributed.broadcast(state)  # rank 0's clock and checkpoint decide
+    segment_start = None  # this call's stretch of epochs is kept in the checkpoint: a resumed run says where each ran
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not state["time_capped"]:
         epoch = state["epoch"] + 1
+        if segment_start is None:
+            segment_start = state["seconds"]
+            where = {"precision": precision, "machine": distributed.machine(), "date": _now()}
+            state["segments"].append(
+                {"from_epoch": state["epoch"], "to_epoch": state["epoch"], "seconds": 0.0, **where}
+            )
         model.train()
         t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
         if world > 1:  # dropout masks: each rank its own stream, the same after a resume
@@ -261,6 +288,7 @@ def fit(
             logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - start_wall
+        state["segments"][-1].update(to_epoch=epoch, seconds=round(state["seconds"] - segment_start, 1))
         state["history"].append(row)
         if main:
             _append_log(run_dir / io.TRAIN_LOG, row)
@@ -278,9 +306,15 @@ def fit(
         samples_per_second=state["samples"] / max(seconds, 1e-9),
         steps=state["step"],
         time_capped=state["time_capped"],
-        precision="bf16" if autocast["enabled"] else "fp32",
+        precision=precision,
         history=state["history"],
+        segments=state["segments"],
+        earlier_seconds=round(earlier_seconds, 1),
     )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _save_model(path: Path, model: nn.Module, meta: dict) -> None:
