@@ -140,8 +140,8 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
             redone.add(name)
             if distributed.is_main():
                 timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
-                earlier = out.get("earlier_seconds", 0.0) if name == "train" and isinstance(out, dict) else 0.0
-                timings[name] = round(time.perf_counter() - start + earlier, 2)  # a resumed training counts whole
+                earlier = out.get("earlier_seconds", 0.0) if isinstance(out, dict) else 0.0  # resumed (train)
+                timings[name] = round(time.perf_counter() - start + earlier, 2)  # the stage counts whole
                 io.save_json(run_dir / io.TIMINGS, timings)
             return out
 
