@@ -75,6 +75,20 @@ def test_a_second_run_skips_every_cell(swept):
     assert [p.stat().st_mtime_ns for p in metrics] == before
 
 
+def test_each_record_names_the_command_that_runs_it_again(swept):
+    root, _ = swept
+    sweep_file = str(root / "tiny.yaml")
+    assert io.load_json(root / "records" / "tiny.json")["command"] == f"sidrec sweep {sweep_file}"
+    for variant in ("base", "free", "dropout"):  # free only re-evaluates base's model: its command runs both
+        command = io.load_json(root / "records" / "cells" / "tiny" / f"{variant}_seed42.json")["command"]
+        assert command == f"sidrec sweep {sweep_file} --only {variant}/seed42"
+        args = [*command.split()[1:], "--out", str(root / "runs"), "--record-dir", str(root / "records")]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and f"ran {1 + (variant == 'free')} cell(s) of tiny" in result.output
+    shipped = load_sweep("grid_t5_architecture")  # by name, not by where this checkout keeps the file
+    assert shipped.command("decoder_tied", 43) == "sidrec sweep grid_t5_architecture --only decoder_tied/seed43"
+
+
 def test_a_second_sweep_reuses_the_first_ones_trained_cell(swept):
     root, _ = swept
     (root / "other.yaml").write_text(SWEEP.replace("name: tiny", "name: other").replace("dropout: {", "gone: {"))

@@ -66,6 +66,12 @@ class Sweep:
     variants: tuple[Variant, ...]
     note: str = ""
     path: str = field(default="", compare=False)
+    source: str = field(default="", compare=False)  # what `sidrec sweep` takes: a shipped sweep's name, or the path
+
+    def command(self, variant: str | None = None, seed: int | None = None) -> str:
+        """The command that runs this sweep (or one cell of it) again, on any machine."""
+        only = f" --only {variant}/seed{seed}" if variant is not None else ""
+        return f"sidrec sweep {self.source or self.path}{only}"
 
     def config(self, variant: Variant, seed: int) -> Config:
         return load_config(self.base, [*self.overrides, *variant.overrides, f"seed={seed}"])
@@ -78,7 +84,7 @@ def shipped_sweeps() -> dict[str, Path]:
 
 def load_sweep(name_or_path: str) -> Sweep:
     """A sweep file (or the name of a shipped one), checked: every cell's config must load."""
-    path = Path(name_or_path)
+    path, source = Path(name_or_path), str(name_or_path)
     if not path.exists():
         shipped = shipped_sweeps()
         if name_or_path not in shipped:
@@ -106,6 +112,7 @@ def load_sweep(name_or_path: str) -> Sweep:
         variants=tuple(variants),
         note=str(raw.get("note", "")),
         path=str(path),
+        source=source,
     )
     for variant in sweep.variants:
         try:
@@ -267,12 +274,12 @@ def run_sweep(
                     if (old := fingerprint.stored(twin, spec.name)) is not None:
                         _adopt(spec.name, spec.outputs(cfg), twin, cell, old)
                 pipeline.evaluate_model(cfg, cell)
-                record = run_record(cfg, cell, wall_seconds=time.perf_counter() - cell_start, command="")
+                record = run_record(
+                    cfg, cell, wall_seconds=time.perf_counter() - cell_start, command=sweep.command(variant.name, seed)
+                )
             else:
                 reused = _reuse_stages(cfg, cell, done + others)
-                record = pipeline.run(
-                    cfg, cell, command=f"sidrec sweep {sweep.path} (cell {variant.name}, seed {seed})"
-                )
+                record = pipeline.run(cfg, cell, command=sweep.command(variant.name, seed))
                 record["reused_stages"] = list(reused)
                 trained.setdefault(key, cell)
             if origin := adopted(cell).get("train"):  # evaluated here, trained in another cell (also on a rerun)
@@ -328,7 +335,8 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
         "sweep": sweep.name,
         "title": sweep.title,
         "note": sweep.note,
-        "file": sweep.path,
+        "file": sweep.source or sweep.path,
+        "command": sweep.command(),
         "base": sweep.base,
         "overrides": list(sweep.overrides),
         "seeds": list(sweep.seeds),
