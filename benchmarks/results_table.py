@@ -27,6 +27,10 @@ HEADLINE = {
         "beauty_default_repeat_bf16_seed",
         ("RPG", "DiffGRM", "GRID RK-Means", "TIGER"),
     ),
+    "the same default (since 37ccbd4) on the fp32-only AMD EPYC (`train.precision=auto` -> fp32)": (
+        "beauty_default_repeat_seed",
+        (),
+    ),
     "the default 1cfede2-37ccbd4 (no history negatives), fp32-only AMD EPYC": ("beauty_default_collab_seed", ()),
     "the same on the AMD EPYC with AVX512-BF16 (`train.precision=auto` -> bf16 autocast)": (
         "beauty_default_collab_bf16_seed",
