@@ -107,12 +107,21 @@ def table(paths: list[Path]) -> None:
         rec = json.loads(path.read_text())
         test = [rec["test"][k] for k in METRIC_KEYS]
         valid = [rec["valid"][k] for k in METRIC_KEYS]
-        wall = f"{rec['wall_seconds'] / 60:.1f} min"
         print(
             f"| `{path.name}`: {rec['dataset']}, {quantizer(rec)}, {rec['model']}, seed {rec['seed']} "
             f"| {fmt(test)} | {fmt(valid)} "
-            f"| {wall} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
+            f"| {wall(rec)} | {rec['commit']} | {rec['machine']} | `{rec['command']}` |"
         )
+
+
+def wall(rec: dict) -> str:
+    """Wall time; a resumed run's wall_seconds covers its last invocation only, so say so and add its training."""
+    text = f"{rec['wall_seconds'] / 60:.1f} min"
+    segments = rec.get("train", {}).get("segments", [])
+    if len(segments) > 1:
+        trained = sum(s["seconds"] for s in segments) / 60
+        text += f" (the last of {len(segments)} invocations; training {trained:.1f} min in all)"
+    return text
 
 
 def quantizer_table(paths: list[Path]) -> None:
