@@ -117,10 +117,10 @@ def table(paths: list[Path]) -> None:
 def wall(rec: dict) -> str:
     """Wall time; a resumed run's wall_seconds covers its last invocation only, so say so and add its training."""
     text = f"{rec['wall_seconds'] / 60:.1f} min"
-    segments = rec.get("train", {}).get("segments", [])
-    if len(segments) > 1:
-        trained = sum(s["seconds"] for s in segments) / 60
-        text += f" (the last of {len(segments)} invocations; training {trained:.1f} min in all)"
+    train = rec.get("train", {})
+    if len(train.get("segments", [])) > 1:  # train_seconds already sums the segments
+        minutes = train["train_seconds"] / 60
+        text += f" (the last of {len(train['segments'])} invocations; training {minutes:.1f} min in all)"
     return text
 
 

@@ -127,7 +127,7 @@ def test_a_group_takes_only_records_named_by_its_prefix_and_a_seed(tmp_path):
 def test_wall_of_a_resumed_record_names_its_invocations_and_training_time():
     table = load_benchmark("results_table")
     segment = {"seconds": 1800.0, "precision": "fp32"}
-    resumed = {"wall_seconds": 600.0, "train": {"segments": [segment, segment, segment]}}
+    resumed = {"wall_seconds": 600.0, "train": {"segments": [segment, segment, segment], "train_seconds": 5400.0}}
     assert table.wall(resumed) == "10.0 min (the last of 3 invocations; training 90.0 min in all)"
     assert table.wall({"wall_seconds": 600.0, "train": {"segments": [segment]}}) == "10.0 min"
     assert table.wall({"wall_seconds": 90.0}) == "1.5 min"  # a record from before segments were kept
