@@ -42,7 +42,7 @@ HEADLINE = {
     ),
 }
 SHORT = {  # short SIDs decoded token by token (beam search), the step-based configs at full length
-    "TIGER-style encoder-decoder (`beauty_tiger`: RK-Means 3x256, 2+2 blocks, 46 epochs)": (
+    "TIGER-style encoder-decoder (`beauty_tiger`: RK-Means 3x256, 2+2 blocks, 46 epochs), fp32-only EPYC, 2 threads": (
         "beauty_tiger_seed",
         ("GRID RK-Means", "TIGER"),
     ),
