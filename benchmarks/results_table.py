@@ -146,7 +146,7 @@ def quantizer_table(paths: list[Path]) -> None:
             ppl,
             recon,
             str(rec["best_epoch"]),
-            f"{rec['wall_seconds'] / 60:.1f} min",
+            wall(rec),
         ]
         print("| " + " | ".join(cells) + " |")
 
@@ -162,7 +162,7 @@ def seeds_table(paths: list[Path]) -> None:
             fmt(rec["test"][k] for k in METRIC_KEYS),
             f"{rec['valid']['ndcg@10']:.4f}",
             str(rec["best_epoch"]),
-            f"{rec['wall_seconds'] / 60:.1f} min",
+            wall(rec),
             rec["commit"],
         ]
         print("| " + " | ".join(cells) + " |")
