@@ -368,6 +368,8 @@ def history(found: list[Path]) -> None:
         quantizer_table(same_model)
     groups = {
         "beauty_default_seed": "The step-based default run (`sidrec run seed=N`; RPG since 70b366a), over seeds:",
+        "beauty_tiger_seed": "The TIGER-style encoder-decoder at its config's full 46 epochs (`sidrec run beauty_tiger "
+        "seed=N`), over seeds:",
         "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
         "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",
