@@ -42,11 +42,11 @@ HEADLINE = {
     ),
 }
 SHORT = {  # short SIDs decoded token by token (beam search), the step-based configs at full length
-    "TIGER-style encoder-decoder (`beauty_tiger`: RK-Means 3x256, 2+2 blocks, 46 epochs), fp32-only EPYC, 2 threads": (
+    "TIGER-style encoder-decoder (`beauty_tiger`: RK-Means 3x256, 2+2 blocks, 46 epochs), {machine}": (
         "beauty_tiger_seed",
         ("GRID RK-Means", "TIGER"),
     ),
-    "decoder-only (`beauty_decoder`: 4 causal blocks, tied embeddings, 46 epochs), AVX512-BF16 EPYC, one thread": (
+    "decoder-only (`beauty_decoder`: 4 causal blocks, tied embeddings, 46 epochs), {machine}": (
         "beauty_decoder_seed",
         (),
     ),
@@ -153,8 +153,8 @@ def quantizer_table(paths: list[Path]) -> None:
 
 def seeds_table(paths: list[Path]) -> None:
     """One config over several seeds: each seed's test metrics, then their mean and spread."""
-    print("| seed | test R@5 / R@10 / N@5 / N@10 | valid N@10 | best epoch | wall | commit |")
-    print("|---|---|---|---|---|---|")
+    print("| seed | test R@5 / R@10 / N@5 / N@10 | valid N@10 | best epoch | wall | commit | machine |")
+    print("|---|---|---|---|---|---|---|")
     records = sorted((json.loads(p.read_text()) for p in paths), key=lambda r: r["seed"])
     for rec in records:
         cells = [
@@ -164,13 +164,14 @@ def seeds_table(paths: list[Path]) -> None:
             str(rec["best_epoch"]),
             wall(rec),
             rec["commit"],
+            machine([rec]),
         ]
         print("| " + " | ".join(cells) + " |")
     if len(records) > 1:
         columns = [[rec["test"][k] for rec in records] for k in METRIC_KEYS]
         mean = fmt(statistics.mean(c) for c in columns)
         spread = " / ".join(f"{statistics.stdev(c):.5f}" for c in columns)
-        print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | |")
+        print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | | |")
 
 
 def config_diff(config: dict, reference: dict, defaults: dict, prefix: str = "") -> dict:
@@ -273,20 +274,42 @@ def mean_std(recs: list[dict]) -> str:
     return " / ".join(cells)
 
 
+def machine(recs: list[dict]) -> str:
+    """The CPUs, thread counts and training precisions the records name, as they name them, in seed order."""
+    names: list[str] = []
+    for rec in recs:
+        parts = [p.strip() for p in rec["machine"].split(",")]
+        parts = [p for p in parts if not p.endswith(" cores") and not p.startswith("torch ")]
+        name = ", ".join(parts).replace(" 1 threads", " 1 thread")
+        if rec.get("train", {}).get("precision"):
+            name += f", {rec['train']['precision']}"
+        if name not in names:
+            names.append(name)
+    return "; ".join(names)
+
+
 def summary_table(groups: dict, paths: list[Path]) -> None:
-    """One row per group of seeds (test mean ± sample std), then the published rows it is compared with."""
+    """One row per group of seeds (test mean ± sample std), then the published rows it is compared with.
+
+    A label's `{machine}` is filled in from the records. Seeds trained at different precisions (bf16 autocast,
+    fp32) are not one spread: each precision gets its own row.
+    """
     print("| run | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± sample std) | wall (mean) | commit |")
     print("|---|---|---|---|---|")
     shown: list[str] = []
     for label, (prefix, published) in groups.items():
         recs = group(prefix, paths)
         if not recs:
-            print(f"| {label} | - | no end-to-end record yet | | |")
+            print(f"| {label.replace(', {machine}', '')} | - | no end-to-end record yet | | |")
             continue
-        wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
-        seeds = ", ".join(str(r["seed"]) for r in recs)
-        commits = ", ".join(sorted({r["commit"] for r in recs}))
-        print(f"| {label} | {seeds} | {mean_std(recs)} | {wall:.1f} min | {commits} |")
+        precisions = list(dict.fromkeys(r.get("train", {}).get("precision") for r in recs))
+        for precision in precisions:
+            part = [r for r in recs if r.get("train", {}).get("precision") == precision]
+            wall = statistics.mean(r["wall_seconds"] for r in part) / 60
+            seeds = ", ".join(str(r["seed"]) for r in part)
+            commits = ", ".join(sorted({r["commit"] for r in part}))
+            name = label.replace("{machine}", machine(part)) if "{machine}" in label else label
+            print(f"| {name} | {seeds} | {mean_std(part)} | {wall:.1f} min | {commits} |")
         dataset = recs[0]["dataset"]
         for name, nums in PUBLISHED.get(dataset, {}).items():
             if any(name.startswith(p) for p in published) and (dataset, name) not in shown:
@@ -370,6 +393,8 @@ def history(found: list[Path]) -> None:
         "beauty_default_seed": "The step-based default run (`sidrec run seed=N`; RPG since 70b366a), over seeds:",
         "beauty_tiger_seed": "The TIGER-style encoder-decoder at its config's full 46 epochs (`sidrec run beauty_tiger "
         "seed=N`), over seeds:",
+        "beauty_decoder_seed": "The decoder-only generator at its config's full 46 epochs (`sidrec run beauty_decoder "
+        "seed=N`), over seeds (one row per record; the README's table keeps bf16 and fp32 seeds apart):",
         "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
         "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",

@@ -131,3 +131,32 @@ def test_wall_of_a_resumed_record_names_its_invocations_and_training_time():
     assert table.wall(resumed) == "10.0 min (the last of 3 invocations; training 90.0 min in all)"
     assert table.wall({"wall_seconds": 600.0, "train": {"segments": [segment]}}) == "10.0 min"
     assert table.wall({"wall_seconds": 90.0}) == "1.5 min"  # a record from before segments were kept
+
+
+def test_a_group_splits_by_training_precision_and_names_the_machines_its_records_name(tmp_path, capsys):
+    table = load_benchmark("results_table")
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    runs = (
+        (42, 0.04, "AMD EPYC (AVX512-BF16), 2 cores, torch 2.13.0+cpu, 1 threads", "bf16"),
+        (43, 0.06, "AMD EPYC (no native bf16), 2 cores, torch 2.13.0+cpu, 2 threads", "fp32"),
+        (44, 0.08, "AMD EPYC (no native bf16), 2 cores, torch 2.13.0+cpu, 2 threads", "fp32"),
+    )
+    paths = [
+        _run_record(
+            tmp_path / f"beauty_decoder_seed{seed}.json",
+            {**defaults, "seed": seed},
+            test,
+            seed=seed,
+            date=f"2026-12-05T00:00:{seed}Z",
+            machine=name,
+            train={"precision": precision},
+        )
+        for seed, test, name, precision in runs
+    ]
+    table.summary_table({"decoder-only, {machine}": ("beauty_decoder_seed", ())}, paths)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows[0].startswith("| decoder-only, AMD EPYC (AVX512-BF16), 1 thread, bf16 | 42 | 0.0400 / ")
+    assert rows[1].startswith("| decoder-only, AMD EPYC (no native bf16), 2 threads, fp32 | 43, 44 | 0.0700 ± 0.0141")
+    assert len(rows) == 2
+    table.summary_table({"decoder-only, {machine}": ("beauty_moe_seed", ())}, paths)
+    assert "| decoder-only | - | no end-to-end record yet |" in capsys.readouterr().out
