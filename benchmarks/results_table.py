@@ -152,7 +152,7 @@ def quantizer_table(paths: list[Path]) -> None:
 
 
 def seeds_table(paths: list[Path]) -> None:
-    """One config over several seeds: each seed's test metrics, then their mean and spread."""
+    """One config over several seeds: each seed's test metrics, then their mean and spread (one precision only)."""
     print("| seed | test R@5 / R@10 / N@5 / N@10 | valid N@10 | best epoch | wall | commit | machine |")
     print("|---|---|---|---|---|---|---|")
     records = sorted((json.loads(p.read_text()) for p in paths), key=lambda r: r["seed"])
@@ -167,7 +167,7 @@ def seeds_table(paths: list[Path]) -> None:
             machine([rec]),
         ]
         print("| " + " | ".join(cells) + " |")
-    if len(records) > 1:
+    if len(records) > 1 and len({r.get("train", {}).get("precision") for r in records}) == 1:
         columns = [[rec["test"][k] for rec in records] for k in METRIC_KEYS]
         mean = fmt(statistics.mean(c) for c in columns)
         spread = " / ".join(f"{statistics.stdev(c):.5f}" for c in columns)
@@ -394,7 +394,7 @@ def history(found: list[Path]) -> None:
         "beauty_tiger_seed": "The TIGER-style encoder-decoder at its config's full 46 epochs (`sidrec run beauty_tiger "
         "seed=N`), over seeds:",
         "beauty_decoder_seed": "The decoder-only generator at its config's full 46 epochs (`sidrec run beauty_decoder "
-        "seed=N`), over seeds (one row per record; the README's table keeps bf16 and fp32 seeds apart):",
+        "seed=N`), over seeds (no mean across training precisions):",
         "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
         "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",

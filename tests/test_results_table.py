@@ -160,3 +160,26 @@ def test_a_group_splits_by_training_precision_and_names_the_machines_its_records
     assert len(rows) == 2
     table.summary_table({"decoder-only, {machine}": ("beauty_moe_seed", ())}, paths)
     assert "| decoder-only | - | no end-to-end record yet |" in capsys.readouterr().out
+
+
+def test_the_seed_table_gives_no_mean_across_training_precisions(tmp_path, capsys):
+    table = load_benchmark("results_table")
+    paths = []
+    for seed, precision in ((42, "bf16"), (43, "fp32"), (44, "fp32")):
+        path = _run_record(
+            tmp_path / f"beauty_decoder_seed{seed}.json",
+            {},
+            0.04,
+            seed=seed,
+            date="2026-12-05T00:00:00Z",
+            machine="AMD EPYC, 2 cores, torch 2.13.0+cpu, 2 threads",
+            train={"precision": precision},
+            best_epoch=30,
+        )
+        paths.append(path)
+    table.seeds_table(paths)
+    out = capsys.readouterr().out
+    assert "| 43 | 0.0400 / 0.0400 / 0.0400 / 0.0400 | 0.0500 | 30 | 1.0 min | abc | AMD EPYC, 2 threads, fp32 |" in out
+    assert "mean of" not in out
+    table.seeds_table(paths[1:])
+    assert "| mean of 2 (sample std) |" in capsys.readouterr().out
