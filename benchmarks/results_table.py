@@ -50,6 +50,10 @@ SHORT = {  # short SIDs decoded token by token (beam search), the step-based con
         "beauty_decoder_seed",
         (),
     ),
+    "decoder-only + MoE (`beauty_decoder model.experts=4 model.expert_top_k=2`: top-2 of 4 experts), {machine}": (
+        "beauty_decoder_moe_seed",
+        (),
+    ),
 }
 BASELINES = {
     "SASRec (`beauty_sasrec`)": ("beauty_sasrec_seed", ("SASRec, tuned", "SASRec (TIGER")),
@@ -395,6 +399,8 @@ def history(found: list[Path]) -> None:
         "seed=N`), over seeds:",
         "beauty_decoder_seed": "The decoder-only generator at its config's full 46 epochs (`sidrec run beauty_decoder "
         "seed=N`), over seeds (no mean across training precisions):",
+        "beauty_decoder_moe_seed": "The decoder-only generator with MoE (`sidrec run beauty_decoder model.experts=4 "
+        "model.expert_top_k=2 seed=N`), over seeds, resumed runs included (the README's table takes end-to-end ones):",
         "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
         "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",
