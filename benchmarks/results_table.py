@@ -171,7 +171,7 @@ def seeds_table(paths: list[Path]) -> None:
             machine([rec]),
         ]
         print("| " + " | ".join(cells) + " |")
-    if len(records) > 1 and len({r.get("train", {}).get("precision") for r in records}) == 1:
+    if len(records) > 1 and len({precision(r) for r in records}) == 1:
         columns = [[rec["test"][k] for rec in records] for k in METRIC_KEYS]
         mean = fmt(statistics.mean(c) for c in columns)
         spread = " / ".join(f"{statistics.stdev(c):.5f}" for c in columns)
@@ -278,6 +278,11 @@ def mean_std(recs: list[dict]) -> str:
     return " / ".join(cells)
 
 
+def precision(rec: dict) -> str | None:
+    """What the record's training ran in (bf16 autocast or fp32); None for records from before it was kept."""
+    return rec.get("train", {}).get("precision")
+
+
 def machine(recs: list[dict]) -> str:
     """The CPUs, thread counts and training precisions the records name, as they name them, in seed order."""
     names: list[str] = []
@@ -285,8 +290,8 @@ def machine(recs: list[dict]) -> str:
         parts = [p.strip() for p in rec["machine"].split(",")]
         parts = [p for p in parts if not p.endswith(" cores") and not p.startswith("torch ")]
         name = ", ".join(parts).replace(" 1 threads", " 1 thread")
-        if rec.get("train", {}).get("precision"):
-            name += f", {rec['train']['precision']}"
+        if precision(rec):
+            name += f", {precision(rec)}"
         if name not in names:
             names.append(name)
     return "; ".join(names)
@@ -306,9 +311,8 @@ def summary_table(groups: dict, paths: list[Path]) -> None:
         if not recs:
             print(f"| {label.replace(', {machine}', '')} | - | no end-to-end record yet | | |")
             continue
-        precisions = list(dict.fromkeys(r.get("train", {}).get("precision") for r in recs))
-        for precision in precisions:
-            part = [r for r in recs if r.get("train", {}).get("precision") == precision]
+        for kind in dict.fromkeys(precision(r) for r in recs):
+            part = [r for r in recs if precision(r) == kind]
             wall = statistics.mean(r["wall_seconds"] for r in part) / 60
             seeds = ", ".join(str(r["seed"]) for r in part)
             commits = ", ".join(sorted({r["commit"] for r in part}))
