@@ -149,6 +149,21 @@ def test_fit_resumes_from_the_checkpoint(make_tiger, tmp_path):
     assert torch.load(tmp_path / io.CHECKPOINT, weights_only=False)["state"]["epoch"] == 3
 
 
+def test_a_row_logged_after_the_checkpoint_is_dropped_when_its_epoch_is_trained_again(make_tiger, tmp_path):
+    """A kill between an epoch's log row and its checkpoint: the resume trains that epoch again, logged once."""
+    trainer = Trainer(make_tiger, tmp_path)
+    trainer(2)
+    stale = {**log_rows(tmp_path)[-1], "epoch": 3, "loss": 99.0}  # epoch 3 logged, its checkpoint never written
+    with open(tmp_path / io.TRAIN_LOG, "a") as f:
+        f.write(json.dumps(stale) + "\n")
+    trainer(3)
+    rows = log_rows(tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2, 3] and rows[-1]["loss"] != 99.0
+    (tmp_path / io.CHECKPOINT).unlink()  # no checkpoint at all: rows of a run that saved none go too
+    Trainer(make_tiger, tmp_path)(1)
+    assert [row["epoch"] for row in log_rows(tmp_path)] == [1]
+
+
 def test_a_resume_adds_a_segment_that_names_its_machine_and_keeps_the_precision(make_tiger, tmp_path):
     trainer = Trainer(make_tiger, tmp_path)
     _, first = trainer(2)

@@ -178,6 +178,8 @@ def fit(
         logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
     else:
         torch.manual_seed(seed)
+    if main:  # rows past the checkpoint (a kill between a row's append and its checkpoint) are trained again
+        _write_log(run_dir / io.TRAIN_LOG, state["history"])
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device))
     precision = "bf16" if autocast["enabled"] else "fp32"
     if "segments" not in state:  # a checkpoint from before segments were kept: its epochs, where unknown
@@ -339,6 +341,10 @@ def _save_checkpoint(
 def _append_log(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    io.write_atomic(path, lambda p: p.write_text("".join(json.dumps(row) + "\n" for row in rows)))
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
