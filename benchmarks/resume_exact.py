@@ -3,8 +3,8 @@
     python benchmarks/resume_exact.py beauty_decoder model.experts=4 model.expert_top_k=2 train.epochs=2 seed=42 \
         --work runs/resume_exact --record benchmarks/results/resume_exact_beauty_decoder_moe.json
 
-`sidrec quantize` prepares, embeds and quantizes once into WORK/inputs, which is copied to WORK/straight
-and WORK/killed. `sidrec train` trains WORK/straight without a stop. In WORK/killed the same command is
+`sidrec prepare`, `embed` and `quantize` run once into WORK/inputs, which is copied to WORK/straight and
+WORK/killed. `sidrec train` trains WORK/straight without a stop. In WORK/killed the same command is
 killed with SIGKILL (what a session's end or an out-of-memory kill does; its whole process group)
 --kill-after seconds after epoch --kill-epoch is logged, i.e. inside the next epoch, and then run again:
 it resumes from checkpoint.pt. The record compares every tensor of model.pt (the best-validation weights)
@@ -33,13 +33,13 @@ from sidrec import io
 from sidrec.report import git_commit
 
 
-def sidrec(stage: str, args: list[str], out: Path, log: Path, **popen) -> subprocess.Popen:
+def sidrec(stage: str, args: list[str], out: Path, log: Path) -> subprocess.Popen:
     """`sidrec STAGE ARGS --out OUT` in its own process group, its output appended to LOG."""
     cmd = [sys.executable, "-m", "sidrec", stage, *args, "--out", str(out)]
     with open(log, "a") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
         f.flush()
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, log: Path) -> None:
@@ -64,11 +64,11 @@ def train_killed(args: list[str], run_dir: Path, log: Path, kill_epoch: int, kil
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     else:
         sys.exit(f"training ended (rc {proc.returncode}) before the kill: --kill-epoch must be below train.epochs")
     first = time.perf_counter() - t0
-    ckpt = run_dir / io.CHECKPOINT  # absent when the kill came between epoch 1's log row and its checkpoint
+    ckpt = run_dir / io.CHECKPOINT  # absent when the kill came before the first checkpoint
     saved = torch.load(ckpt, weights_only=False)["state"]["epoch"] if ckpt.exists() else 0
     t0 = time.perf_counter()
     resumed = sidrec("train", args, run_dir, log)
