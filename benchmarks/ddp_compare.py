@@ -26,7 +26,7 @@ from sidrec.report import git_commit, machine
 
 def summarize(run_dir: Path) -> dict:
     record = io.load_json(run_dir / "record.json")
-    rows = [json.loads(line) for line in (run_dir / io.TRAIN_LOG).read_text().splitlines() if line.strip()]
+    rows = io.load_train_log(run_dir)
     cfg = io.load_run_config(run_dir)
     return dict(
         run=str(run_dir),

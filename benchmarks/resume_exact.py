@@ -17,7 +17,6 @@ precision; `train.segments` of a record names the machine of each part).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -47,18 +46,13 @@ def finish(proc: subprocess.Popen, log: Path) -> None:
         sys.exit(f"{shlex.join(proc.args)} failed (rc {proc.returncode}); its output is in {log}")
 
 
-def log_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / io.TRAIN_LOG
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def train_killed(args: list[str], run_dir: Path, log: Path, kill_epoch: int, kill_after: float) -> dict:
     """Train, SIGKILL `kill_after` s after epoch `kill_epoch` is logged, train again (a resume)."""
     t0 = time.perf_counter()
     proc = sidrec("train", args, run_dir, log)
     logged = None
     while proc.poll() is None:
-        if logged is None and any(r["epoch"] == kill_epoch for r in log_rows(run_dir)):
+        if logged is None and any(r["epoch"] == kill_epoch for r in io.load_train_log(run_dir)):
             logged = time.perf_counter()
         if logged is not None and time.perf_counter() - logged >= kill_after:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -137,7 +131,7 @@ def main() -> None:
     checkpoint = compare({k: ckpt_a.get(k) for k in state_keys}, {k: ckpt_b.get(k) for k in state_keys})
     best = compare(model_a, model_b)
     fields = ("epoch", "loss", "lr", "valid")
-    rows_a, rows_b = log_rows(a), log_rows(b)
+    rows_a, rows_b = io.load_train_log(a), io.load_train_log(b)
     epochs = [
         dict(
             epoch=ra["epoch"],

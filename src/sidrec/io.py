@@ -72,6 +72,12 @@ def load_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def load_train_log(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's train_log.jsonl, one per epoch ([] without a log)."""
+    path = Path(run_dir) / TRAIN_LOG
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     def _write(p: Path) -> None:
         with open(p, "wb") as f:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io as _bytes_io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,7 @@ def sid_section(run_dir: Path) -> str:
 def training_section(run_dir: Path) -> str:
     if not (run_dir / io.TRAIN_LOG).exists():
         return '<p class="note">No training log.</p>'
-    log = [json.loads(line) for line in (run_dir / io.TRAIN_LOG).read_text().splitlines() if line.strip()]
+    log = io.load_train_log(run_dir)
     if not log:
         return '<p class="note">The training log is empty.</p>'
     fig, ax = _figure()
