@@ -35,7 +35,8 @@ def test_rpg_run_end_to_end(rpg_run):
     assert len(np.unique(sids, axis=0)) == len(sids)  # dedup=random made every SID unique
     record = io.load_json(rpg_run / "record.json")
     assert record["model"].startswith("rpg 1L pool=concat") and "opq 8x32" in record["quantizer"]
-    assert "item_loss=3/2048+seen +repeat_bias" in record["model"]  # the default: item softmax beside the digit loss
+    assert "item_loss=3/2048 " in record["model"]  # the default: item softmax beside the digit loss
+    assert "repeat=mixture" in record["model"]  # ... and the repeat / explore mixture
     metrics = io.load_json(rpg_run / io.METRICS)
     assert 0.0 <= metrics["test"]["ndcg@10"] <= 1.0 and metrics["test_popularity_filled"] == 0
 

@@ -103,10 +103,14 @@ class ModelConfig:
     id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
     item_dropout: float = 0.0  # rpg, training: blank a history item's pooled digits, this often (not in the paper)
     digit_dropout: float = 0.0  # rpg, training: drop each of an input item's M digit embeddings (not in the paper)
-    # rpg with item_loss > 0 (off with 0): the items each position has seen are negatives of its item-level softmax
-    # too, as in a full softmax (not in the paper; without them the model ranks the history's own items high)
-    history_negatives: bool = True
-    repeat_bias: bool = True  # rpg, with history_negatives: one learned score added to items already in the history
+    # rpg, sasrec, hstu: items already in the history. mixture: a repeat / explore mixture (RepeatNet): a gate learns
+    # when the user comes back and a pointer to which history item, the model's scores rank the new items
+    # (models/repeat.py) | none: the model's scores as they are, history items ranked like any other
+    repeat: str = "mixture"
+    # rpg with repeat=none and item_loss > 0: the items each position has seen are negatives of its item-level
+    # softmax too, as in a full softmax (not in the paper), and `repeat_bias` adds one learned score to them
+    history_negatives: bool = False
+    repeat_bias: bool = False
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)

@@ -36,6 +36,7 @@ FIRST_VALUES = {
     "model.digit_dropout": 0.0,
     "model.history_negatives": False,
     "model.repeat_bias": False,
+    "model.repeat": "none",
 }
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(

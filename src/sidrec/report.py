@@ -117,6 +117,8 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         layers += f" moe{m.experts}top{m.expert_top_k}"
     if kind == "id" and m.temperature > 0:
         layers += f" cos/{m.temperature:g}"
+    if kind != "sid" and m.repeat != "none":
+        layers += f" repeat={m.repeat}"
     ffn = "" if m.name == "hstu" and not m.hstu_ffn else f" ff{m.d_ff}"  # HSTU has no MLP unless hstu_ffn
     embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
     record = {

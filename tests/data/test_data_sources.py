@@ -107,3 +107,17 @@ def test_bundled_sports_loads_with_published_counts() -> None:
     cfg = DataConfig(name="sports")
     stats = prepare(load_dataset(cfg), cfg).stats
     assert (stats["users"], stats["items"], stats["interactions"]) == (35598, 18357, 296337)
+
+
+@pytest.mark.parametrize(
+    "name, counts",
+    [("toys", (19412, 11924, 167597)), ("yelp", (30431, 20033, 316354))],
+)
+def test_bundled_toys_and_yelp_load_with_published_counts(name: str, counts: tuple[int, int, int]) -> None:
+    from sidrec.config import DataConfig
+    from sidrec.data.sources import load_dataset
+    from sidrec.data.split import prepare
+
+    cfg = DataConfig(name=name)
+    stats = prepare(load_dataset(cfg), cfg).stats
+    assert (stats["users"], stats["items"], stats["interactions"]) == counts

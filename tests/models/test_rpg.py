@@ -20,7 +20,7 @@ def tiny(seed: int = 0, **overrides) -> RPG:
     cfg = ModelConfig(
         **{"name": "rpg", "d_model": 32, "n_heads": 2, "d_head": 16, "d_ff": 64, "n_enc_layers": 1,
            "dropout": 0.0, "temperature": 0.1, "pooling": "mean", "item_loss": 0.0, "history_negatives": False,
-           "repeat_bias": False, **overrides}
+           "repeat_bias": False, "repeat": "none", **overrides}
     )  # fmt: skip
     return build_model(cfg, max_history=8, codes=codes, codebook_size=K)
 

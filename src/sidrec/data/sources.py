@@ -18,7 +18,7 @@ from sidrec.data.schema import RawDataset
 from sidrec.data.table import load_table
 
 logger = logging.getLogger(__name__)
-BUNDLED = ("beauty", "sports")
+BUNDLED = ("beauty", "sports", "toys", "yelp")
 
 
 def _normalized(cfg: DataConfig, path: Path) -> RawDataset:

@@ -16,6 +16,10 @@ Objectives (`IDShape.loss`), each averaged over the non-padding target positions
 - `bce`: the original SASRec objective: one uniform random negative per position (re-drawn when it
   equals the target; SASRec also avoids the user's other items, which we do not), binary
   cross-entropy on the positive and the negative logit.
+
+With `repeat=mixture` (`models.repeat`), the scores above are the explore part of a repeat / explore
+mixture: each objective then leaves the items already in the history out of its softmax (or its
+negatives) and skips the targets that repeat a history item, which the repeat head learns instead.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.layers import Dropout, sampled_softmax_loss
+from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_items
 
 PAD = 0
 OBJECTIVES = ("ce", "sampled", "bce")
@@ -50,6 +55,7 @@ class IDShape:
     attention: str = "math"  # SASRec: math | sdpa (layers.attend); HSTU has its own pointwise attention
     temperature: float = 0.0  # 0: dot-product scores; > 0: cosine similarity / temperature (HSTU's code: 0.05)
     hstu_ffn: bool = False  # HSTU only: add a pointwise MLP (width d_ff) after each layer
+    repeat: str = "none"  # mixture: a repeat / explore mixture over the scores (models.repeat) | none
 
 
 def check_objective(loss: str, negatives: int) -> None:
@@ -72,21 +78,24 @@ class FullSoftmaxCE(torch.autograd.Function):
     CHUNK = 128
 
     @staticmethod
-    def forward(ctx, h: Tensor, table: Tensor, y: Tensor, low: bool) -> Tensor:
+    def forward(ctx, h: Tensor, table: Tensor, y: Tensor, low: bool, seen: Tensor | None = None) -> Tensor:
+        """`seen` (M, S) item ids left out of each row's softmax (PAD = none; never the row's target)."""
+        seen = torch.zeros(h.shape[0], 1, dtype=torch.long, device=h.device) if seen is None else seen
         dtype = torch.bfloat16 if low else torch.float32
         hc, tc = h.to(dtype), table.to(dtype)
         lse = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
         for s in range(0, h.shape[0], FullSoftmaxCE.CHUNK):
             logits = (hc[s : s + FullSoftmaxCE.CHUNK] @ tc.T).float()
             logits[:, PAD] = float("-inf")
+            logits.scatter_(1, seen[s : s + FullSoftmaxCE.CHUNK], float("-inf"))
             lse[s : s + FullSoftmaxCE.CHUNK] = torch.logsumexp(logits, 1)
         positive = (hc[:, None, :] @ tc[y][:, :, None]).float().flatten()  # (M,) same rounding as logits
-        ctx.save_for_backward(hc, tc, y, lse)
+        ctx.save_for_backward(hc, tc, y, lse, seen)
         return (lse - positive).mean()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        hc, tc, y, lse = ctx.saved_tensors
+        hc, tc, y, lse, seen = ctx.saved_tensors
         m, chunk = hc.shape[0], FullSoftmaxCE.CHUNK
         grad_h = torch.empty(hc.shape, dtype=torch.float32, device=hc.device)
         grad_t = torch.zeros(tc.shape, dtype=torch.float32, device=hc.device)
@@ -94,15 +103,18 @@ class FullSoftmaxCE(torch.autograd.Function):
         for s in range(0, m, chunk):
             logits = (hc[s : s + chunk] @ tc.T).float()
             logits[:, PAD] = float("-inf")
+            logits.scatter_(1, seen[s : s + chunk], float("-inf"))
             p = logits.sub_(lse[s : s + chunk, None]).exp_()  # softmax
             p[rows[: p.shape[0]], y[s : s + chunk]] -= 1.0
             p = p.mul_(grad / m).to(tc.dtype)
             grad_h[s : s + chunk] = (p @ tc).float()
             grad_t += (p.T @ hc[s : s + chunk]).float()
-        return grad_h, grad_t, None, None
+        return grad_h, grad_t, None, None, None
 
 
-def sequence_loss(hidden: Tensor, targets: Tensor, table: Tensor, objective: str, negatives: int) -> Tensor:
+def sequence_loss(
+    hidden: Tensor, targets: Tensor, table: Tensor, objective: str, negatives: int, seen: Tensor | None = None
+) -> Tensor:
     """Next-item loss at every position whose target is not padding.
 
     Args:
@@ -111,6 +123,8 @@ def sequence_loss(hidden: Tensor, targets: Tensor, table: Tensor, objective: str
         table: (N+1, d) the item embedding table (row 0 = padding, never a valid answer).
         objective: ce | sampled | bce.
         negatives: shared negatives per batch (sampled only).
+        seen: (B, T, S) items left out of position t's softmax or negatives (PAD = none), e.g. the history so
+            far (the explore part of a repeat mixture); none may be that position's target.
     Returns:
         the scalar mean loss (0 when no position has a target).
     """
@@ -120,19 +134,22 @@ def sequence_loss(hidden: Tensor, targets: Tensor, table: Tensor, objective: str
         return hidden.sum() * 0.0
     table = table.float()
     n_items = table.shape[0] - 1
+    own = seen[keep] if seen is not None else torch.zeros(len(y), 1, dtype=torch.long, device=y.device)  # (M, S)
     if objective == "ce":
         low = torch.is_autocast_enabled(h.device.type)  # bf16 matmuls, fp32 softmax
         with torch.autocast(h.device.type, enabled=False):
-            return FullSoftmaxCE.apply(h, table, y, low)
+            return FullSoftmaxCE.apply(h, table, y, low, own)
     positive = (h * table[y]).sum(-1)  # (M,)
     if objective == "sampled":
         neg = torch.randint(1, n_items + 1, (negatives,), device=h.device)  # (S,)
-        return sampled_softmax_loss(positive, h @ table[neg].T, neg, y)
+        negative = (h @ table[neg].T).masked_fill(in_rows(neg, own), float("-inf"))
+        return sampled_softmax_loss(positive, negative, neg, y)
     if objective == "bce":
         neg = torch.randint(1, n_items + 1, y.shape, device=h.device)
         neg = torch.where(neg == y, neg % n_items + 1, neg)  # never the target itself (N >= 2)
         negative = (h * table[neg]).sum(-1)
-        return -(F.logsigmoid(positive) + F.logsigmoid(-negative)).mean()
+        counted = ~(own == neg[:, None]).any(1)  # a negative from the position's own history is not one
+        return -(F.logsigmoid(positive) + F.logsigmoid(-negative) * counted).mean()
     raise ValueError(f"unknown model.loss '{objective}'. Known: {', '.join(OBJECTIVES)}")
 
 
@@ -151,6 +168,8 @@ class IDSequenceModel(nn.Module):
         self.pos = nn.Embedding(shape.max_len, shape.d_model)  # items from the end, 0 = most recent
         self.drop = Dropout(shape.dropout)
         self.norm = nn.LayerNorm(shape.d_model)
+        check_mode(shape.repeat)
+        self.repeat_head = RepeatHead(shape.d_model, shape.max_len) if shape.repeat == "mixture" else None
 
     def embed(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded item_idx -> (B, T, d) first-layer inputs: item + position, zero at padding."""
@@ -184,17 +203,30 @@ class IDSequenceModel(nn.Module):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """batch: inputs (B, T) item_idx, targets (B, T) next item_idx (0 = ignore). Returns a scalar."""
-        h = self.query(self.hidden(batch["inputs"]))
-        return sequence_loss(h, batch["targets"], self.item_vectors(), self.shape.loss, self.shape.negatives)
+        inputs, targets = batch["inputs"], batch["targets"]
+        hidden = self.hidden(inputs)
+        s = self.shape
+        if self.repeat_head is None:
+            return sequence_loss(self.query(hidden), targets, self.item_vectors(), s.loss, s.negatives)
+        repeat_loss, is_repeat = self.repeat_head.loss(hidden, inputs, targets)
+        explore = sequence_loss(
+            self.query(hidden), targets.masked_fill(is_repeat, PAD), self.item_vectors(), s.loss, s.negatives,
+            seen=seen_items(inputs),
+        )  # fmt: skip
+        return explore + repeat_loss
 
     def score_all(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded histories -> (B, N+1) scores of every item from the last position.
 
-        Column 0 (padding) is -inf, so it never enters a top-k.
+        Column 0 (padding) is -inf, so it never enters a top-k. With a repeat head, the scores are the
+        mixture's log-probabilities (`models.repeat`).
         """
-        h = self.query(self.hidden(inputs)[:, -1].float())  # (B, d)
+        hidden = self.hidden(inputs)
+        h = self.query(hidden[:, -1].float())  # (B, d)
         with torch.autocast(h.device.type, enabled=False):  # fp32 scores: bf16 would tie many of N items
             scores = h.float() @ self.item_vectors().float().T
+            if self.repeat_head is not None:
+                return self.repeat_head.mix(scores, hidden.float(), inputs)
         scores[:, PAD] = float("-inf")
         return scores
 

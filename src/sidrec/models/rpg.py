@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights, sampled_softmax_loss
+from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_items
 
 PAD = 0
 NEG = -1e9
@@ -79,6 +80,7 @@ class RPGShape:
     digit_dropout: float = 0.0  # training: drop each of an input item's M digit embeddings (inverted), not in the paper
     history_negatives: bool = False  # item_loss > 0: each position's seen items are negatives too (not in the paper)
     repeat_bias: bool = False  # item_loss > 0: a learned score added to the history's items (needs history_negatives)
+    repeat: str = "none"  # mixture: a repeat / explore mixture over the item scores (models.repeat) | none
 
 
 class DigitHeads(nn.Module):
@@ -112,6 +114,12 @@ class RPG(nn.Module):
                 "model.repeat_bias learns from the history's items as negatives: set model.history_negatives=true "
                 "(or model.repeat_bias=false)"
             )
+        check_mode(shape.repeat)
+        if shape.repeat == "mixture" and (shape.history_negatives or shape.repeat_bias):
+            raise ValueError(
+                "model.repeat=mixture leaves the history's items out of the item softmax and learns repeats in its own "
+                "head: set model.history_negatives=false and model.repeat_bias=false (or model.repeat=none)"
+            )
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
             raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
         self.shape = shape
@@ -131,6 +139,7 @@ class RPG(nn.Module):
         self.heads = DigitHeads(m, d)  # after init_weights: stays zero (identity heads)
         # one learned score for "already in the history" (repeat consumption), on the item score's scale
         self.repeat = nn.Parameter(torch.zeros(())) if shape.repeat_bias and shape.item_loss > 0 else None
+        self.repeat_head = RepeatHead(d, shape.max_len) if shape.repeat == "mixture" else None
         self._csr: Tensor | None = None
 
     def set_codes(self, sids: Tensor) -> RPG:
@@ -198,39 +207,31 @@ class RPG(nn.Module):
 
         The paper's loss: the mean over digits of the cross-entropy of the next item's code. With
         `item_loss` > 0, plus that weight times the cross-entropy of the next item among all items (or
-        `negatives` uniform ones), each item scored as at inference: the mean of its digits' logits."""
-        targets = batch["targets"]
+        `negatives` uniform ones), each item scored as at inference: the mean of its digits' logits.
+
+        With a repeat head (`repeat=mixture`), both terms are the explore part: they skip the targets that
+        repeat a history item and leave the history's items out of the item softmax; the head learns the rest."""
+        inputs, targets = batch["inputs"], batch["targets"]
+        hidden = self.hidden(inputs)
+        head = hidden.sum() * 0.0
+        if self.repeat_head is not None:
+            head, is_repeat = self.repeat_head.loss(hidden, inputs, targets)
+            targets = targets.masked_fill(is_repeat, PAD)
         keep = targets != PAD
-        h = self.hidden(batch["inputs"])[keep]  # (P, d)
+        h = hidden[keep]  # (P, d)
         if h.shape[0] == 0:
-            return h.sum() * 0.0
+            return h.sum() * 0.0 + head
         logits = self.digit_logits(h)  # (M, P, K)
         y = targets[keep]
         labels = self.codes[y].T  # (M, P)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())  # = mean over digits of the mean CE
         if self.shape.item_loss > 0:
-            seen = self.seen_items(batch["inputs"])[keep] if self.shape.history_negatives else None  # item softmax only
+            history = self.shape.history_negatives or self.repeat_head is not None
+            seen = self.seen_items(inputs)[keep] if history else None  # item softmax only
             loss = loss + self.shape.item_loss * self.item_loss(logits, labels, y, seen)
-        return loss
+        return loss + head
 
-    @staticmethod
-    def seen_items(inputs: Tensor) -> Tensor:
-        """(B, T) inputs -> (B, T, T): the items position t has seen (inputs[:, :t+1]), PAD after them."""
-        t = inputs.shape[1]
-        causal = torch.ones(t, t, dtype=torch.bool, device=inputs.device).tril()
-        return inputs[:, None, :].expand(-1, t, -1).masked_fill(~causal, PAD)
-
-    @staticmethod
-    def sampled_seen(neg: Tensor, seen: Tensor) -> Tensor:
-        """(S,) sampled item_idx, (P, T) seen item_idx -> (P, S) float: 1 where a sample is in that row of seen."""
-        uniq, inverse = torch.unique(neg, return_inverse=True)  # sorted
-        at = torch.searchsorted(uniq, seen).clamp(max=uniq.numel() - 1)  # (P, T)
-        hit = ((uniq[at] == seen) & (seen != PAD)).float()
-        return (
-            torch.zeros(seen.shape[0], uniq.numel(), device=neg.device)
-            .scatter_add_(1, at, hit)
-            .clamp(max=1)[:, inverse]
-        )
+    seen_items = staticmethod(seen_items)
 
     def item_loss(self, logits: Tensor, labels: Tensor, y: Tensor, seen: Tensor | None = None) -> Tensor:
         """Cross-entropy of the target items y (P,) among items scored by their mean digit logit.
@@ -239,32 +240,38 @@ class RPG(nn.Module):
         rows per item. The mean of an item's digit logits ranks items exactly as `item_scores` (the mean
         of the digits' log-probabilities), since each digit's log-normaliser is shared by all items.
 
-        `seen` (P, S) item_idx (PAD = none): items added to the sampled negatives of each position (the history
-        so far, `history_negatives`); one equal to the position's target is left out. The full softmax has them."""
+        `seen` (P, S) item_idx (PAD = none), the history so far: with `history_negatives`, items added to the
+        sampled negatives of each position (one equal to the position's target is left out; the full softmax has
+        them); with a repeat head, items left out of the softmax (none is the position's target)."""
         m, p, k = logits.shape
         table = logits.permute(0, 2, 1).reshape(m * k, p)  # row m*K + code
         n = self.shape.n_items
         if self.shape.negatives == 0 or self.shape.negatives >= n:
             scores = F.embedding_bag(self.tokens(torch.arange(1, n + 1, device=y.device)), table, mode="mean").T
+            if self.repeat_head is not None and seen is not None:  # explore: the history is not a candidate
+                scores = F.pad(scores, (1, 0)).scatter(1, seen, float("-inf"))[:, 1:]
             if self.repeat is not None and seen is not None:
                 scores = self.with_repeat_bias(F.pad(scores, (1, 0)), seen)[:, 1:]
             return F.cross_entropy(scores, y - 1)  # (P, N): column j is item j+1
         positive = logits.gather(2, labels[..., None]).squeeze(-1).mean(0)  # (P,)
         neg = torch.randint(1, n + 1, (self.shape.negatives,), device=y.device)
         negative = F.embedding_bag(self.tokens(neg), table, mode="mean").T  # (P, negatives)
+        if self.repeat_head is not None and seen is not None:  # explore: the history is not a candidate
+            return sampled_softmax_loss(positive, negative.masked_fill(in_rows(neg, seen), float("-inf")), neg, y)
         if seen is not None:  # each position's own items: (M, P, S) gathered digit logits, mean over digits
             own = logits.gather(2, self.codes[seen].permute(2, 0, 1)).mean(0)  # (P, S)
             if self.repeat is not None:  # a seen item's score gets the repeat bias: own items, sampled, target
                 own = own + self.repeat
                 positive = positive + self.repeat * (seen == y[:, None]).any(1)
-                negative = negative + self.repeat * self.sampled_seen(neg, seen)
+                negative = negative + self.repeat * in_rows(neg, seen)
             own = own.masked_fill((seen == PAD) | (seen == y[:, None]), float("-inf"))
             return sampled_softmax_loss(positive, negative, neg, y, own)
         return sampled_softmax_loss(positive, negative, neg, y)
 
-    def digit_logprobs(self, inputs: Tensor) -> Tensor:
+    def digit_logprobs(self, inputs: Tensor, hidden: Tensor | None = None) -> Tensor:
         """(B, T) histories -> (B, M, K) log-probabilities of every digit's codes for the next item."""
-        return self.digit_logits(self.hidden(inputs)[:, -1]).log_softmax(-1).transpose(0, 1)
+        hidden = self.hidden(inputs) if hidden is None else hidden
+        return self.digit_logits(hidden[:, -1]).log_softmax(-1).transpose(0, 1)
 
     def _item_matrix(self) -> Tensor:
         """(N+1, M*K) sparse CSR, cached: row i holds 1/M at item i's M digit tokens (row 0, padding, is empty)."""
@@ -295,8 +302,16 @@ class RPG(nn.Module):
         return scores + self.repeat.to(scores.dtype) * seen
 
     def score_all(self, inputs: Tensor) -> Tensor:
-        """(B, T) left-padded histories -> (B, N+1) exact scores of every item (the contract of ItemRecommender)."""
-        return self.with_repeat_bias(self.item_scores(self.digit_logprobs(inputs)), inputs)
+        """(B, T) left-padded histories -> (B, N+1) exact scores of every item (the contract of ItemRecommender).
+
+        With a repeat head, the repeat / explore mixture's log-probabilities (`models.repeat`): the explore
+        part is the softmax of the item scores over the items not in the history."""
+        hidden = self.hidden(inputs)
+        scores = self.item_scores(self.digit_logprobs(inputs, hidden))
+        if self.repeat_head is not None:
+            with torch.autocast(inputs.device.type, enabled=False):
+                return self.repeat_head.mix(scores, hidden.float(), inputs)
+        return self.with_repeat_bias(scores, inputs)
 
     def code_vectors(self) -> Tensor:
         """(M, K, d) L2-normalised code embeddings: the item graph's similarity (decode.graph)."""
