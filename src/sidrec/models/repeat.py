@@ -18,10 +18,10 @@ dataset: on logs without repeats (the Amazon 5-core sets) the gate learns P(repe
 items sink below every new item; on logs with repeats (Yelp) it learns when and where users return.
 
 Deviations from RepeatNet: the host's causal Transformer outputs replace its GRU encoder; the
-pointer's score of history position j seen from position t is a scaled dot product of their
-projected outputs (RepeatNet: additive attention) plus a learned recency bias per distance t - j; the gate reads the output at t, the pointer's
-context vector, and two features of the history so far (the share of positions that repeat an
-earlier item, and 1 / its length).
+pointer's score of history position j seen from position t is a scaled dot product of their projected
+outputs (RepeatNet: additive attention) plus a learned recency bias per distance t - j; the gate reads
+the output at t, the pointer's context vector, and two features of the history so far (the share of
+positions that repeat an earlier item, and 1 / its length).
 """
 
 from __future__ import annotations
