@@ -25,11 +25,15 @@ ALLOWED: dict[str, set[str]] = {
     "flops": set(),  # arithmetic only
     # times the composed parts, like `pipeline` but writes no run directory
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
+    "baselines": BASE | {"recommender"},  # rules with no training (popular, recent items), as Recommenders
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
     # everything but the CLI
     "parts": BASE | LEAVES | COMPOSERS,  # what differs between the model kinds (model, examples, recommender)
-    "pipeline": BASE | LEAVES | COMPOSERS | {"bench", "fingerprint", "report_html", "distributed", "parts"},
+    "pipeline": BASE
+    | LEAVES
+    | COMPOSERS
+    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines"},
     "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},

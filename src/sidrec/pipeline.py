@@ -28,6 +28,7 @@ import polars as pl
 import torch
 
 from sidrec import distributed, fingerprint, io
+from sidrec.baselines import BASELINES, LABELS, item_counts, repeat_breakdown
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
@@ -370,6 +371,9 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     out: dict = {"best_epoch": meta.get("epoch"), "splits": list(splits)}
     if parts_for(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
+    counts = item_counts(train_sequences(sequences), items.height)
+    rules = {name: cls(counts) for name, cls in BASELINES.items()}
+    out["baselines"] = {name: {"label": LABELS[name]} for name in rules}
     for split in splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
         start = time.perf_counter()
@@ -380,6 +384,12 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
         out[f"{split}_users_per_second"] = round(len(examples.targets) / seconds, 1)
         out[f"{split}_invalid_beam_share"] = round(res.invalid_beam_share, 6)
         out[f"{split}_popularity_filled"] = res.filled
+        out[f"{split}_repeats"] = repeat_breakdown(res.top_items, examples.histories, examples.targets)
+        for name, rule in rules.items():  # the trivial rows, on the same examples
+            base = evaluate(rule, examples, ks=cfg.eval.ks, batch_size=4096, top_n=cfg.eval.top_n, desc=name)
+            scores = {k: round(v, 6) for k, v in base.metrics.items()}
+            scores["repeats"] = repeat_breakdown(base.top_items, examples.histories, examples.targets)
+            out["baselines"][name][split] = scores
         if split == "test":
             _write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)

@@ -166,19 +166,42 @@ def results_table(metrics: dict, dataset: str = "beauty", differs: str = "") -> 
     the published rows' full data (e.g. a user sample); it is printed under the table so that the two
     are not read as comparable.
     """
-    rows = [("sidrec (this run), valid", tuple(metrics.get("valid", {}).get(k, float("nan")) for k in METRIC_KEYS))]
+    rules = metrics.get("baselines") or metrics.get("eval", {}).get("baselines", {})  # metrics.json or a record
+
+    def numbers(scores: dict) -> tuple[float, ...]:
+        return tuple(scores.get(k, float("nan")) for k in METRIC_KEYS)
+
+    rows = []
+    for split in ("valid", "test") if metrics.get("test") else ("valid",):
+        rows.append((f"sidrec (this run), {split}", numbers(metrics.get(split, {}))))
+        rows += [(f"{r.get('label', n)}, {split}", numbers(r[split])) for n, r in rules.items() if split in r]
     if metrics.get("test"):
-        rows.append(("sidrec (this run), test", tuple(metrics["test"].get(k, float("nan")) for k in METRIC_KEYS)))
         rows += [(f"{name}, test (published, full data)", nums) for name, nums in PUBLISHED.get(dataset, {}).items()]
     width = max(len(r[0]) for r in rows) + 2
     lines = ["method".ljust(width) + "".join(k.rjust(11) for k in METRIC_KEYS)]
     lines.append("-" * len(lines[0]))
     lines += [name.ljust(width) + "".join(f"{v:11.4f}" for v in nums) for name, nums in rows]
+    lines += rule_warnings(metrics, rules)
     if not metrics.get("test"):
         lines.append("test: not scored (eval.splits=[valid]); score it once, for the setting chosen on validation")
     elif differs and PUBLISHED.get(dataset):
         lines.append(f"note: this run's data differ from the published rows' ({differs}): not comparable")
     return "\n".join(lines)
+
+
+def rule_warnings(metrics: dict, rules: dict, key: str = "ndcg@10") -> list[str]:
+    """One line per trivial rule (`baselines`) that this run does not beat on `key` (test when scored, else valid)."""
+    split = "test" if metrics.get("test") else "valid"
+    ours = metrics.get(split, {}).get(key)
+    out = []
+    for name, scores in rules.items():
+        theirs = scores.get(split, {}).get(key)
+        if ours is not None and theirs is not None and ours <= theirs:
+            out.append(
+                f"WARNING: this run's {split} {key} ({ours:.4f}) does not beat the rule '{scores.get('label', name)}' "
+                f"({theirs:.4f}): the model learned less than a rule with no training"
+            )
+    return out
 
 
 def data_difference(cfg: Config) -> str:

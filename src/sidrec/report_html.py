@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from sidrec import io
-from sidrec.report import METRIC_KEYS, PUBLISHED
+from sidrec.report import METRIC_KEYS, PUBLISHED, rule_warnings
 
 REPORT = "report.html"
 HISTORY_BUCKETS = ((1, 2), (3, 4), (5, 7), (8, 12), (13, 20), (21, 10**9))
@@ -26,7 +26,7 @@ h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1
 table { border-collapse: collapse; margin: 8px 0; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; } tr.ours { background: #eef6ee; font-weight: 600; }
 pre { background: #f6f7f9; padding: 10px; overflow-x: auto; font-size: 12px; } img { max-width: 100%; }
-.note { color: #777; }
+.note { color: #777; } .warn { color: #b00; font-weight: 600; }
 """
 
 
@@ -129,11 +129,55 @@ def metrics_section(run_dir: Path, dataset: str) -> str:
         [f"this run, {s}", *[float(metrics.get(s, {}).get(k, np.nan)) for k in METRIC_KEYS]] for s in ("valid", "test")
     ]
     classes = ["ours", "ours"]
+    for rule in metrics.get("baselines", {}).values():  # the trivial rows, same split
+        for split in ("valid", "test"):
+            if split in rule:
+                rows.append([f"{rule['label']}, {split}", *[float(rule[split].get(k, np.nan)) for k in METRIC_KEYS]])
+                classes.append("")
     for name, nums in PUBLISHED.get(dataset, {}).items():
         rows.append([f"{name}, test", *nums])
         classes.append("")
     note = "" if dataset in PUBLISHED else '<p class="note">No published rows for this dataset.</p>'
-    return _table(["method", *METRIC_KEYS], rows, classes) + note
+    flags = rule_warnings(metrics, metrics.get("baselines", {}))
+    warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in flags)
+    return _table(["method", *METRIC_KEYS], rows, classes) + warnings + note + repeats_table(metrics)
+
+
+def repeats_table(metrics: dict) -> str:
+    """Where the hits come from (test, else valid): targets in the history vs new ones, for the run and the rules."""
+    split = "test" if "test_repeats" in metrics else "valid"
+    ours = metrics.get(f"{split}_repeats")
+    if not ours:
+        return ""
+    rows = [["this run", *ours.values()]]
+    rows += [[r["label"], *r[split]["repeats"].values()] for r in metrics.get("baselines", {}).values() if split in r]
+    header = ["ranked list", "targets in history", "of those hit@10", "new targets hit@10", "top-10 slots on history"]
+    return f'<p class="note">Repeats ({split}): where the hits come from.</p>' + _table(header, rows)
+
+
+def profile_section(run_dir: Path) -> str:
+    """The data profile of `prepare` (repeats, history lengths, popularity skew), with two plots."""
+    profile = (_load(run_dir, io.DATA_STATS) or {}).get("profile")
+    if not profile or not (run_dir / io.SEQUENCES).exists():
+        return '<p class="note">No data profile (prepared by an older sidrec).</p>'
+    rows = [[k, v] for k, v in profile.items() if not isinstance(v, dict)]
+    rows += [[f"sequence length, {k}", v] for k, v in profile["sequence_length"].items()]
+    seqs = pl.read_parquet(run_dir / io.SEQUENCES)["items"].to_list()
+    lengths = np.asarray([len(s) for s in seqs])
+    counts = np.sort(np.bincount(np.concatenate([np.asarray(s) for s in seqs])))[::-1]
+    counts = counts[counts > 0]
+    fig, _ = _figure(9, 2.8)
+    fig.clf()
+    a, b = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    a.hist(np.minimum(lengths, 60), bins=np.arange(0, 62), color="tab:blue")
+    a.set_xlabel("interactions per user (60+ in the last bar)", fontsize=8)
+    a.set_ylabel("users", fontsize=8)
+    b.loglog(np.arange(1, len(counts) + 1), counts, color="tab:red")
+    b.set_xlabel("item rank by popularity", fontsize=8)
+    b.set_ylabel("interactions", fontsize=8)
+    for ax in (a, b):
+        ax.tick_params(labelsize=7)
+    return _table(["profile", "value"], rows) + _png(fig)
 
 
 def recall_by_history(run_dir: Path) -> tuple[str, list[dict]]:
@@ -204,7 +248,8 @@ def render(run_dir: str | Path) -> str:
         ("Recall by history length (test)", by_history),
         ("Training", training_section(run_dir)),
         ("Semantic IDs", sid_section(run_dir)),
-        ("Data", _table(["statistic", "value"], [[k, v] for k, v in data_stats.items()])),
+        ("Data profile", profile_section(run_dir)),
+        ("Data", _table(["statistic", "value"], [[k, v] for k, v in data_stats.items() if k != "profile"])),
         ("Speed", speed_section(run_dir)),
         ("Config", f"<pre>{html.escape(config_text)}</pre>"),
     ]

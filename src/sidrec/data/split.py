@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from sidrec.config import DataConfig
+from sidrec.data.profile import dataset_profile, log_profile
 from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, short
 from sidrec.data.text import render_texts, resolve_template, text_report
 
@@ -125,7 +126,11 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         "text": text,
         "mean_sequence_length": round(float(lengths.mean()), 3),
         "density": round(float(lengths.sum()) / (seqs.height * items.height), 6),
+        "profile": dataset_profile(
+            [np.asarray(x, dtype=np.int64) for x in seqs[SEQ].to_list()], items.height, cfg.max_history
+        ),
     }
+    log_profile(stats["profile"])
     return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
 
 

@@ -1,0 +1,90 @@
+"""The trivial rows every results table carries: rules with no training, scored on the same split.
+
+- `popular`: the items most often seen in the training histories, the same list for every user.
+- `recent`: the user's own most recent distinct items, most recent first, then the most popular
+  items not among them. On logs where users come back (Yelp, groceries, music) this rule is strong;
+  on the Amazon 5-core sets, where no target repeats a history item, it can only hit through the fill.
+
+Both follow the `Recommender` protocol (`recommend(histories, k, users)`), so `metrics.evaluate` scores
+them exactly as it scores a model. A model that does not beat them has learned nothing a rule lacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidrec.recommender import Recommendations
+
+
+def item_counts(train_seqs: list[np.ndarray], n_items: int) -> np.ndarray:
+    """(N+1,) interactions per item_idx in the training sequences (index 0, padding, stays 0)."""
+    flat = np.concatenate(train_seqs) if train_seqs else np.zeros(0, dtype=np.int64)
+    return np.bincount(flat, minlength=n_items + 1)[: n_items + 1].astype(np.float64)
+
+
+class PopularRecommender:
+    """The k most popular items for every user (ties: the smaller item_idx first)."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.ranked = np.argsort(-counts[1:], kind="stable") + 1  # item_idx, most popular first
+
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        if k > len(self.ranked):
+            raise ValueError(f"asked for {k} items per user but the catalogue has only {len(self.ranked)}")
+        top = np.broadcast_to(self.ranked[:k], (len(histories), k)).copy()
+        return Recommendations(top, np.zeros((len(histories), k)), 0, 0)
+
+
+class RecentRecommender(PopularRecommender):
+    """The user's most recent distinct items, most recent first; then popular items not yet listed."""
+
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        if k > len(self.ranked):
+            raise ValueError(f"asked for {k} items per user but the catalogue has only {len(self.ranked)}")
+        out = np.zeros((len(histories), k), dtype=np.int64)
+        filled = 0
+        head = self.ranked[: 2 * k + 64]  # enough popular items to fill k slots past any k history items
+        for row, hist in enumerate(histories):
+            recent = list(dict.fromkeys(np.asarray(hist)[::-1].tolist()))[:k]  # distinct, newest first
+            taken = set(recent)
+            fill = [int(i) for i in head if int(i) not in taken][: k - len(recent)]
+            out[row] = recent + fill
+            filled += len(fill)
+        return Recommendations(out, np.zeros((len(histories), k)), 0, filled)
+
+
+BASELINES = {"popular": PopularRecommender, "recent": RecentRecommender}  # name -> class(counts)
+LABELS = {"popular": "most popular (rule)", "recent": "recent items + popular (rule)"}
+
+
+def repeat_breakdown(top: np.ndarray, histories: list[np.ndarray], targets: np.ndarray, k: int = 10) -> dict:
+    """Where a ranked list's hits come from: targets that repeat a history item vs new ones.
+
+    Args:
+        top: (U, >= k) item_idx, best first; histories: U arrays of item_idx; targets: (U,).
+    Returns:
+        repeat_share (targets already in the history), repeat_hit@k (share of those in the top k),
+        new_hit@k (share of the other targets in the top k), history_slots@k (share of top-k slots that
+        hold a history item).
+    """
+    top = top[:, :k]
+    in_hist = np.array([t in set(h.tolist()) for h, t in zip(histories, targets, strict=True)], dtype=bool)
+    hit = (top == targets[:, None]).any(1)
+    slots = np.array([np.isin(row, h).sum() for row, h in zip(top, histories, strict=True)], dtype=np.float64)
+    n_rep, n_new = int(in_hist.sum()), int((~in_hist).sum())
+    return {
+        "repeat_share": round(float(in_hist.mean()) if len(in_hist) else 0.0, 6),
+        f"repeat_hit@{k}": round(float(hit[in_hist].mean()) if n_rep else 0.0, 6),
+        f"new_hit@{k}": round(float(hit[~in_hist].mean()) if n_new else 0.0, 6),
+        f"history_slots@{k}": round(float(slots.mean() / k) if len(slots) else 0.0, 6),
+    }
+
+
+__all__ = [
+    "BASELINES",
+    "LABELS",
+    "PopularRecommender",
+    "RecentRecommender",
+    "item_counts",
+    "repeat_breakdown",
+]
