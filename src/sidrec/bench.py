@@ -118,6 +118,7 @@ def _batches(s: _Setup, model: SIDGenerator) -> list[dict[str, Tensor]]:
         codes = torch.from_numpy(s.sids[targets[sl] - 1])
         labels = codes + torch.tensor(model.shape.offsets)
         b = {"tokens": tokens, "positions": pos, "codes": codes, "mask": (tokens != 0).long(), "labels": labels}
+        b.update(items=item_inputs(list(hists[sl]), HISTORY), target=torch.from_numpy(targets[sl]))  # a repeat head's
         out.append({k: v.to(s.device) for k, v in b.items()})
     return out
 

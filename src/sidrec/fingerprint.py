@@ -65,14 +65,32 @@ class Fingerprint:
         return {"config": self.config, "inputs": self.inputs}
 
 
-def flat_config(cfg: Config) -> dict:
-    """Every setting as a dotted key: {'seed': 42, 'data.name': 'beauty', ...}."""
+def flatten(config: dict) -> dict:
+    """A nested config dict (config.yaml, a record's `config`) as dotted keys: {'seed': 42, 'data.name': ...}."""
     out = {}
-    for section, values in config_to_dict(cfg).items():
+    for section, values in config.items():
         if isinstance(values, dict):
             out.update({f"{section}.{k}": v for k, v in values.items()})
         else:
             out[section] = values
+    return out
+
+
+def flat_config(cfg: Config) -> dict:
+    """Every setting as a dotted key: {'seed': 42, 'data.name': 'beauty', ...}."""
+    return flatten(config_to_dict(cfg))
+
+
+def differences(recorded: dict, cfg: Config, read: set[str]) -> list[str]:
+    """The settings in `read` whose value in `cfg` differs from a recorded nested config ("key: old -> new").
+
+    A key the record lacks counts with its `FIRST_VALUES` value (what the code did before the key existed)."""
+    before, now = flatten(recorded), flat_config(cfg)
+    out = []
+    for key in sorted(read):
+        a = before.get(key, FIRST_VALUES.get(key, "<unset>"))
+        if a != now.get(key, "<unset>"):
+            out.append(f"{key}: {a!r} -> {now.get(key)!r}")
     return out
 
 
@@ -156,7 +174,9 @@ __all__ = [
     "StaleRunError",
     "changes",
     "compute",
+    "differences",
     "flat_config",
+    "flatten",
     "save",
     "select",
     "stale_message",

@@ -199,17 +199,11 @@ PARALLEL_ONLY = (
 )
 
 
-# Model settings that the SID generators (tiger, decoder) do not read.
-GENERATOR_UNREAD = ("repeat",)
-
-
 def _train_keys(cfg: Config) -> tuple[str, ...]:
     # Per-epoch validation reads eval.ks and eval.constrained (and eval.beam_width when valid_beam_width is 0).
     model = ("model",)
-    kind = model_kind(cfg.model.name)
-    if kind != "parallel":
-        unread = PARALLEL_ONLY + (GENERATOR_UNREAD if kind == "sid" else ())
-        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in unread)
+    if model_kind(cfg.model.name) != "parallel":
+        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in PARALLEL_ONLY)
     elif cfg.model.item_loss == 0:  # the history negatives and the repeat bias are parts of the item softmax
         unread = ("history_negatives", "repeat_bias")
         model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in unread)

@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
@@ -99,9 +100,12 @@ class SIDRecommender:
         the ranks after every beam has placed one (GRID's alternative to TIGER's de-dup digit, Table 7).
         Each finished beam names a distinct leaf of the trie and each item lies under one leaf, so the
         items are distinct: the mapping is a vectorised gather and sort; only rows left with fewer than
-        k items take the popularity loop.
+        k items take the popularity loop. A generator with a repeat head (`model.repeat=mixture`) ranks the
+        history's items beside the generated ones by the repeat / explore mixture (`_mix`).
         """
         result = self._beams(histories, users)
+        mixing = getattr(self.model, "repeat_head", None) is not None  # models.generator.RepeatAware
+        want, k = k, max(k, self.beam_width) if mixing else k  # mixing: every beam's item, before the mixture
         leaves = result.leaves.cpu().numpy()
         scores = result.scores.cpu().numpy()
         b = len(histories)
@@ -126,6 +130,10 @@ class SIDRecommender:
         out_items[rows_rep[keep], rank[keep]] = items[keep]
         out_scores[rows_rep[keep], rank[keep]] = item_scores[keep]
         have = np.bincount(rows_rep[keep], minlength=b)
+        if mixing:
+            out_items, out_scores = self._mix(histories, users, out_items, out_scores)
+            out_items, out_scores, k = out_items[:, :want], out_scores[:, :want], want
+            have = np.isfinite(out_scores).sum(1)
         filled = 0
         for row in np.nonzero(have < k)[0]:
             seen = set(out_items[row, : have[row]].tolist())
@@ -139,6 +147,37 @@ class SIDRecommender:
                     n += 1
                     filled += 1
         return Recommendations(out_items, out_scores, invalid, filled)
+
+    @torch.no_grad()
+    def _mix(self, histories, users, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The repeat / explore mixture (models.repeat) over B rows of generated items, best first.
+
+        A history item scores log P(repeat) + log P_r(item) (the pointer summed over the item's positions); a
+        generated item not in the history scores log P(explore) + its SID's log-probability; generated items that
+        are in the history are dropped (the pointer covers them). Empty slots (score -inf) hold item 0.
+        """
+        shape = self.model.shape
+        tokens, positions = encoder_inputs(
+            histories, self.item_tokens, max_history=shape.max_history, users=users, user_tokens=shape.user_tokens
+        )
+        hist = item_inputs(histories, shape.max_history).to(self.device)  # (B, T)
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16):
+            gate, logp = self.model.repeat(tokens.to(self.device), positions.to(self.device), hist)
+        gate, p = gate.float(), logp.float().exp() * (hist != 0)
+        same = hist[:, :, None] == hist[:, None, :]  # (B, T, T)
+        later = torch.ones_like(same[0]).triu(1)  # j' > j
+        last = (hist != 0) & ~(same & later).any(-1)  # each distinct item once, at its latest position
+        p_item = (same.float() @ p[..., None]).squeeze(-1)  # (B, T): summed over the item's positions
+        repeat = torch.where(last, F.logsigmoid(gate)[:, None] + p_item.clamp(min=1e-30).log(), float("-inf"))
+        h = hist.cpu().numpy()
+        beams = np.where((items[:, :, None] == h[:, None, :]).any(-1), -np.inf, scores)
+        beams = beams + F.logsigmoid(-gate).cpu().numpy()[:, None]
+        all_items = np.concatenate([items, h], axis=1)
+        all_scores = np.concatenate([beams, repeat.cpu().numpy()], axis=1)
+        order = np.argsort(-all_scores, axis=1, kind="stable")
+        all_items, all_scores = np.take_along_axis(all_items, order, 1), np.take_along_axis(all_scores, order, 1)
+        return np.where(np.isfinite(all_scores), all_items, 0), all_scores
 
 
 class ItemRecommender:

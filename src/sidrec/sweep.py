@@ -206,8 +206,16 @@ def _recorded_cell(path: Path, cfg: Config) -> dict | None:
     if not path.exists():
         return None
     record = io.load_json(path)
-    if record.get("config") != config_to_dict(cfg):
-        logger.warning("%s: made with other settings than the sweep gives this cell now; the cell runs again", path)
+    read = set()  # the settings some stage reads (fingerprint keys), not every key of the config
+    for spec in pipeline.SPECS.values():
+        read |= set(fingerprint.select(cfg, spec.keys(cfg)))
+    changed = fingerprint.differences(record.get("config", {}), cfg, read)
+    if changed:
+        logger.warning(
+            "%s: made with other settings than the sweep gives this cell now (%s); the cell runs again",
+            path,
+            "; ".join(changed[:3]),
+        )
         return None
     return record
 

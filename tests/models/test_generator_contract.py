@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sidrec.config import ModelConfig
-from sidrec.data.batches import encoder_inputs
+from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
 from sidrec.models import KIND, build_model
 from sidrec.models.generator import SIDGenerator
@@ -22,13 +22,16 @@ from sidrec.recommender import item_token_table
 
 SIZES = (3, 3, 2)
 # every registered SID generator, plus its variants that change the output or the loss
-GENERATORS = sorted(name for name, kind in KIND.items() if kind == "sid") + ["decoder+tied", "tiger+moe", "decoder+moe"]
+GENERATORS = sorted(name for name, kind in KIND.items() if kind == "sid")
+GENERATORS += ["decoder+tied", "tiger+moe", "decoder+moe", "tiger+repeat", "decoder+repeat"]
 VARIANTS = {
     "decoder+tied": dict(name="decoder", tie_embeddings=True),
     "tiger+moe": dict(name="tiger", experts=3, expert_top_k=2),
     "decoder+moe": dict(name="decoder", experts=3, expert_top_k=1),
+    "tiger+repeat": dict(name="tiger", repeat="mixture"),  # the repeat head leaves the SID path as it is
+    "decoder+repeat": dict(name="decoder", repeat="mixture"),
 }
-TINY = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, dropout=0.0)
+TINY = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, dropout=0.0, repeat="none")
 
 
 def tiny(name: str, seed: int = 0, **overrides):
@@ -46,7 +49,9 @@ def batch(model, seed: int = 0, n: int = 8) -> dict[str, torch.Tensor]:
         hists = [rng.permutation(np.arange(1, 13))[: int(rng.integers(1, 5))] for _ in range(n)]
     tokens, positions = encoder_inputs(hists, table, max_history=4)
     codes = torch.from_numpy(np.stack([rng.integers(0, k, size=n) for k in SIZES], axis=1))
-    return {"tokens": tokens, "positions": positions, "codes": codes}
+    target = torch.tensor([int(rng.choice(np.setdiff1d(np.arange(1, 13), h))) for h in hists])  # new to the user
+    items = item_inputs(hists, 4)
+    return {"tokens": tokens, "positions": positions, "codes": codes, "items": items, "target": target}
 
 
 def fit(model, b: dict, steps: int = 150) -> float:
@@ -84,8 +89,11 @@ def test_cached_steps_equal_the_full_forward(name):
     b = batch(model)
     with torch.no_grad():
         full = model.loss(b)
-    aux = aux_loss(model)  # the load-balancing term is part of the training loss only
-    full = full if aux is None else full - model.shape.moe_aux_weight * aux
+        aux = aux_loss(model)  # the load-balancing term is part of the training loss only
+        full = full if aux is None else full - model.shape.moe_aux_weight * aux
+        if model.repeat_head is not None:  # every target is new: the SID loss covers all, beside the head's loss
+            gate, _ = model.repeat(b["tokens"], b["positions"], b["items"])
+            full = full - torch.nn.functional.softplus(gate).mean()  # BCE of the gate against "not a repeat"
     torch.testing.assert_close(-stepwise_logp(model, b).mean(), full, rtol=1e-5, atol=1e-5)
 
 

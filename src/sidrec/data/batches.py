@@ -118,7 +118,14 @@ class SIDExamples(_Batched):
             hists, self.item_tokens, max_history=self.max_history, users=users, user_tokens=self.user_tokens
         )
         codes = torch.from_numpy(self.sids[targets - 1])  # (B, L)
-        return {"tokens": tokens.to(device), "positions": pos.to(device), "codes": codes.to(device)}
+        items = item_inputs(hists, self.max_history)  # (B, T) the same histories by item_idx (a repeat head's)
+        return {
+            "tokens": tokens.to(device),
+            "positions": pos.to(device),
+            "codes": codes.to(device),
+            "items": items.to(device),
+            "target": torch.from_numpy(targets).to(device),
+        }
 
     def loss_terms(self, batch: dict[str, Tensor]) -> int:
         """The terms a model's mean loss averages over: one per example (all L levels each)."""

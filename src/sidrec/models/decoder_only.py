@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.generator import NEG, PAD, SIDShape
+from sidrec.models.generator import NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
+from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,7 @@ class DecoderCache(NamedTuple):
 
 def left_pad(tokens: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
     """Right-padded (B, S) rows -> left-padded rows, so every row's last real token is at index S - 1."""
-    s = tokens.shape[1]
-    lengths = (tokens != PAD).sum(1, keepdim=True)
-    index = (torch.arange(s, device=tokens.device)[None] - (s - lengths)) % s  # out[j] = in[j - shift]
+    index = left_pad_index(tokens)
     return tokens.gather(1, index), positions.gather(1, index)
 
 
@@ -81,6 +80,8 @@ class DecoderOnly(nn.Module):
             level_of[start : start + size] = level
         self.register_buffer("level_of", level_of, persistent=False)
         self.apply(init_weights)
+        check_mode(shape.repeat)
+        self.repeat_head = RepeatHead(d, shape.max_history) if shape.repeat == "mixture" else None
 
     def target_position(self, level: int) -> int:
         return self.shape.max_history + 1 + level
@@ -107,11 +108,15 @@ class DecoderOnly(nn.Module):
         for block in self.blocks:
             x = block(x, bias)
         h = self.norm(x)  # (B, T, d)
-        losses, count = [], 0
+        losses, count, head = [], 0, None
+        new = torch.ones(b, dtype=torch.bool, device=codes.device)  # targets the SID loss covers
+        if self.repeat_head is not None:  # the head learns the repeats; the SIDs the new items (models.repeat)
+            states = history_states(h[:, :s], tokens, n_levels, self.shape.user_tokens)
+            head, new = last_target_loss(self.repeat_head, states, batch["items"], batch["target"])
         for level in range(n_levels):  # the target: position s - 1 + level predicts code `level`
-            logits = self.logits(h[:, s - 1 + level], level).float()
-            losses.append(F.cross_entropy(logits, codes[:, level], reduction="sum"))
-            count += b
+            logits = self.logits(h[:, s - 1 + level][new], level).float()
+            losses.append(F.cross_entropy(logits, codes[new, level], reduction="sum"))
+            count += int(new.sum())
         if self.shape.loss_on == "all":  # real history positions whose next token is a SID code
             nxt = tokens[:, 1:]
             nxt_level = torch.where(tokens[:, :-1] == PAD, -1, self.level_of[nxt])  # (B, S-1)
@@ -121,9 +126,24 @@ class DecoderOnly(nn.Module):
                     logits = self.logits(h[:, : s - 1][keep], level).float()
                     losses.append(F.cross_entropy(logits, nxt[keep] - self.shape.offsets[level], reduction="sum"))
                     count += int(keep.sum())
-        loss = torch.stack(losses).sum() / count
+        loss = torch.stack(losses).sum() / max(count, 1) + (0.0 if head is None else head)
         aux = aux_loss(self)
         return loss if aux is None else loss + self.shape.moe_aux_weight * aux
+
+    @torch.no_grad()
+    def repeat(self, tokens: Tensor, positions: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """The repeat head's gate logit (B,) and pointer log-probabilities (B, T) for these prompts (RepeatAware)."""
+        tokens, positions = left_pad(tokens, positions)
+        s = tokens.shape[1]
+        bias = (
+            torch.full((s, s), NEG, device=tokens.device).triu(1)[None] + torch.where(tokens == PAD, NEG, 0.0)[:, None]
+        )
+        x = self.tok(tokens) + self.pos(positions)
+        for block in self.blocks:
+            x = block(x, bias[:, None])
+        states = history_states(self.norm(x), tokens, len(self.shape.level_sizes), self.shape.user_tokens)
+        out = self.repeat_head(states, items)
+        return out.gate[:, -1], out.logp[:, -1]
 
     @torch.no_grad()
     def prefill(self, tokens: Tensor, positions: Tensor, beams: int) -> DecoderCache:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 PAD, BOS = 0, 1
@@ -43,6 +44,7 @@ class SIDShape:
     experts: int = 0  # mixture-of-experts feed-forward in every block (0 = the dense MLP)
     expert_top_k: int = 2
     moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
+    repeat: str = "none"  # mixture: a repeat / explore mixture beside the generated SIDs (models.repeat) | none
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -51,6 +53,33 @@ class SIDShape:
     @property
     def vocab_size(self) -> int:
         return 2 + self.user_tokens + sum(self.level_sizes)
+
+
+def left_pad_index(tokens: Tensor) -> Tensor:
+    """(B, S) right-padded rows -> (B, S) gather index that left-pads them (every last real token at S - 1)."""
+    s = tokens.shape[1]
+    lengths = (tokens != PAD).sum(1, keepdim=True)
+    return (torch.arange(s, device=tokens.device)[None] - (s - lengths)) % s  # out[j] = in[j - shift]
+
+
+def history_states(states: Tensor, tokens: Tensor, n_levels: int, user_tokens: int) -> Tensor:
+    """Per-token states of left-padded prompts -> one state per history item: its last SID token's.
+
+    Args:
+        states: (B, S, d) states of left-padded prompts [PAD.., user token?, item_1 codes, ..., item_n codes].
+        tokens: (B, S) those prompts (PAD = 0).
+    Returns:
+        (B, T, d), T = the most items in a row, left-padded with zeros like `data.batches.item_inputs`:
+        column T - 1 is each row's most recent item.
+    """
+    b, s, _ = states.shape
+    extra = 1 if user_tokens else 0
+    n = ((tokens != PAD).sum(1) - extra) // n_levels  # (B,) items per row
+    t = max(int(n.max()) if b else 0, 1)
+    back = torch.arange(t - 1, -1, -1, device=states.device)  # column j holds item (t - 1 - j) from the end
+    index = (s - 1 - back * n_levels).clamp(min=0)  # (T,) its last token
+    out = states[:, index]  # (B, T, d)
+    return out * (back[None, :] < n[:, None])[..., None]
 
 
 class GeneratorShape(Protocol):
@@ -89,4 +118,25 @@ class SIDGenerator(Protocol):
     def step(self, cache: Any, level: int, prev: Tensor, parent: Tensor) -> tuple[Tensor, Any]: ...
 
 
-__all__ = ["BOS", "NEG", "PAD", "GeneratorShape", "SIDGenerator", "SIDShape", "token_offsets"]
+class RepeatAware(Protocol):
+    """Optional: a generator with a repeat head (`shape.repeat == "mixture"`, models.repeat) also offers
+
+    `repeat(tokens, positions, items) -> (gate (B,), pointer (B, T))`: the logit of P(repeat) and the
+    log-probabilities of the history's positions (`items` (B, T), left-padded item_idx of the same
+    histories), for the recommender to mix with the generated SIDs' log-probabilities."""
+
+    def repeat(self, tokens: Tensor, positions: Tensor, items: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+__all__ = [
+    "BOS",
+    "NEG",
+    "PAD",
+    "GeneratorShape",
+    "RepeatAware",
+    "SIDGenerator",
+    "SIDShape",
+    "history_states",
+    "left_pad_index",
+    "token_offsets",
+]

@@ -150,4 +150,28 @@ class RepeatHead(nn.Module):
         return mixed
 
 
-__all__ = ["MODES", "Pointer", "RepeatHead", "check_mode", "in_rows", "repeat_targets", "seen_items"]
+def last_target_loss(head: RepeatHead, states: Tensor, items: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """The head's loss for one target per row after the whole history (the SID generators' examples).
+
+    Args:
+        states: (B, T, d) one state per history item; items: (B, T) left-padded item_idx; target: (B,) item_idx.
+    Returns:
+        (the mean loss over rows, (B,) bool: the targets that are new to their user, which the generator's
+        own loss keeps).
+    """
+    targets = torch.zeros_like(items)
+    targets[:, -1] = target
+    loss, repeat = head.loss(states, items, targets)
+    return loss, ~repeat[:, -1]
+
+
+__all__ = [
+    "MODES",
+    "last_target_loss",
+    "Pointer",
+    "RepeatHead",
+    "check_mode",
+    "in_rows",
+    "repeat_targets",
+    "seen_items",
+]

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.generator import BOS, NEG, PAD, SIDShape
+from sidrec.models.generator import BOS, NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
+from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class TIGER(nn.Module):
         causal = torch.full((n_levels, n_levels), NEG).triu(1)
         self.register_buffer("causal", causal, persistent=False)
         self.apply(init_weights)
+        check_mode(shape.repeat)
+        self.repeat_head = RepeatHead(d, shape.max_history) if shape.repeat == "mixture" else None
 
     @property
     def n_levels(self) -> int:
@@ -100,20 +103,32 @@ class TIGER(nn.Module):
         shifted = codes[:, :-1] + self.offsets[:-1]  # (B, L-1)
         return torch.cat([torch.full_like(codes[:, :1], BOS), shifted], dim=1)
 
+    def history_states(self, memory: Tensor, tokens: Tensor) -> Tensor:
+        """(B, S, d) encoder outputs of right-padded histories -> (B, T, d) one per item (its last token's)."""
+        index = left_pad_index(tokens)
+        left = memory.gather(1, index[..., None].expand_as(memory))
+        return history_states(left, tokens.gather(1, index), self.n_levels, self.shape.user_tokens)
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """Mean next-token cross-entropy over the L levels of each target SID."""
+        """Mean next-token cross-entropy over the L levels of each target SID.
+
+        With a repeat head (`repeat=mixture`), the cross-entropy covers the targets new to their user and
+        the head's loss is added (models.repeat)."""
         memory, bias = self.encode(batch["tokens"], batch["positions"])
+        codes, repeats = batch["codes"], None
+        if self.repeat_head is not None:
+            states = self.history_states(memory, batch["tokens"])
+            repeats, new = last_target_loss(self.repeat_head, states, batch["items"], batch["target"])
+            memory, bias, codes = memory[new], bias[new], codes[new]
         kv = self.memory_kv(memory)
-        dec = self.decoder_inputs(batch["codes"])  # (B, L)
+        dec = self.decoder_inputs(codes)  # (B, L)
         x = self.drop(self.tok(dec) + self.dec_pos.weight[None])
         for block, mkv in zip(self.decoder, kv, strict=True):
             x, _ = block(x, mkv, bias, self.causal)
         x = self.dec_norm(x)  # (B, L, d)
-        losses = [
-            F.cross_entropy(head(x[:, level]).float(), batch["codes"][:, level])
-            for level, head in enumerate(self.heads)
-        ]
-        loss = torch.stack(losses).mean()
+        losses = [F.cross_entropy(head(x[:, level]).float(), codes[:, level]) for level, head in enumerate(self.heads)]
+        loss = torch.stack(losses).mean() if len(codes) else x.sum() * 0.0
+        loss = loss if repeats is None else loss + repeats
         aux = aux_loss(self)
         return loss if aux is None else loss + self.shape.moe_aux_weight * aux
 
@@ -144,6 +159,13 @@ class TIGER(nn.Module):
             new_cache.append(layer_cache)
         logits = self.heads[level](self.dec_norm(x[:, 0])).float()  # (B*W, K_level)
         return logits.log_softmax(dim=-1), new_cache
+
+    @torch.no_grad()
+    def repeat(self, tokens: Tensor, positions: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """The repeat head's gate logit (B,) and pointer log-probabilities (B, T) for these histories."""
+        memory, _ = self.encode(tokens, positions)
+        out = self.repeat_head(self.history_states(memory, tokens), items)
+        return out.gate[:, -1], out.logp[:, -1]
 
     @torch.no_grad()
     def prefill(self, tokens: Tensor, positions: Tensor, beams: int) -> TIGERCache:
