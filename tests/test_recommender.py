@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from sidrec.recommender import SIDRecommender, item_token_table
@@ -161,3 +162,26 @@ def test_vectorised_leaf_mapping_equals_the_loop(make_tiger, monkeypatch, seed):
         assert (out.items == items).all() and out.filled == filled
         np.testing.assert_array_equal(out.scores, ref_scores)
         assert out.invalid_beams == int(((leaves < 0) & np.isfinite(scores)).sum())
+
+
+@pytest.mark.parametrize("gate", [30.0, -30.0])
+def test_a_repeat_head_ranks_history_items_by_its_gate(make_tiger, make_sids, gate):
+    """The mixture: a gate sure of a repeat puts the history's distinct items first; sure of a new item, none."""
+    sizes = (4, 4, 3)
+    sids = make_sids(20, sizes, seed=3)
+    model = make_tiger(sizes, repeat="mixture")
+    with torch.no_grad():
+        model.repeat_head.gate.weight.zero_()
+        model.repeat_head.gate.bias.fill_(gate)
+    rec = SIDRecommender(model, sids, beam_width=8, constrained=True, bf16=False)
+    k = 6
+    out = rec.recommend(HISTORIES, k)
+    check_rows(out.items, 20, k)
+    assert (np.diff(out.scores, axis=1) <= 1e-6).all()  # best first
+    for history, row in zip(HISTORIES, out.items):
+        distinct = set(history[-6:].tolist())  # the model's max_history
+        if gate > 0:
+            n = min(len(distinct), k)
+            assert set(row[:n].tolist()) <= distinct and len(set(row[:n].tolist())) == n
+        else:
+            assert not distinct & set(row.tolist())
