@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sidrec.models import MODELS, TIGER, IDShape, TIGERShape
+from sidrec.models import TIGER, IDShape, TIGERShape, entry
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -69,7 +69,7 @@ def tiny_id_model(name: str, *, n_items: int = 30, seed: int = 0, **overrides):
     torch.manual_seed(seed)
     shape = dict(n_items=n_items, max_len=8, d_model=32, n_heads=2, d_head=16, d_ff=64, n_layers=2, dropout=0.0)
     shape.update(overrides)
-    return MODELS[name](IDShape(**shape)).eval()
+    return entry(name).model(IDShape(**shape)).eval()
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from sidrec.recommender import SIDRecommender, item_token_table
 
@@ -178,7 +178,7 @@ def test_a_repeat_head_ranks_history_items_by_its_gate(make_tiger, make_sids, ga
     out = rec.recommend(HISTORIES, k)
     check_rows(out.items, 20, k)
     assert (np.diff(out.scores, axis=1) <= 1e-6).all()  # best first
-    for history, row in zip(HISTORIES, out.items):
+    for history, row in zip(HISTORIES, out.items, strict=True):
         distinct = set(history[-6:].tolist())  # the model's max_history
         if gate > 0:
             n = min(len(distinct), k)

@@ -17,7 +17,7 @@ import polars as pl
 
 from sidrec import io
 from sidrec.config import Config
-from sidrec.models import MODELS, load_model, model_kind
+from sidrec.models import REGISTRY, load_model, model_kind
 
 SPLITS_HELP = "score only these (e.g. --splits valid while choosing a setting: never look at test)"
 
@@ -49,7 +49,7 @@ def load_finished_run(run_dir: Path, kinds: tuple[str, ...], needs: str) -> Fini
         raise SystemExit(f"{run_dir}: no {io.MODEL}; train it first (sidrec run ... --out {run_dir})")
     cfg = io.load_run_config(run_dir)
     if model_kind(cfg.model.name) not in kinds:
-        accepted = ", ".join(name for name in MODELS if model_kind(name) in kinds)
+        accepted = ", ".join(name for name in REGISTRY if model_kind(name) in kinds)
         raise SystemExit(f"{run_dir}: model.name={cfg.model.name}; this script needs {needs} ({accepted})")
     model, _ = load_model(str(run_dir / io.MODEL))
     return FinishedRun(cfg, model, pl.read_parquet(run_dir / io.SEQUENCES))

@@ -1,7 +1,7 @@
 """What differs between the model kinds, in one place: SID generators, parallel SID models, item-ID models.
 
 `parts_for(cfg, run_dir, device)` returns lazy builders over a run directory: a fresh model, its
-training examples and its recommender. Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU)
+training examples and its recommender. Item-ID models (registry kind "id": SASRec, HSTU)
 need no SIDs; parallel SID models (RPG) need SIDs but train on item sequences, as the item-ID models
 do, and score every item (or walk the item graph, `eval.decode=graph`); SID generators (TIGER,
 decoder-only) train on sliding-window SID targets and recommend by beam search.

@@ -9,7 +9,7 @@
 A stage whose artifacts exist and match its fingerprint (the config keys and input files it read,
 `sidrec.fingerprint`) is skipped; one that does not match stops the command unless `force`.
 `run` checks every stage first, chains them and writes record.json.
-Item-ID models (`models.KIND[name] == "id"`: SASRec, HSTU) need no SIDs: `run` skips embed and
+Item-ID models (registry kind "id": SASRec, HSTU) need no SIDs: `run` skips embed and
 quantize for them; `parts.parts_for` (the one place that branches on the model kind) swaps the
 model, the training examples and the recommender.
 """
@@ -35,7 +35,7 @@ from sidrec.data.schema import ITEM, TEXT, USER
 from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate
-from sidrec.models import load_model, model_kind, needs_sids
+from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for
 from sidrec.quantize import QUANTIZERS, build_quantizer
 from sidrec.quantize.collab import collab_vectors, with_collab
@@ -187,26 +187,10 @@ def _sid(cfg: Config) -> bool:
     return needs_sids(cfg.model.name)
 
 
-# Model settings that only the parallel model (rpg) reads: changing them redoes no other model's training.
-PARALLEL_ONLY = (
-    "pooling",
-    "item_loss",
-    "id_embedding",
-    "item_dropout",
-    "digit_dropout",
-    "history_negatives",
-    "repeat_bias",
-)
-
-
 def _train_keys(cfg: Config) -> tuple[str, ...]:
-    # Per-epoch validation reads eval.ks and eval.constrained (and eval.beam_width when valid_beam_width is 0).
-    model = ("model",)
-    if model_kind(cfg.model.name) != "parallel":
-        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in PARALLEL_ONLY)
-    elif cfg.model.item_loss == 0:  # the history negatives and the repeat bias are parts of the item softmax
-        unread = ("history_negatives", "repeat_bias")
-        model = tuple(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in unread)
+    # The model's own settings (its registry entry says which), then per-epoch validation's: eval.ks and
+    # eval.constrained (and eval.beam_width when valid_beam_width is 0).
+    model = tuple(f"model.{k}" for k in entry(cfg.model.name).settings(cfg.model))
     keys = model + ("train", "seed", "data.max_history", "eval.ks", "eval.constrained")
     keys += ("eval.beam_width",) if not cfg.train.valid_beam_width else ()
     return keys + (("quantize.levels", "quantize.codebook_size") if _sid(cfg) else ())
@@ -414,9 +398,9 @@ def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame,
 def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, force: bool = False) -> Config:
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
-    kind = model_kind(cfg.model.name)  # ValueError for an unknown model.name
-    sid = needs_sids(cfg.model.name)  # SID generators and parallel SID models (RPG)
-    if kind == "parallel" and cfg.quantize.dedup == "tiger":
+    spec = entry(cfg.model.name)  # ValueError for an unknown model.name
+    sid = spec.needs_sids  # SID generators and parallel SID models (RPG)
+    if spec.kind == "parallel" and cfg.quantize.dedup == "tiger":
         raise ValueError(
             f"model.name={cfg.model.name} predicts every digit from a codebook of quantize.codebook_size codes; "
             "TIGER's extra de-dup digit does not fit: set quantize.dedup=random (or none)"

@@ -13,7 +13,8 @@ import torch
 from sidrec import io
 from sidrec.config import Config, config_to_dict
 from sidrec.distributed import machine
-from sidrec.models import model_kind
+from sidrec.embed import embedder_label
+from sidrec.models import entry
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
@@ -98,33 +99,13 @@ def quantizer_label(cfg: Config) -> str:
 def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str, commit: str = "") -> dict:
     """The benchmark record of a finished run (the format of benchmarks/results/*.json)."""
     metrics = io.load_json(run_dir / io.METRICS)
-    m = cfg.model
-    kind = model_kind(m.name)
-    sid = kind != "id"  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
-    layers = f"{m.n_enc_layers}+{m.n_dec_layers}" if kind == "sid" else f"{m.n_enc_layers}L loss={m.loss}"
-    if kind == "parallel":
-        layers = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
-        if m.item_loss > 0:  # the item-level softmax added to the paper's digit loss
-            layers += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}{'+seen' if m.history_negatives else ''}"
-            layers += " +repeat_bias" if m.repeat_bias else ""
-        if m.id_embedding:
-            layers += " +id_emb"
-        if m.item_dropout or m.digit_dropout:  # input dropout of whole items / of single digits
-            layers += f" in_drop={m.item_dropout:g}/{m.digit_dropout:g}"
-    if m.name == "decoder":
-        layers = f"{m.n_enc_layers + m.n_dec_layers}L{' tied' if m.tie_embeddings else ''} loss_on={m.loss_on}"
-    if sid and m.experts:
-        layers += f" moe{m.experts}top{m.expert_top_k}"
-    if kind == "id" and m.temperature > 0:
-        layers += f" cos/{m.temperature:g}"
-    if kind != "sid" and m.repeat != "none":
-        layers += f" repeat={m.repeat}"
-    ffn = "" if m.name == "hstu" and not m.hstu_ffn else f" ff{m.d_ff}"  # HSTU has no MLP unless hstu_ffn
-    embedder = f"{cfg.embed.name}:{cfg.embed.model}" if cfg.embed.name == "sentence" else cfg.embed.name
+    spec = entry(cfg.model.name)
+    sid = spec.needs_sids  # item-ID models (SASRec, HSTU) use no embedder and no quantizer
+    embedder = embedder_label(cfg.embed)
     record = {
         "dataset": cfg.data.name if not cfg.data.path else cfg.data.path,
         "quantizer": quantizer_label(cfg) if sid else "none",
-        "model": f"{m.name} {layers} d{m.d_model} {m.n_heads}x{m.d_head}{ffn}",
+        "model": spec.label(cfg),
         "embedder": embedder if sid else "none",
         "commit": commit or git_commit(),
         "command": command,

@@ -1,7 +1,7 @@
 """The SID-generator contract (models.generator), checked on every registered SID generator.
 
 Each test builds a tiny generator through the registry, so a new generator is covered by adding it
-to `models.MODELS` with kind "sid".
+to the model registry with kind "sid".
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import torch
 from sidrec.config import ModelConfig
 from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
-from sidrec.models import KIND, build_model
+from sidrec.models import REGISTRY, build_model
 from sidrec.models.generator import SIDGenerator
 from sidrec.models.moe import aux_loss
 from sidrec.recommender import item_token_table
 
 SIZES = (3, 3, 2)
 # every registered SID generator, plus its variants that change the output or the loss
-GENERATORS = sorted(name for name, kind in KIND.items() if kind == "sid")
+GENERATORS = sorted(name for name, spec in REGISTRY.items() if spec.kind == "sid")
 GENERATORS += ["decoder+tied", "tiger+moe", "decoder+moe", "tiger+repeat", "decoder+repeat"]
 VARIANTS = {
     "decoder+tied": dict(name="decoder", tie_embeddings=True),

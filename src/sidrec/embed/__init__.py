@@ -15,6 +15,13 @@ from sidrec.embed.sentence import SentenceEmbedder
 
 
 class Embedder(Protocol):
+    @classmethod
+    def from_config(cls, cfg: EmbedConfig) -> Embedder: ...
+
+    @staticmethod
+    def label(cfg: EmbedConfig) -> str:  # how a record names it, e.g. "sentence:all-MiniLM-L6-v2"
+        ...
+
     def encode(self, texts: list[str]) -> np.ndarray:  # (N, D) float32
         ...
 
@@ -26,6 +33,13 @@ def build_embedder(cfg: EmbedConfig) -> Embedder:
     if cfg.name not in EMBEDDERS:
         raise ValueError(f"unknown embed.name '{cfg.name}'. Known: {', '.join(EMBEDDERS)}")
     return EMBEDDERS[cfg.name].from_config(cfg)
+
+
+def embedder_label(cfg: EmbedConfig) -> str:
+    """How a record names the configured embedder (the registered class says)."""
+    if cfg.name not in EMBEDDERS:
+        raise ValueError(f"unknown embed.name '{cfg.name}'. Known: {', '.join(EMBEDDERS)}")
+    return EMBEDDERS[cfg.name].label(cfg)
 
 
 def embed_to_file(embedder: Embedder, texts: list[str], path: str | Path, *, chunk_size: int) -> np.ndarray:
@@ -54,4 +68,12 @@ def embed_to_file(embedder: Embedder, texts: list[str], path: str | Path, *, chu
     return np.load(path, mmap_mode="r")
 
 
-__all__ = ["EMBEDDERS", "Embedder", "build_embedder", "embed_to_file", "HashingEmbedder", "SentenceEmbedder"]
+__all__ = [
+    "EMBEDDERS",
+    "Embedder",
+    "build_embedder",
+    "embedder_label",
+    "embed_to_file",
+    "HashingEmbedder",
+    "SentenceEmbedder",
+]

@@ -31,6 +31,10 @@ class HashingEmbedder:
     def from_config(cls, cfg: EmbedConfig) -> HashingEmbedder:
         return cls(dim=cfg.dim, normalize=cfg.normalize)
 
+    @staticmethod
+    def label(cfg: EmbedConfig) -> str:
+        return cfg.name
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """Args: texts (N,). Returns: float32 (N, dim)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

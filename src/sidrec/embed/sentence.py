@@ -48,6 +48,10 @@ class SentenceEmbedder:
     def from_config(cls, cfg: EmbedConfig) -> SentenceEmbedder:
         return cls(model=cfg.model, batch_size=cfg.batch_size, normalize=cfg.normalize, device=cfg.device)
 
+    @staticmethod
+    def label(cfg: EmbedConfig) -> str:
+        return f"{cfg.name}:{cfg.model}"
+
     def _load(self):
         if self._model is None:
             path = resolve_model(self.model_name)

@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.config import Config
 from sidrec.models.generator import NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
+from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
 
@@ -207,4 +209,16 @@ def _shared_prefix_attention(
     return y_p + p_o.to(ov.dtype) @ ov
 
 
-__all__ = ["DecoderCache", "DecoderOnly", "DecoderShape", "left_pad"]
+def describe(cfg: Config) -> str:
+    m = cfg.model
+    tied = " tied" if m.tie_embeddings else ""
+    return f"{m.n_enc_layers + m.n_dec_layers}L{tied} loss_on={m.loss_on}{moe(m)}{repeat(m)} {width(m)}"
+
+
+ENTRY = ModelEntry(
+    "decoder", DecoderOnly, DecoderShape, kind="sid", describe=describe, layers=("n_enc_layers", "n_dec_layers"),
+    paper="Ju et al., Generative Recommendation with Semantic IDs: A Practitioner's Handbook, CIKM 2025",
+)  # fmt: skip
+
+
+__all__ = ["ENTRY", "DecoderCache", "DecoderOnly", "DecoderShape", "left_pad"]

@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.config import Config
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
 from sidrec.models.layers import Dropout, init_weights
+from sidrec.models.registry import ModelEntry, repeat, width
 
 
 class HSTULayer(nn.Module):
@@ -97,3 +99,16 @@ class HSTU(IDSequenceModel):
         for layer in self.layers:
             x = layer(x, allowed)
         return self.norm(x)
+
+
+def describe(cfg: Config) -> str:
+    m = cfg.model
+    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
+    return f"{m.n_enc_layers}L loss={m.loss}{cos}{repeat(m)} {width(m, ffn=m.hstu_ffn)}"
+
+
+ENTRY = ModelEntry(
+    "hstu", HSTU, IDShape, kind="id", describe=describe,
+    unread=lambda m: () if m.hstu_ffn else ("d_ff",),  # no MLP without hstu_ffn
+    paper="Zhai et al., Actions Speak Louder than Words: Trillion-Parameter Sequential Transducers, ICML 2024",
+)  # fmt: skip

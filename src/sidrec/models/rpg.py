@@ -48,7 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.config import Config
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights, sampled_softmax_loss
+from sidrec.models.registry import ModelEntry, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_items
 
 PAD = 0
@@ -322,4 +324,28 @@ class RPG(nn.Module):
         return asdict(self.shape)
 
 
-__all__ = ["RPG", "RPGShape", "POOLINGS"]
+def describe(cfg: Config) -> str:
+    m = cfg.model
+    text = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
+    if m.item_loss > 0:  # the item-level softmax added to the paper's digit loss
+        text += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}{'+seen' if m.history_negatives else ''}"
+        text += " +repeat_bias" if m.repeat_bias else ""
+    if m.id_embedding:
+        text += " +id_emb"
+    if m.item_dropout or m.digit_dropout:  # input dropout of whole items / of single digits
+        text += f" in_drop={m.item_dropout:g}/{m.digit_dropout:g}"
+    return f"{text}{repeat(m)} {width(m)}"
+
+
+def unread(m) -> tuple[str, ...]:
+    """Without the item softmax (item_loss 0), its negatives and the history settings read nothing."""
+    return () if m.item_loss > 0 else ("history_negatives", "repeat_bias", "negatives")
+
+
+ENTRY = ModelEntry(
+    "rpg", RPG, RPGShape, kind="parallel", describe=describe, unread=unread,
+    paper="Hou et al., Generating Long Semantic IDs in Parallel for Recommendation, KDD 2025",
+)  # fmt: skip
+
+
+__all__ = ["ENTRY", "RPG", "RPGShape", "POOLINGS"]

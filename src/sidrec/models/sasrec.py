@@ -20,8 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sidrec.config import Config
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
 from sidrec.models.layers import EncoderBlock, init_weights
+from sidrec.models.registry import ModelEntry, repeat, width
 
 NEG = -1e9  # additive mask value; finite so fully-masked (padding) rows stay NaN-free
 
@@ -47,3 +49,15 @@ class SASRec(IDSequenceModel):
         for block in self.blocks:
             x = block(x, bias)
         return self.norm(x)
+
+
+def describe(cfg: Config) -> str:
+    m = cfg.model
+    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
+    return f"{m.n_enc_layers}L loss={m.loss}{cos}{repeat(m)} {width(m)}"
+
+
+ENTRY = ModelEntry(
+    "sasrec", SASRec, IDShape, kind="id", describe=describe, unread=lambda m: ("hstu_ffn",),
+    paper="Kang & McAuley, Self-Attentive Sequential Recommendation, ICDM 2018",
+)  # fmt: skip

@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.config import Config
 from sidrec.models.generator import BOS, NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import aux_loss, feed_forward
+from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
 
@@ -184,3 +186,14 @@ class TIGER(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.shape)
+
+
+def describe(cfg: Config) -> str:
+    m = cfg.model
+    return f"{m.n_enc_layers}+{m.n_dec_layers}{moe(m)}{repeat(m)} {width(m)}"
+
+
+ENTRY = ModelEntry(
+    "tiger", TIGER, TIGERShape, kind="sid", describe=describe,
+    paper="Rajput et al., Recommender Systems with Generative Retrieval, NeurIPS 2023",
+)  # fmt: skip

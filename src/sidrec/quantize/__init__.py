@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from sidrec.config import QuantizeConfig
-from sidrec.quantize.pq import PQ
+from sidrec.quantize.pq import OPQ, PQ
 from sidrec.quantize.rq_kmeans import RQKMeans
 from sidrec.quantize.rq_vae import RQVAE
 from sidrec.quantize.rvq import RVQ
@@ -53,7 +53,7 @@ class Quantizer(Protocol):
         ...
 
 
-QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE, "pq": PQ, "opq": PQ}
+QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE, "pq": PQ, "opq": OPQ}
 
 
 def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:

@@ -110,10 +110,8 @@ class PQ(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> PQ:
-        iters = cfg.opq_iters if cfg.name == "opq" else 0
-        if cfg.name == "opq" and iters < 1:
-            raise ValueError(f"quantize.name=opq needs quantize.opq_iters >= 1 (e.g. 20), got {iters}")
-        return cls(dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, opq_iters=iters, seed=seed)
+        """Plain PQ: no rotation is learned (`quantize.opq_iters` is OPQ's)."""
+        return cls(dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, seed=seed)
 
     def _split(self, x: Tensor) -> Tensor:
         """(N, D) rotated vectors -> (M, N, D/M) sub-vectors."""
@@ -165,4 +163,16 @@ class PQ(nn.Module):
         return self._reconstruct(codes.T, self.centroids) @ self.rotation.T
 
 
-__all__ = ["PQ", "assign", "lloyd", "split_dims"]
+class OPQ(PQ):
+    """PQ after a rotation learned in `opq_iters` rounds of alternating optimisation (OPQ, above)."""
+
+    @classmethod
+    def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> OPQ:
+        if cfg.opq_iters < 1:
+            raise ValueError(f"quantize.name=opq needs quantize.opq_iters >= 1 (e.g. 20), got {cfg.opq_iters}")
+        return cls(
+            dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, opq_iters=cfg.opq_iters, seed=seed
+        )
+
+
+__all__ = ["OPQ", "PQ", "assign", "lloyd", "split_dims"]
