@@ -1,5 +1,9 @@
 """One explicit training loop for any model with `loss(batch) -> scalar`.
 
+The loop knows no model. Two optional hooks: `epoch_metrics() -> dict`, merged into each epoch's row
+of `train_log.jsonl` (the MoE generators log their expert load), and `unused_parameters` (True when a
+step may leave parameters without a gradient, which DistributedDataParallel must be told).
+
 AdamW, linear warm-up then cosine decay over `epochs` x batches-per-epoch steps (the schedule
 follows steps only, so the same seed and config give the same run on a fast or a slow machine;
 `max_minutes` is an optional safety cap that stops training early and is reported as
@@ -39,7 +43,6 @@ from tqdm.auto import tqdm
 
 from sidrec import distributed, io
 from sidrec.config import TrainConfig
-from sidrec.models.moe import expert_load
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +114,9 @@ class _LossOf(nn.Module):
 def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    experts = bool(getattr(getattr(model, "shape", None), "experts", 0))  # unrouted experts get no gradient
+    unused = bool(getattr(model, "unused_parameters", False))  # e.g. experts that no token was routed to
     ids = [device.index if device.index is not None else distributed.local_rank()] if device.type == "cuda" else None
-    return DDP(_LossOf(model), device_ids=ids, find_unused_parameters=experts)
+    return DDP(_LossOf(model), device_ids=ids, find_unused_parameters=unused)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -273,9 +276,7 @@ def fit(
             "train_seconds": round(train_s, 2),
             "samples_per_second": round(samples / max(train_s, 1e-9), 1),
         }
-        loads = expert_load(model)  # mixture-of-experts layers: share of tokens per expert this epoch
-        if loads:
-            row["expert_load"] = loads
+        row.update(model.epoch_metrics() if hasattr(model, "epoch_metrics") else {})  # a model's own, e.g. MoE load
         state["samples"] += samples
         if main and (epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs):
             model.eval()
