@@ -61,3 +61,12 @@ def test_expert_load_counts_training_assignments_and_resets():
     (load,) = expert_load(model)
     assert len(load) == 4 and sum(load) == pytest.approx(1.0)
     assert model[0].load.sum() == 0
+
+
+@pytest.mark.parametrize("experts", [0, 3])
+def test_generators_report_their_expert_load_to_the_training_loop(make_tiger, experts):
+    """train.fit logs `epoch_metrics()` per epoch and tells DDP about `unused_parameters`; dense models: neither."""
+    model = make_tiger((4, 4), experts=experts)
+    assert model.unused_parameters == (experts > 0)
+    metrics = model.epoch_metrics()
+    assert (len(metrics.get("expert_load", [])) == 2) == (experts > 0)  # one row per MoE layer (1 enc + 1 dec)
