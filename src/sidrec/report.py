@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from sidrec import io
 from sidrec.config import Config, config_to_dict
@@ -18,27 +19,14 @@ from sidrec.models import entry
 
 METRIC_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
-# Published test numbers (R@5, R@10, N@5, N@10) on the same protocol; see BENCHMARKS.md in the docs.
-PUBLISHED = {
-    "beauty": {
-        "SASRec (TIGER Table 1)": (0.0387, 0.0605, 0.0249, 0.0318),
-        "TIGER (NeurIPS 2023)": (0.0454, 0.0648, 0.0321, 0.0384),
-        "GRID RK-Means (CIKM 2025)": (0.0422, 0.0639, 0.0277, 0.0347),
-        "GRID R-VQ": (0.0422, 0.0638, 0.0282, 0.0351),
-        "GRID RQ-VAE": (0.0404, 0.0593, 0.0268, 0.0329),
-        "SASRec, tuned (cornac)": (0.0508, 0.0740, 0.0348, 0.0423),
-        "HSTU (phonism/genrec)": (0.0486, 0.0708, 0.0340, 0.0412),
-        "RPG (KDD 2025)": (0.0550, 0.0809, 0.0381, 0.0464),
-        "DiffGRM (2025, authors' logs)": (0.0638, 0.0902, 0.0451, 0.0536),
-    },
-    "sports": {
-        "SASRec (TIGER Table 1)": (0.0233, 0.0350, 0.0154, 0.0192),
-        "TIGER (NeurIPS 2023)": (0.0264, 0.0400, 0.0181, 0.0225),
-        "GRID RK-Means (CIKM 2025)": (0.0236, 0.0353, 0.0153, 0.0191),
-        "HSTU (phonism/genrec)": (0.0243, 0.0365, 0.0168, 0.0207),
-        "RPG (KDD 2025)": (0.0314, 0.0463, 0.0216, 0.0263),
-    },
-}
+
+def _published() -> dict[str, dict[str, tuple[float, ...]]]:
+    """Published test numbers (R@5, R@10, N@5, N@10) per bundled dataset, from `datasets/published.yaml`."""
+    text = (Path(__file__).parent / "datasets" / "published.yaml").read_text()
+    return {data: {name: tuple(nums) for name, nums in rows.items()} for data, rows in yaml.safe_load(text).items()}
+
+
+PUBLISHED = _published()
 
 
 RECORDS = "benchmarks/results"  # where the tools write records, relative to the repository root
