@@ -4,14 +4,14 @@
         --work runs/resume_exact --record benchmarks/results/resume_exact_beauty_decoder_moe.json
 
 `sidrec prepare`, `embed` and `quantize` run once into WORK/inputs, which is copied to WORK/straight and
-WORK/killed. `sidrec train` trains WORK/straight without a stop. In WORK/killed the same command is
-killed with SIGKILL (what a session's end or an out-of-memory kill does; its whole process group)
---kill-after seconds after epoch --kill-epoch is logged, i.e. inside the next epoch, and then run again:
-it resumes from checkpoint.pt. The record compares every tensor of model.pt (the best-validation weights)
-and of checkpoint.pt (the last weights, the optimizer's state, the RNG state), and each epoch's loss and
-validation metrics in train_log.jsonl. Identical weights give an identical evaluation, so the evaluate
-stage is not run. What it shows holds for one machine, thread count and precision (a resume keeps the
-precision; `train.segments` of a record names the machine of each part).
+WORK/killed. `sidrec train` trains WORK/straight without a stop. In WORK/killed the same command is killed
+with SIGKILL (what a session's end or an out-of-memory kill does; its whole process group) --kill-after
+seconds after epoch --kill-epoch is logged and checkpointed, i.e. inside the next epoch, and then run again:
+it resumes from checkpoint.pt. The record compares every tensor of model.pt (the best-validation weights) and
+of checkpoint.pt (the last weights, the optimizer's state, the RNG state), and each epoch's loss and
+validation metrics in train_log.jsonl. Identical weights give an identical evaluation, so the evaluate stage
+is not run. What it shows holds for one machine, thread count and precision (a resume keeps the precision;
+`train.segments` of a record names the machine of each part).
 """
 
 from __future__ import annotations
@@ -47,12 +47,15 @@ def finish(proc: subprocess.Popen, log: Path) -> None:
 
 
 def train_killed(args: list[str], run_dir: Path, log: Path, kill_epoch: int, kill_after: float) -> dict:
-    """Train, SIGKILL `kill_after` s after epoch `kill_epoch` is logged, train again (a resume)."""
+    """Train, SIGKILL `kill_after` s after epoch `kill_epoch` is logged and a checkpoint is on disk, train again.
+
+    Waiting for the checkpoint (written just after the log row) makes the resume a resume on a loaded machine too."""
     t0 = time.perf_counter()
     proc = sidrec("train", args, run_dir, log)
     logged = None
+    ckpt = run_dir / io.CHECKPOINT
     while proc.poll() is None:
-        if logged is None and any(r["epoch"] == kill_epoch for r in io.load_train_log(run_dir)):
+        if logged is None and ckpt.exists() and any(r["epoch"] == kill_epoch for r in io.load_train_log(run_dir)):
             logged = time.perf_counter()
         if logged is not None and time.perf_counter() - logged >= kill_after:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -62,8 +65,7 @@ def train_killed(args: list[str], run_dir: Path, log: Path, kill_epoch: int, kil
     else:
         sys.exit(f"training ended (rc {proc.returncode}) before the kill: --kill-epoch must be below train.epochs")
     first = time.perf_counter() - t0
-    ckpt = run_dir / io.CHECKPOINT  # absent when the kill came before the first checkpoint
-    saved = torch.load(ckpt, weights_only=False)["state"]["epoch"] if ckpt.exists() else 0
+    saved = torch.load(ckpt, weights_only=False)["state"]["epoch"]
     t0 = time.perf_counter()
     resumed = sidrec("train", args, run_dir, log)
     finish(resumed, log)

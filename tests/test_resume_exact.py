@@ -19,7 +19,7 @@ def test_a_killed_and_resumed_toy_run_ends_with_the_weights_of_one_never_stopped
         script.main()
     assert done.value.code == 0, capsys.readouterr().out
     rec = json.loads(record.read_text())
-    assert rec["bit_identical"] and rec["kill"]["checkpoint_epoch_at_kill"] in (0, 1)
+    assert rec["bit_identical"] and 1 <= rec["kill"]["checkpoint_epoch_at_kill"] < 5
     assert rec["checkpoint"]["tensors"] > 50 and rec["checkpoint"]["n_differing"] == 0
     assert [e["epoch"] for e in rec["epochs"]] == [1, 2, 3, 4, 5] and rec["log_rows"] == {"straight": 5, "resumed": 5}
     assert len(rec["segments"]["resumed"]) == 2  # the killed part and the resume
