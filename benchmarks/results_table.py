@@ -1,7 +1,7 @@
 """Results tables from the JSON records in benchmarks/results/ (no number typed by hand).
 
-python benchmarks/results_table.py            # writes benchmarks/RESULTS.md (every record, full history)
-python benchmarks/results_table.py --readme   # prints the README's short tables (paste them under "Results")
+python benchmarks/results_table.py            # writes benchmarks/RESULTS.md and the README's results table
+python benchmarks/results_table.py --readme   # only prints the README's results table
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from sidrec.report import METRIC_KEYS, PUBLISHED, quantizer_label
 
 RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
+README = Path(__file__).parents[1] / "README.md"
 # README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
 HEADLINE = {
+    "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors, repeat / explore mixture), "
+    "{machine}": ("beauty_default_mixture_seed", ("RPG", "DiffGRM", "GRID RK-Means", "TIGER")),
     "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors, history negatives and "
     "repeat bias since 37ccbd4), AMD EPYC with AVX512-BF16 (bf16 autocast)": (
         "beauty_default_repeat_bf16_seed",
@@ -62,6 +65,16 @@ BASELINES = {
     "SASRec (`sports_sasrec`)": ("sports_sasrec_seed", ("SASRec (TIGER",)),
     "HSTU (`sports_hstu`)": ("sports_hstu_seed", ("HSTU",)),
     "HSTU + MLP (`sports_hstu_ffn`)": ("sports_hstu_ffn_seed", ("HSTU",)),
+}
+OTHER = {  # the default (and what it replaced) on the other bundled sets
+    "sidrec default on Sports (`sidrec run sports_rpg`), {machine}": ("sports_default_seed", ("RPG",)),
+    "sidrec default on Toys (`sidrec run data.name=toys`), {machine}": ("toys_default_seed", ("RPG", "TIGER")),
+    "the previous default on Toys (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
+    "{machine}": ("toys_previous_default_seed", ()),
+    "sidrec default on Yelp (`sidrec run data.name=yelp`), {machine}": ("yelp_default_seed", ()),
+    "SASRec on Yelp (`sidrec run beauty_sasrec data.name=yelp`), {machine}": ("yelp_sasrec_seed", ()),
+    "the previous default on Yelp (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
+    "{machine}": ("yelp_previous_default_seed", ()),
 }
 PARALLEL = {  # long SIDs decoded in one pass (RPG)
     "RPG, text-only SIDs (the default da3500b-1cfede2), exact decoding": ("beauty_default_seed", ("RPG", "DiffGRM")),
@@ -258,7 +271,7 @@ def group(prefixes: str | tuple[str, ...], paths: list[Path]) -> list[dict]:
     """End-to-end records named <prefix><seed> that share the newest one's settings (seed aside)."""
     prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
     recs = [
-        json.loads(p.read_text())
+        {**json.loads(p.read_text()), "_path": str(p)}
         for p in paths
         if any(p.stem.startswith(x) and p.stem[len(x) :].isdigit() for x in prefixes)
     ]
@@ -325,33 +338,89 @@ def summary_table(groups: dict, paths: list[Path]) -> None:
                 print(f"| published: {name} ({dataset}) | | {fmt(nums)} | | |")
 
 
-def readme(found: list[Path]) -> None:
+def current_tables(found: list[Path]) -> None:
+    """The summary tables by model family (RESULTS.md's first part)."""
     runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
-    print("Default run (end-to-end records only: from an empty run directory, no time cap hit):")
-    print()
-    summary_table(HEADLINE, runs)
-    print()
-    print("Short SIDs decoded token by token (GRID's generators at their configs' full length; same protocol):")
-    print()
-    summary_table(SHORT, runs)
-    print()
-    print("Item-ID baselines (same split and protocol; their configs now train step-based, these records are")
-    print("from the 14.5-minute time budgets of the commits named):")
-    print()
-    summary_table(BASELINES, runs)
-    print()
-    print("Long SIDs decoded in parallel (RPG: OPQ digits, one pass; same split and protocol):")
-    print()
-    summary_table(PARALLEL, runs)
+    print("## Default runs and model families\n")
+    print("End-to-end records only (from an empty run directory, no time cap hit).\n")
+    for title, groups in (
+        ("Default run", HEADLINE),
+        ("Short SIDs decoded token by token (GRID's generators at their configs' full length)", SHORT),
+        ("Item-ID baselines", BASELINES),
+        ("Long SIDs decoded in parallel (RPG)", PARALLEL),
+        ("Other datasets", OTHER),
+    ):
+        print(f"{title}:\n")
+        summary_table(groups, runs)
+        print()
     tokenizers = {f"beauty_tiger_{q}_seed42" for q in ("rkmeans", "rvq", "rqvae")}
     same_model = [p for p in runs if p.stem in tokenizers]
     if same_model:
-        print()
         print("Tokenizers (GRID Table 1 analogue; one seed each; the TIGER-style default model and 50-minute budget")
         print("of the commit named):")
         print()
         quantizer_table(same_model)
     grid_tables(RESULTS / "sweeps")
+
+
+# The README's one table: dataset -> rows (label, record prefix); rules come from the first row's records.
+README_ROWS = {
+    "beauty": (
+        ("sidrec default", "beauty_default_mixture_seed"),
+        ("SASRec", "beauty_sasrec_seed"),
+        ("HSTU + MLP", "beauty_hstu_ffn_seed"),
+        ("TIGER-style generator", "beauty_tiger_seed"),
+    ),
+    "sports": (
+        ("sidrec default", "sports_default_seed"),
+        ("SASRec", "sports_sasrec_seed"),
+        ("HSTU", "sports_hstu_seed"),
+    ),
+    "toys": (("sidrec default", "toys_default_seed"),),
+    "yelp": (("sidrec default", "yelp_default_seed"), ("SASRec", "yelp_sasrec_seed")),
+}
+README_PUBLISHED = ("RPG", "TIGER", "DiffGRM")  # published rows shown (where the dataset has them)
+
+
+def rule_rows(recs: list[dict]) -> list[tuple[str, tuple[float, ...]]]:
+    """The rules' test numbers (`evaluate` scores them on the same split; equal across seeds)."""
+    rules = recs[0].get("eval", {}).get("baselines", {}) if recs else {}
+    return [(r.get("label", n), tuple(r["test"][k] for k in METRIC_KEYS)) for n, r in rules.items() if "test" in r]
+
+
+def readme_table(found: list[Path]) -> str:
+    runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
+    lines = [
+        "| data | method | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± std over seeds) | min per run |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, rows in README_ROWS.items():
+        first = None
+        for label, prefix in rows:
+            recs = group(prefix, runs)
+            if not recs:
+                continue
+            first = first or recs
+            seeds = ", ".join(str(r["seed"]) for r in recs)
+            wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
+            record = f"`{prefix}{recs[0]['seed']}.json`" if len(recs) == 1 else f"`{prefix}*`"
+            lines.append(f"| {dataset} | {label} ({record}) | {seeds} | {mean_std(recs)} | {wall:.0f} |")
+        for name, nums in rule_rows(first or []):
+            lines.append(f"| {dataset} | {name} | | {fmt(nums)} | |")
+        for name, nums in PUBLISHED.get(dataset, {}).items():
+            if name.startswith(README_PUBLISHED):
+                lines.append(f"| {dataset} | published: {name} | | {fmt(nums)} | |")
+    return "\n".join(lines)
+
+
+MARKS = ("<!-- results table: generated by benchmarks/results_table.py -->", "<!-- end of results table -->")
+
+
+def write_readme(found: list[Path]) -> None:
+    """Replace the README's table between MARKS with the current one."""
+    text = README.read_text()
+    start, end = text.index(MARKS[0]) + len(MARKS[0]), text.index(MARKS[1])
+    README.write_text(text[:start] + "\n" + readme_table(found) + "\n" + text[end:])
 
 
 GRID_ORDER = ("t1", "t3", "t4", "t5", "t6", "t7", "t8")
@@ -373,17 +442,20 @@ def grid_tables(folder: Path) -> None:
 def main() -> None:
     found = [p for p in sorted(RESULTS.glob("*.json")) if "test" in json.loads(p.read_text())]
     if "--readme" in sys.argv[1:]:
-        readme(found)
+        print(readme_table(found))
         return
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         print("# Results: every record\n")
         print("Generated by `python benchmarks/results_table.py` from `benchmarks/results/*.json`; do not edit.")
         print("Each record names its command, commit, machine and wall time; a command reproduces its record at")
-        print("that commit. The README shows the current tables only.\n")
+        print("that commit. The README shows one table; the current tables by model family come first here.\n")
+        current_tables(found)
+        print("## Every record\n")
         history(found)
     RESULTS_MD.write_text(text.getvalue())
-    print(f"wrote {RESULTS_MD}")
+    write_readme(found)
+    print(f"wrote {RESULTS_MD} and the results table of {README}")
 
 
 def history(found: list[Path]) -> None:

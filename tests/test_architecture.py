@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "distributed": set(),  # torch.distributed glue (torchrun): rank, barriers, broadcasts
     **{unit: BASE | LEAVES | {"distributed"} for unit in COMPOSERS},
     "flops": set(),  # arithmetic only
+    "plugins": set(),  # imports the user's own component modules (importlib only)
     # times the composed parts, like `pipeline` but writes no run directory
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "baselines": BASE | {"recommender"},  # rules with no training (popular, recent items), as Recommenders
@@ -41,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     | LEAVES
     | COMPOSERS
     | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
-    | {"distributed"},
+    | {"distributed", "plugins"},
     "analysis": BASE | {"models"},  # the start of the benchmarks/ scripts that analyse a finished run
     "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI

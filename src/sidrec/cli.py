@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from sidrec import distributed, io, pipeline
+from sidrec import distributed, io, pipeline, plugins
 from sidrec.config import Config, describe, load_config, packaged_configs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
@@ -45,6 +45,11 @@ def main(
     _: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
 ) -> None:
     """Generative recommendation with Semantic IDs."""
+    try:
+        plugins.load()  # your own components (SIDREC_PLUGINS, entry points): their register lines run first
+    except ImportError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from err
 
 
 def _setup() -> None:
