@@ -74,7 +74,7 @@ class QuantizeConfig:
     opq_iters: int = 20  # opq: rounds of (PQ, Procrustes rotation) before the final PQ
     # Collaborative part of the vectors the quantizer sees (quantize/collab.py): PPMI of items within
     # collab_window positions in the training histories, SVD to collab_dim, L2-normalised, times collab_weight,
-    # appended to the text vector (0 = text only: the tiger-family configs and every record before 1cfede2).
+    # appended to the text vector (0 = text only: the tiger-family configs).
     collab_dim: int = 64
     collab_weight: float = 1.0
     collab_window: int = 3

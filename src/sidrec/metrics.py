@@ -2,7 +2,7 @@
 
 Recall@K = 1 if the target is in the top K; NDCG@K = 1 / log2(rank + 2) for a 0-based rank < K,
 else 0 (with one relevant item the ideal DCG is 1). Averaged over ALL users: a user whose target is
-missing scores 0. This is the protocol of TIGER, GRID and BENCHMARKS.md.
+missing scores 0. This is the protocol of TIGER, GRID and RPG.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """k-core filtering, integer ids, chronological sequences and the leave-one-out split.
 
-Protocol (TIGER, GRID, BENCHMARKS.md): per user, items in time order; the last item is the test
+Protocol (TIGER, GRID, RPG): per user, items in time order; the last item is the test
 target, the second to last the validation target, everything before is training. Histories are
 capped at the last `max_history` items.
 """

@@ -1,7 +1,7 @@
 """The contract of a Semantic-ID generator, and the token layout that data and every generator share.
 
 Consumers (beam search through `SIDRecommender`, `sidrec bench`, the server) use only this contract,
-never a concrete model, so a new generator is one module and one registry line (DESIGN.md, section 10).
+never a concrete model, so a new generator is one module and one registry line (`models.registry`).
 
 Token layout (V tokens): 0 = PAD, 1 = BOS, then `user_tokens` hashed user ids, then the codes of level
 0, level 1, ... each shifted by its level's offset: token = offset[l] + code.

@@ -1,10 +1,9 @@
 """Transformer building blocks: multi-head attention with an optional KV cache, MLP, pre-norm blocks.
 
-Small and CPU-friendly. Attention is `sdpa` (torch.nn.functional.scaled_dot_product_attention,
-the default; it was the faster of the two in a quick fp32 check on the dev CPU) or `math`
-(plain matmul + softmax, the readable reference; tests check both agree). Dropout sits only on the residual branches
-(d_model wide), not on attention probabilities or the MLP hidden layer: on CPU, generating
-dropout masks was the largest cost of a training step (BENCHMARKS.md profile).
+Small and CPU-friendly. Attention is `sdpa` (torch.nn.functional.scaled_dot_product_attention, the
+default) or `math` (plain matmul + softmax, the readable reference; tests check both agree). Dropout sits
+only on the residual branches (d_model wide), not on attention probabilities or the MLP hidden layer: on
+CPU, generating dropout masks is the largest cost of a training step at these sizes.
 Layout follows "Attention Is All You Need" (Vaswani et al., NeurIPS 2017) with pre-norm
 (Xiong et al., ICML 2020).
 """
@@ -43,7 +42,7 @@ class Dropout(nn.Module):
     """Inverted dropout whose CPU mask costs one random byte per element, not one float.
 
     torch's dropout draws a float per element (`bernoulli_`), the largest single cost of a CPU
-    training step at these model sizes (BENCHMARKS.md profile). Here the mask compares random
+    training step at these model sizes. Here the mask compares random
     bytes (8 per int64 draw from torch's seeded generator) with p * 256, so p is rounded to a
     multiple of 1/256 (0.1 -> 0.1016) and the mask is about 5x cheaper. Other devices use
     `F.dropout` unchanged.

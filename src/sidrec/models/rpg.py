@@ -17,25 +17,23 @@ Deviations from the reference code: the blocks are this package's pre-norm `Enco
 dropout on the residual branches and the inputs; GPT-2 also drops attention probabilities); the pooled
 inputs are scaled by sqrt(d) and positions are counted from the end of the left-padded window (as our
 SASRec; GPT-2 adds raw embeddings and absolute positions); histories are cut at `data.max_history`
-(20 in the shipped configs; the reference uses 50); the shipped configs pool by `pooling=concat`
-(the M digit embeddings concatenated and projected to d; chosen on validation, `rpg_ablation`) instead
-of the paper's mean (`pooling=mean`). Not in the paper (default 0; weight 3 in the shipped configs):
-`item_loss` > 0 adds an item-level softmax to the digit loss (the next item's cross-entropy among
-`negatives` uniform items or all items, each scored by the mean of its digits' logits, as at inference).
-The digit loss alone trains each digit's marginal; the item term trains the ranking that decoding uses
-(validation probes: benchmarks/README.md, "RPG"; the shipped configs use weight 3, 2,048 negatives).
-Also not in the paper (off by default): `id_embedding` adds a learned per-item vector to each history
-item's pooled digits, so items that share codes can be told apart; the model then grows with the
-catalogue, and items are still scored from their digits alone. `item_dropout` blanks a history item's
-pooled digits in training (its position stays: the model must infer it from its neighbours, as for an
-item seen rarely in training); `digit_dropout` drops single digit embeddings of the input items.
-Also not in the paper, on in the shipped configs (parts of the item softmax: off with item_loss 0):
-`history_negatives` adds the items each position has already seen to its sampled item softmax (a full
-softmax, as our SASRec's, has them anyway), and `repeat_bias` adds one learned score to those items, in
-training and at inference (`score_all`, the graph decoder). An item's own digits make it its own nearest
-neighbour: without them 9% of Beauty's validation top-10 slots were history items, which never recur there;
-the bias learns how far to lower them (-2.8 to -3.3 on Beauty, -6.7 on Sports) instead of masking them by
-rule, so on data with repeat purchases it may learn a smaller or positive value.
+(20 in the shipped configs; the reference uses 50).
+
+Options beyond the paper (the shipped configs' values in brackets):
+- `pooling`: `mean` (the paper) or `concat` (the M digit embeddings concatenated and projected to d)
+  [concat].
+- `item_loss` > 0 adds an item-level softmax to the digit loss: the next item's cross-entropy among
+  `negatives` uniform items (0: all items), each scored by the mean of its digits' logits, as at
+  inference. The digit loss alone trains each digit's marginal; the item term trains the ranking that
+  decoding uses [3, 2,048 negatives].
+- `repeat=mixture`: the repeat / explore mixture of `models.repeat`; the item scores are the explore
+  part, trained on the targets new to the user with the history left out of the softmax [mixture].
+- `history_negatives` (with repeat=none and item_loss > 0) adds the items each position has already seen
+  to its sampled item softmax, and `repeat_bias` adds one learned score to them, in training and at
+  inference: a single-scalar alternative to the mixture [off].
+- `id_embedding` adds a learned per-item vector to each history item's pooled digits (the model then
+  grows with the catalogue; items are still scored from their digits alone); `item_dropout` blanks a
+  history item's pooled digits in training, `digit_dropout` drops single digit embeddings [off].
 """
 
 from __future__ import annotations

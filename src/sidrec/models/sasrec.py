@@ -11,8 +11,7 @@ original's LayerNorm on the queries only and a ReLU point-wise feed-forward; pos
 from the end of the sequence (the original's absolute index over a fixed-length left-padded window,
 which puts the last item at the same position too); the default objective is full softmax
 cross-entropy instead of one-negative BCE (`model.loss=bce` gives the original); the shipped
-configs score by cosine similarity / 0.05 (`model.temperature`; 0 gives the paper's dot product),
-which beat the dot product on Beauty validation (benchmarks/README.md, "Sweeps").
+configs score by cosine similarity / 0.05 (`model.temperature`; 0 gives the paper's dot product).
 """
 
 from __future__ import annotations
