@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io as _bytes_io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = _bytes_io.BytesIO()
-    fig.tight_layout()
+    with warnings.catch_warnings():  # a panel too narrow for its labels keeps its layout, without a warning
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
