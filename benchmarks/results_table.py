@@ -338,6 +338,56 @@ def summary_table(groups: dict, paths: list[Path]) -> None:
                 print(f"| published: {name} ({dataset}) | | {fmt(nums)} | | |")
 
 
+# The default's choice across datasets: candidate -> dataset -> record (seed 42), judged on validation NDCG@10.
+DEFAULT_CHOICE = {
+    "repeat / explore mixture (`model.repeat=mixture`, the default)": {
+        "beauty": "beauty_default_mixture_seed42",
+        "sports": "sports_default_seed42",
+        "toys": "toys_default_seed42",
+        "yelp": "yelp_default_seed42",
+        "movielens-100k": "ml100k_default_seed42",
+    },
+    "history negatives + one repeat bias (the previous default)": {
+        "beauty": "beauty_default_repeat_bf16_seed42",
+        "sports": "sports_rpg_repeat_bf16_seed42",
+        "toys": "toys_previous_default_seed42",
+        "yelp": "yelp_previous_default_seed42",
+        "movielens-100k": "ml100k_previous_default_seed42",
+    },
+}
+
+
+def default_choice_table() -> None:
+    """Validation NDCG@10 of each candidate per dataset, its rank there, and the mean rank (the rule: lowest wins)."""
+    datasets = list(next(iter(DEFAULT_CHOICE.values())))
+    valid = {}
+    for name, runs in DEFAULT_CHOICE.items():
+        for data, stem in runs.items():
+            path = RESULTS / f"{stem}.json"
+            if path.exists():
+                valid[name, data] = json.loads(path.read_text())["valid"]["ndcg@10"]
+    complete = [d for d in datasets if all((n, d) in valid for n in DEFAULT_CHOICE)]
+    print("| candidate | " + " | ".join(datasets) + " | mean rank |")
+    print("|---" * (len(datasets) + 2) + "|")
+    for name in DEFAULT_CHOICE:
+        cells, ranks = [], []
+        for data in datasets:
+            if (name, data) not in valid:
+                cells.append("-")
+                continue
+            rank = 1 + sum(valid[o, data] > valid[name, data] for o in DEFAULT_CHOICE if (o, data) in valid)
+            cells.append(f"{valid[name, data]:.4f} ({rank})")
+            ranks.append(rank) if data in complete else None
+        mean = f"{statistics.mean(ranks):.2f}" if ranks else "-"
+        print(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
+    print()
+    print(
+        f"Mean rank over the datasets with every candidate ({', '.join(complete) or 'none yet'}); records: "
+        + ", ".join(f"`{stem}.json`" for runs in DEFAULT_CHOICE.values() for stem in runs.values())
+        + "."
+    )
+
+
 def current_tables(found: list[Path]) -> None:
     """The summary tables by model family (RESULTS.md's first part)."""
     runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
@@ -361,6 +411,12 @@ def current_tables(found: list[Path]) -> None:
         print()
         quantizer_table(same_model)
     grid_tables(RESULTS / "sweeps")
+    print()
+    print("## The default, chosen across datasets\n")
+    print("Validation NDCG@10 (seed 42; the full validation split) of the candidates for the default's handling of")
+    print("items already in the history, on every dataset, with each candidate's rank there. The rule: the")
+    print("lowest mean rank across the datasets wins (a tie keeps the current default).\n")
+    default_choice_table()
 
 
 # The README's one table: dataset -> rows (label, record prefix); rules come from the first row's records.
