@@ -16,13 +16,12 @@ import json
 from collections import Counter
 
 import numpy as np
+from analysis import analysis_header, load_finished_run, run_parser
 
 from sidrec import io
-from sidrec.analysis import load_finished_run, run_parser
 from sidrec.data.split import eval_examples, train_sequences
 from sidrec.metrics import evaluate, ranking_metrics
 from sidrec.recommender import ItemRecommender
-from sidrec.report import analysis_header
 
 BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
 

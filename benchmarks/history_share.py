@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from analysis import analysis_header, load_finished_run, run_parser
 
 from sidrec import io
-from sidrec.analysis import load_finished_run, run_parser
 from sidrec.data.schema import SEQ
 from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate
 from sidrec.recommender import ItemRecommender
-from sidrec.report import analysis_header
 
 
 def history_share(top: np.ndarray, targets: np.ndarray, histories: list[np.ndarray]) -> dict:

@@ -16,13 +16,12 @@ import json
 import time
 
 import numpy as np
+from analysis import analysis_header, load_finished_run, run_parser
 
 from sidrec import io
-from sidrec.analysis import load_finished_run, run_parser
 from sidrec.data.split import eval_examples
 from sidrec.metrics import evaluate
 from sidrec.recommender import GraphRecommender, ItemRecommender
-from sidrec.report import analysis_header
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
-"""sidrec.analysis: the command line and run loading shared by the benchmarks/ scripts that analyse a run."""
+"""benchmarks/analysis.py: the command line and run loading shared by the benchmarks/ scripts that analyse a run."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidrec.analysis import load_finished_run, run_parser
+from bench_scripts import load_benchmark
+
+analysis = load_benchmark("analysis")
+load_finished_run, run_parser = analysis.load_finished_run, analysis.run_parser
 
 
 def test_parser_has_the_common_arguments_and_splits_only_when_asked():

@@ -43,7 +43,6 @@ ALLOWED: dict[str, set[str]] = {
     | COMPOSERS
     | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
     | {"distributed", "plugins"},
-    "analysis": BASE | {"models"},  # the start of the benchmarks/ scripts that analyse a finished run
     "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 import subprocess
-import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 from sidrec import io
@@ -30,21 +27,6 @@ PUBLISHED = _published()
 
 
 RECORDS = "benchmarks/results"  # where the tools write records, relative to the repository root
-
-
-def analysis_header(benchmark: str, run_dir: Path) -> dict:
-    """The fields a record about a finished run directory starts with (benchmarks/rpg_graph.py, by_popularity.py):
-    what it measures, the command, this code's commit, the machine, and the run with its model's commit."""
-    run_record = run_dir / "record.json"
-    return dict(
-        benchmark=benchmark,
-        command="python " + shlex.join(sys.argv),
-        commit=git_commit(),
-        machine=machine(),
-        threads=torch.get_num_threads(),
-        run=str(run_dir),
-        model_commit=io.load_json(run_record).get("commit") if run_record.exists() else None,
-    )
 
 
 def git_commit(where: Path | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The shared start of the scripts in `benchmarks/` that analyse a finished run directory.
+"""The shared start of the scripts in `benchmarks/` that analyse a finished run directory (not part of sidrec).
 
 `by_popularity.py`, `history_share.py` and `rpg_graph.py` take the same command line (a run directory,
 `--batch-size`, `--record`, and for the first two `--splits`) and load the same things from the run: its
@@ -10,14 +10,19 @@ the models the script accepts.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import torch
 
 from sidrec import io
 from sidrec.config import Config
+from sidrec.distributed import machine
 from sidrec.models import REGISTRY, load_model, model_kind
+from sidrec.report import git_commit
 
 SPLITS_HELP = "score only these (e.g. --splits valid while choosing a setting: never look at test)"
 
@@ -53,3 +58,18 @@ def load_finished_run(run_dir: Path, kinds: tuple[str, ...], needs: str) -> Fini
         raise SystemExit(f"{run_dir}: model.name={cfg.model.name}; this script needs {needs} ({accepted})")
     model, _ = load_model(str(run_dir / io.MODEL))
     return FinishedRun(cfg, model, pl.read_parquet(run_dir / io.SEQUENCES))
+
+
+def analysis_header(benchmark: str, run_dir: Path) -> dict:
+    """The fields a record about a finished run directory starts with (benchmarks/rpg_graph.py, by_popularity.py):
+    what it measures, the command, this code's commit, the machine, and the run with its model's commit."""
+    run_record = run_dir / "record.json"
+    return dict(
+        benchmark=benchmark,
+        command="python " + shlex.join(sys.argv),
+        commit=git_commit(),
+        machine=machine(),
+        threads=torch.get_num_threads(),
+        run=str(run_dir),
+        model_commit=io.load_json(run_record).get("commit") if run_record.exists() else None,
+    )
