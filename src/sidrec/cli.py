@@ -151,7 +151,9 @@ def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -
 def sweep(
     sweep_file: str = typer.Argument(..., help="a sweep YAML path, or a shipped sweep name (grid_t1_tokenizers, ...)"),
     out: Path = typer.Option(Path("runs/sweeps"), "--out", "-o", help="cells: DIR/<sweep>/<variant>/seed<N>"),
-    record_dir: Path = typer.Option(Path("benchmarks/results/sweeps"), help="where <name>.json and <name>.md go"),
+    record_dir: Path = typer.Option(
+        None, help="where <name>.json, <name>.md and the cell records go (default: OUT/records)"
+    ),
     only: list[str] = typer.Option(
         None,
         "--only",
@@ -166,7 +168,8 @@ def sweep(
     try:
         spec = load_sweep(sweep_file)
         cells = select_cells(spec, only) if only else None
-        rec = run_sweep(spec, out / spec.name, record_dir, shared=out, only=cells)  # other sweeps' cells are reused
+        records = record_dir or out / "records"
+        rec = run_sweep(spec, out / spec.name, records, shared=out, only=cells)  # other sweeps' cells are reused
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
