@@ -148,3 +148,19 @@ def test_shipped_baseline_configs_build(name):
     assert model.shape.d_model == cfg.model.d_model and model.shape.n_layers == cfg.model.n_enc_layers == 2
     assert model.shape.temperature == 0.05  # cosine scores, as chosen on validation
     assert cfg.data.name == name.split("_")[0]
+
+
+def test_evaluate_chooses_the_explore_temperature_on_validation(sasrec_run, tmp_path):
+    """Several eval.explore_temperature values: re-evaluating a trained run picks one on validation, says so."""
+    result = invoke("evaluate", "eval.explore_temperature=[1,2]", "--out", str(sasrec_run), "--force")
+    assert result.exit_code == 0, result.output
+    chosen = io.load_json(sasrec_run / io.METRICS)["explore_temperature"]
+    assert chosen["chosen"] in (1.0, 2.0) and set(chosen["valid_ndcg@10"]) == {"1", "2"}
+    best = max(chosen["valid_ndcg@10"].values())
+    assert io.load_json(sasrec_run / io.METRICS)["valid"]["ndcg@10"] == pytest.approx(best, abs=1e-6)
+    result = invoke("evaluate", "eval.explore_temperature=[1]", "--out", str(sasrec_run), "--force")
+    assert result.exit_code == 0 and "explore_temperature" not in io.load_json(sasrec_run / io.METRICS)
+    plain = invoke("run", "toy", "model.name=sasrec", "model.repeat=none", "eval.explore_temperature=[1,2]", *TINY,
+                   "--out", str(tmp_path))  # fmt: skip
+    assert plain.exit_code == 1 and "need model.repeat=mixture" in plain.output
+    assert not (tmp_path / io.CONFIG).exists()  # refused before anything is written

@@ -185,3 +185,17 @@ def test_a_repeat_head_ranks_history_items_by_its_gate(make_tiger, make_sids, ga
             assert set(row[:n].tolist()) <= distinct and len(set(row[:n].tolist())) == n
         else:
             assert not distinct & set(row.tolist())
+
+
+def test_sharpening_beams_keeps_each_rows_mass_and_order():
+    from sidrec.recommender import _sharpen
+
+    logp = np.log(np.array([[0.4, 0.2, 0.1], [0.05, 0.05, 1.0]]))
+    logp[1, 2] = -np.inf
+    assert _sharpen(logp, 1.0) is logp
+    out = _sharpen(logp, 2.0)
+    np.testing.assert_allclose(np.exp(out).sum(1), np.exp(logp).sum(1))  # the beams keep their mass
+    assert (np.argsort(-out, 1) == np.argsort(-logp, 1)).all() and out[1, 2] == -np.inf
+    assert np.exp(out[0, 0]) < 0.4  # flatter: the top beam gives mass to the others
+    empty = np.full((1, 3), -np.inf)
+    assert (_sharpen(empty, 2.0) == empty).all()

@@ -161,6 +161,10 @@ class EvalConfig:
     graph_beams: int = 10  # graph: items kept per propagation step (>= max(ks))
     graph_edges: int = 100  # graph: neighbours per item
     graph_steps: int = 3  # graph: propagation steps
+    # model.repeat=mixture: temperatures of the explore part (P_e = softmax(scores / t)). One value: used as is
+    # (1: as trained). Several, e.g. [0.5,0.75,1,1.5,2,3]: evaluate scores the validation split with each and keeps
+    # the best NDCG@10 for test (a host that overfits its training targets is overconfident beside the history).
+    explore_temperature: tuple[float, ...] = (1.0,)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ FIRST_VALUES = {
     "model.history_negatives": False,
     "model.repeat_bias": False,
     "model.repeat": "none",
+    "eval.explore_temperature": [1.0],
 }
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(

@@ -349,6 +349,8 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     out: dict = {"best_epoch": meta.get("epoch"), "splits": list(splits)}
     if parts_for(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
+    if len(cfg.eval.explore_temperature) > 1:
+        out["explore_temperature"] = _choose_temperature(cfg, rec, sequences, splits)
     counts = item_counts(train_sequences(sequences), items.height)
     rules = {name: cls(counts) for name, cls in BASELINES.items()}
     out["baselines"] = {name: {"label": LABELS[name]} for name in rules}
@@ -372,6 +374,29 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
             _write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
     return out
+
+
+def _choose_temperature(cfg: Config, rec, sequences: pl.DataFrame, splits: tuple[str, ...]) -> dict:
+    """The explore temperature with the best validation NDCG@10 among eval.explore_temperature (ties: nearest 1),
+    set on the model's repeat head for the scoring that follows; what each candidate scored."""
+    head = getattr(rec.model, "repeat_head", None)  # models.generator.RepeatAware / a mixture over item scores
+    if head is None:
+        raise ValueError(
+            f"eval.explore_temperature={list(cfg.eval.explore_temperature)} needs model.repeat=mixture (this run: "
+            f"model.repeat={cfg.model.repeat}); give one value"
+        )
+    if "valid" not in splits:
+        raise ValueError("eval.explore_temperature: several values are chosen on validation; keep valid in eval.splits")
+    examples = eval_examples(sequences, "valid", cfg.data.max_history)
+    scores = {}
+    for t in cfg.eval.explore_temperature:
+        head.temperature.fill_(float(t))
+        res = evaluate(rec, examples, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, desc=f"valid t={t:g}")
+        scores[float(t)] = round(res.metrics["ndcg@10"], 6)
+    best = max(scores, key=lambda t: (scores[t], -abs(t - 1.0)))
+    head.temperature.fill_(best)
+    logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", best, scores)
+    return {"chosen": best, "valid_ndcg@10": {f"{t:g}": v for t, v in scores.items()}}
 
 
 def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
@@ -399,6 +424,12 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
     spec = entry(cfg.model.name)  # ValueError for an unknown model.name
+    temps = cfg.eval.explore_temperature
+    if not temps or min(temps) <= 0 or (len(temps) > 1 and cfg.model.repeat != "mixture"):
+        raise ValueError(
+            f"eval.explore_temperature={list(temps)}: give temperatures > 0; several (chosen on validation) need "
+            f"model.repeat=mixture (this run: model.repeat={cfg.model.repeat})"
+        )
     sid = spec.needs_sids  # SID generators and parallel SID models (RPG)
     if spec.kind == "parallel" and cfg.quantize.dedup == "tiger":
         raise ValueError(

@@ -172,12 +172,24 @@ class SIDRecommender:
         repeat = torch.where(last, F.logsigmoid(gate)[:, None] + p_item.clamp(min=1e-30).log(), float("-inf"))
         h = hist.cpu().numpy()
         beams = np.where((items[:, :, None] == h[:, None, :]).any(-1), -np.inf, scores)
+        beams = _sharpen(beams, float(self.model.repeat_head.temperature))
         beams = beams + F.logsigmoid(-gate).cpu().numpy()[:, None]
         all_items = np.concatenate([items, h], axis=1)
         all_scores = np.concatenate([beams, repeat.cpu().numpy()], axis=1)
         order = np.argsort(-all_scores, axis=1, kind="stable")
         all_items, all_scores = np.take_along_axis(all_items, order, 1), np.take_along_axis(all_scores, order, 1)
         return np.where(np.isfinite(all_scores), all_items, 0), all_scores
+
+
+def _sharpen(logp: np.ndarray, temperature: float) -> np.ndarray:
+    """(B, W) beam log-probabilities -> log of p^(1/t), renormalised so that each row's beams keep their mass."""
+    if temperature == 1.0:
+        return logp
+    with np.errstate(invalid="ignore"):
+        mass = np.logaddexp.reduce(logp, axis=1, keepdims=True)
+        scaled = logp / temperature
+        out = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True) + mass
+    return np.where(np.isfinite(mass), out, logp)  # a row without a beam stays as it is
 
 
 class ItemRecommender:

@@ -113,3 +113,20 @@ def test_rpg_mixture_refuses_the_scalar_repeat_bias():
         host("rpg", history_negatives=True, repeat_bias=True)
     with pytest.raises(ValueError, match="unknown model.repeat"):
         host("sasrec", repeat="always")
+
+
+def test_explore_temperature_divides_the_explore_scores_and_old_weights_load():
+    torch.manual_seed(0)
+    head = RepeatHead(8, max_len=5)
+    h, inputs = torch.randn(2, 5, 8), torch.tensor([[0, 3, 4, 3, 2], [1, 2, 5, 6, 7]])
+    explore = torch.randn(2, 10)
+    head.temperature.fill_(2.0)
+    sharp = head.mix(explore, h, inputs)
+    head.temperature.fill_(1.0)
+    torch.testing.assert_close(sharp, head.mix(explore / 2.0, h, inputs))
+    assert torch.allclose(sharp[:, 1:].exp().sum(1), torch.ones(2))  # still a distribution
+    old = {k: v for k, v in head.state_dict().items() if k != "temperature"}  # saved before the buffer existed
+    fresh = RepeatHead(8, max_len=5)
+    fresh.temperature.fill_(3.0)
+    fresh.load_state_dict(old)
+    assert float(fresh.temperature) == 1.0

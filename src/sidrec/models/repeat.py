@@ -81,6 +81,13 @@ class RepeatHead(nn.Module):
         self.recency = nn.Parameter(torch.zeros(max_len))  # bias of history position j seen from t, by t - j
         self.gate = nn.Linear(2 * d_model + self.N_FEATURES, 1)
         self.max_len = max_len
+        # P_e = softmax(explore scores / temperature); 1 as trained. `evaluate` may choose another on validation
+        # (eval.explore_temperature): a host whose scores overfit the training targets is overconfident.
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))  # weights saved before the buffer existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, inputs: Tensor) -> Tensor:
         """(B, T) -> (B, T, 2): the share of the positions <= t that repeat an earlier item, 1 / their count."""
@@ -139,7 +146,7 @@ class RepeatHead(nn.Module):
         out = self(h, inputs)
         gate = out.gate[:, -1]  # (B,)
         pointer = out.logp[:, -1].exp() * (inputs != PAD)  # (B, T) P_r over positions
-        explore = explore.float()
+        explore = explore.float() / self.temperature
         history = torch.zeros_like(explore, dtype=torch.bool).scatter_(1, inputs, True)
         history[:, PAD] = True  # never an explore item
         logp_e = explore.masked_fill(history, float("-inf")).log_softmax(-1)
