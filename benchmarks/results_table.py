@@ -73,6 +73,8 @@ OTHER = {  # the default (and what it replaced) on the other bundled sets
     "{machine}": ("toys_previous_default_seed", ()),
     "sidrec default on Yelp (`sidrec run data.name=yelp`), {machine}": ("yelp_default_seed", ()),
     "SASRec on Yelp (`sidrec run beauty_sasrec data.name=yelp`), {machine}": ("yelp_sasrec_seed", ()),
+    "the same with the explore temperature chosen on validation (`eval.explore_temperature=[0.5,0.75,1,1.5,2,3]`), "
+    "{machine}": ("yelp_sasrec_calibrated_seed", ()),
     "the previous default on Yelp (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
     "{machine}": ("yelp_previous_default_seed", ()),
 }
@@ -433,7 +435,11 @@ README_ROWS = {
         ("HSTU", "sports_hstu_seed"),
     ),
     "toys": (("sidrec default", "toys_default_seed"),),
-    "yelp": (("sidrec default", "yelp_default_seed"), ("SASRec", "yelp_sasrec_seed")),
+    "yelp": (
+        ("sidrec default", "yelp_default_seed"),
+        ("SASRec", "yelp_sasrec_seed"),
+        ("SASRec, explore temperature chosen on validation", "yelp_sasrec_calibrated_seed"),
+    ),
 }
 README_PUBLISHED = ("RPG", "TIGER", "DiffGRM")  # published rows shown (where the dataset has them)
 
@@ -447,8 +453,8 @@ def rule_rows(recs: list[dict]) -> list[tuple[str, tuple[float, ...]]]:
 def readme_table(found: list[Path]) -> str:
     runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
     lines = [
-        "| data | method | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± std over seeds) | min per run |",
-        "|---|---|---|---|---|",
+        "| data | method (records) | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± std) | min per run | commit |",
+        "|---|---|---|---|---|---|",
     ]
     for dataset, rows in README_ROWS.items():
         first = None
@@ -460,12 +466,13 @@ def readme_table(found: list[Path]) -> str:
             seeds = ", ".join(str(r["seed"]) for r in recs)
             wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
             record = f"`{prefix}{recs[0]['seed']}.json`" if len(recs) == 1 else f"`{prefix}*`"
-            lines.append(f"| {dataset} | {label} ({record}) | {seeds} | {mean_std(recs)} | {wall:.0f} |")
+            commits = ", ".join(sorted({r["commit"] for r in recs}))
+            lines.append(f"| {dataset} | {label} ({record}) | {seeds} | {mean_std(recs)} | {wall:.0f} | {commits} |")
         for name, nums in rule_rows(first or []):
-            lines.append(f"| {dataset} | {name} | | {fmt(nums)} | |")
+            lines.append(f"| {dataset} | {name} | | {fmt(nums)} | | |")
         for name, nums in PUBLISHED.get(dataset, {}).items():
             if name.startswith(README_PUBLISHED):
-                lines.append(f"| {dataset} | published: {name} | | {fmt(nums)} | |")
+                lines.append(f"| {dataset} | published: {name} | | {fmt(nums)} | | |")
     return "\n".join(lines)
 
 
