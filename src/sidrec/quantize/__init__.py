@@ -19,6 +19,7 @@ import torch
 
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.pq import OPQ, PQ
+from sidrec.quantize.rkmeans_balanced import BalancedRQKMeans
 from sidrec.quantize.rq_kmeans import RQKMeans
 from sidrec.quantize.rq_vae import RQVAE
 from sidrec.quantize.rvq import RVQ
@@ -53,7 +54,14 @@ class Quantizer(Protocol):
         ...
 
 
-QUANTIZERS = {"rkmeans": RQKMeans, "rvq": RVQ, "rqvae": RQVAE, "pq": PQ, "opq": OPQ}
+QUANTIZERS = {
+    "rkmeans": RQKMeans,
+    "rkmeans_balanced": BalancedRQKMeans,
+    "rvq": RVQ,
+    "rqvae": RQVAE,
+    "pq": PQ,
+    "opq": OPQ,
+}
 
 
 def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:
