@@ -52,7 +52,7 @@ class EmbedConfig:
 @dataclass(frozen=True)
 class QuantizeConfig:
     # opq (optimized product quantization: `levels` = M unordered digits, for rpg; the default) | pq
-    # | rkmeans | rvq | rqvae (residual: `levels` = L ordered codebooks, for tiger / decoder; configs/beauty_tiger.yaml)
+    # | rkmeans | rkmeans_balanced | rvq | rqvae (residual: `levels` = L ordered codebooks, for tiger / decoder)
     name: str = "opq"
     levels: int = 16  # codebooks: M digits (pq / opq; RPG's paper uses 32 on Beauty) or L residual levels
     codebook_size: int = 256  # K codes per codebook
