@@ -17,6 +17,12 @@ from pathlib import Path
 import yaml
 
 
+def added(default, *, before):
+    """A setting added after runs were recorded. `before` is the value that does what the code did before the
+    setting existed: a stored fingerprint or record without the key was made with it (`first_values`)."""
+    return field(default=default, metadata={"before": before})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "beauty"  # bundled dataset used when `path` is empty
@@ -75,9 +81,9 @@ class QuantizeConfig:
     # Collaborative part of the vectors the quantizer sees (quantize/collab.py): PPMI of items within
     # collab_window positions in the training histories, SVD to collab_dim, L2-normalised, times collab_weight,
     # appended to the text vector (0 = text only: the tiger-family configs).
-    collab_dim: int = 64
-    collab_weight: float = 1.0
-    collab_window: int = 3
+    collab_dim: int = added(64, before=0)
+    collab_weight: float = added(1.0, before=1.0)
+    collab_window: int = added(3, before=3)
 
 
 @dataclass(frozen=True)
@@ -101,16 +107,16 @@ class ModelConfig:
     pooling: str = "concat"  # rpg: an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
     item_loss: float = 3.0  # rpg: weight of an item-level softmax (mean digit logits) beside the paper's digit loss
     id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
-    item_dropout: float = 0.0  # rpg, training: blank a history item's pooled digits, this often (not in the paper)
-    digit_dropout: float = 0.0  # rpg, training: drop each of an input item's M digit embeddings (not in the paper)
+    item_dropout: float = added(0.0, before=0.0)  # rpg, training: blank a history item's pooled digits, this often
+    digit_dropout: float = added(0.0, before=0.0)  # rpg, training: drop each of an input item's M digit embeddings
     # rpg, sasrec, hstu: items already in the history. mixture: a repeat / explore mixture (RepeatNet): a gate learns
     # when the user comes back and a pointer to which history item, the model's scores rank the new items
     # (models/repeat.py) | none: the model's scores as they are, history items ranked like any other
-    repeat: str = "mixture"
+    repeat: str = added("mixture", before="none")
     # rpg with repeat=none and item_loss > 0: the items each position has seen are negatives of its item-level
     # softmax too, as in a full softmax (not in the paper), and `repeat_bias` adds one learned score to them
-    history_negatives: bool = False
-    repeat_bias: bool = False
+    history_negatives: bool = added(False, before=False)
+    repeat_bias: bool = added(False, before=False)
     hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
     tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
     loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
@@ -134,7 +140,7 @@ class TrainConfig:
     sliding_window: bool = True  # every prefix of a training sequence is a sample (TIGER/GRID)
     # rpg, sasrec, hstu (one causal window of targets per example): all (a long sequence gives max_history-target
     # windows back to its start: every target used) | last (each user's most recent window; SASRec's reference code)
-    windows: str = "all"
+    windows: str = added("all", before="last")
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16: AMX / AVX512-BF16) | bf16 | fp32
     eval_every: int = 1  # epochs between validation passes
     eval_users: int = 3000  # validation users scored per pass (fixed sample; 0 = all)
@@ -164,7 +170,7 @@ class EvalConfig:
     # model.repeat=mixture: temperatures of the explore part (P_e = softmax(scores / t)). One value: used as is
     # (1: as trained). Several, e.g. [0.5,0.75,1,1.5,2,3]: evaluate scores the validation split with each and keeps
     # the best NDCG@10 for test (a host that overfits its training targets is overconfident beside the history).
-    explore_temperature: tuple[float, ...] = (1.0,)
+    explore_temperature: tuple[float, ...] = added((1.0,), before=[1.0])
 
 
 @dataclass(frozen=True)
@@ -354,6 +360,16 @@ def config_from_dict(raw: dict) -> Config:
         for key, value in values.items():
             cfg = _apply(cfg, f"{section}.{key}", value)
     return cfg
+
+
+def first_values() -> dict[str, object]:
+    """Dotted key -> the value of each setting declared with `added`: what runs made before the key existed used."""
+    return {
+        f"{section}.{f.name}": f.metadata["before"]
+        for section, cls in _SECTION_CLASSES.items()
+        for f in dataclasses.fields(cls)
+        if "before" in f.metadata
+    }
 
 
 def key_comments() -> dict[str, str]:

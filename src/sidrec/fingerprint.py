@@ -20,25 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidrec import io
-from sidrec.config import Config, config_to_dict
+from sidrec.config import Config, config_to_dict, first_values
 
 FINGERPRINTS = "fingerprints.json"
-# Settings added after runs recorded fingerprints, with the value that does what the code did before they existed.
-# A stored fingerprint without such a key was made with that value, so a run asking for it is still current
-# (adding a setting must not make every earlier run stale). A key missing here, and absent from a stored
-# fingerprint, counts as a change.
-FIRST_VALUES = {
-    "train.windows": "last",  # da3500b
-    "quantize.collab_dim": 0,  # 945242c
-    "quantize.collab_weight": 1.0,
-    "quantize.collab_window": 3,
-    "model.item_dropout": 0.0,  # 038f958
-    "model.digit_dropout": 0.0,
-    "model.history_negatives": False,
-    "model.repeat_bias": False,
-    "model.repeat": "none",
-    "eval.explore_temperature": [1.0],
-}
+# Settings added after runs recorded fingerprints, with the value that does what the code did before they existed
+# (declared beside each setting in config.py with `added(default, before=...)`). A stored fingerprint without such
+# a key was made with that value, so a run asking for it is still current (adding a setting must not make every
+# earlier run stale). Any other key absent from a stored fingerprint counts as a change.
+FIRST_VALUES = first_values()
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
     {
