@@ -32,8 +32,13 @@ def test_config_show_prints_the_resolved_config_with_comments():
     assert result.exit_code == 0, result.output
     assert "  epochs: 3  # Training length" in result.output  # a comment above the field counts too
     assert "  codebook_size: 32  # K codes per codebook" in result.output
-    # The text is YAML that loads back to the same config.
-    assert yaml.safe_load(result.output) == config_to_dict(load_config("toy", ["train.epochs=3"]))
+    # --all: YAML that loads back to the same config; without it, only what the chosen components read.
+    every = invoke("config", "show", "toy", "train.epochs=3", "--all")
+    assert yaml.safe_load(every.output) == config_to_dict(load_config("toy", ["train.epochs=3"]))
+    assert "opq_iters" not in result.output and "pooling" not in result.output  # OPQ's and RPG's settings
+    assert "opq_iters" in every.output
+    sasrec = invoke("config", "show", "beauty_sasrec").output
+    assert "embed:" not in sasrec and "quantize:" not in sasrec and "hstu_ffn" not in sasrec
 
 
 def test_config_show_rejects_an_unknown_key():

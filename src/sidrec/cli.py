@@ -223,9 +223,14 @@ def _summary(path: Path) -> str:
 
 
 @config_app.command("show")
-def config_show(args: list[str] = ARGS) -> None:
-    """Print the resolved config (defaults, CONFIG, then overrides) with each key's comment."""
-    typer.echo(describe(_config(args, Path("/nonexistent"))))
+def config_show(
+    args: list[str] = ARGS,
+    every: bool = typer.Option(False, "--all", help="also the settings this config's components do not read"),
+) -> None:
+    """Print the resolved config (defaults, CONFIG, then overrides) with each key's comment: the settings its
+    model, tokenizer and stages read (--all: every setting)."""
+    cfg = _config(args, Path("/nonexistent"))
+    typer.echo(describe(cfg, None if every else pipeline.read_settings(cfg)))
 
 
 @app.command()

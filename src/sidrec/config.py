@@ -392,12 +392,15 @@ def key_comments() -> dict[str, str]:
     return out
 
 
-def describe(cfg: Config) -> str:
-    """The resolved config as YAML, each key followed by its comment."""
+def describe(cfg: Config, keep: set[str] | None = None) -> str:
+    """The resolved config as YAML, each key followed by its comment; only the dotted keys in `keep`, if given."""
     comments = key_comments()
     lines = [f"seed: {cfg.seed}  # {comments['seed']}"]
     for section, values in config_to_dict(cfg).items():
         if section == "seed":
+            continue
+        values = {k: v for k, v in values.items() if keep is None or f"{section}.{k}" in keep}
+        if not values:
             continue
         lines.append(f"{section}:")
         for key, value in values.items():

@@ -16,7 +16,6 @@ model, the training examples and the recommender.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate
 from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for
-from sidrec.quantize import QUANTIZERS, build_quantizer
+from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
 from sidrec.quantize.collab import collab_vectors, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
@@ -219,11 +218,8 @@ def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
 
 
 def _quantize_keys(cfg: Config) -> tuple[str, ...]:
-    # Text-only SIDs (collab_dim 0) do not read the collaborative part's settings: changing them redoes nothing.
-    if cfg.quantize.collab_dim:
-        return ("quantize", "seed")
-    unread = {"collab_weight", "collab_window"}
-    return tuple(f"quantize.{f.name}" for f in dataclasses.fields(cfg.quantize) if f.name not in unread) + ("seed",)
+    # The quantizer's own settings and the common ones (the collaborative part's only when collab_dim > 0).
+    return tuple(f"quantize.{k}" for k in quantizer_settings(cfg.quantize)) + ("seed",)
 
 
 @_stage(
@@ -397,6 +393,14 @@ def _choose_temperature(cfg: Config, rec, sequences: pl.DataFrame, splits: tuple
     head.temperature.fill_(best)
     logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", best, scores)
     return {"chosen": best, "valid_ndcg@10": {f"{t:g}": v for t, v in scores.items()}}
+
+
+def read_settings(cfg: Config) -> set[str]:
+    """The dotted settings the stages of this config's run read (their fingerprints), plus where and how fast."""
+    stages = STAGES if _sid(cfg) else ("prepare", "train", "evaluate")
+    keys = {k for name in stages for k in fingerprint.select(cfg, SPECS[name].keys(cfg))}
+    sections = {k.split(".")[0] for k in keys}
+    return keys | {k for k in fingerprint.RUNTIME_KEYS if k.split(".")[0] in sections}
 
 
 def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_registry_and_builder():
-    assert set(QUANTIZERS) == {"rkmeans", "rvq", "rqvae", "pq", "opq"}
+    assert {"rkmeans", "rkmeans_balanced", "rvq", "rqvae", "pq", "opq"} <= set(QUANTIZERS)
     q = build_quantizer(CFG, 12, seed=0)
     assert isinstance(q, RQKMeans) and isinstance(q, Quantizer)
     assert (q.levels, q.codebook_size) == (3, 8)

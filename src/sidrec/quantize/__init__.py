@@ -13,6 +13,7 @@ Five quantizers, all `torch.nn.Module`s with the `Quantizer` interface:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -64,6 +65,22 @@ QUANTIZERS = {
 }
 
 
+# What every quantizer's stage reads besides its own SETTINGS: the name, de-duplication, the fit sample, the
+# collaborative part of the vectors (its weight and window only when collab_dim > 0).
+COMMON_SETTINGS = ("name", "dedup", "fit_sample", "collab_dim", "collab_weight", "collab_window")
+
+
+def quantizer_settings(cfg: QuantizeConfig) -> tuple[str, ...]:
+    """The quantize.* settings the configured quantizer stage reads (a class without SETTINGS: all of them)."""
+    if cfg.name not in QUANTIZERS:
+        raise ValueError(f"unknown quantize.name '{cfg.name}'; choose one of {', '.join(QUANTIZERS)}")
+    own = getattr(QUANTIZERS[cfg.name], "SETTINGS", None)
+    if own is None:
+        return tuple(f.name for f in dataclasses.fields(cfg))
+    common = COMMON_SETTINGS if cfg.collab_dim else COMMON_SETTINGS[:4]
+    return tuple(dict.fromkeys((*common, *own)))
+
+
 def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:
     """An unfitted quantizer for `dim`-dimensional item vectors, configured by `cfg`, seeded by `seed`."""
     if cfg.name not in QUANTIZERS:
@@ -77,6 +94,7 @@ __all__ = [
     "DEDUP_METHODS",
     "PQ",
     "QUANTIZERS",
+    "quantizer_settings",
     "Quantizer",
     "RQKMeans",
     "RQVAE",

@@ -96,6 +96,8 @@ class PQ(nn.Module):
     With `opq_iters` > 0 it is OPQ: the vectors are rotated by a learned orthogonal (D, D) matrix first.
     """
 
+    SETTINGS = ("levels", "codebook_size", "kmeans_iters")  # the quantize.* settings it reads
+
     def __init__(
         self, dim: int, levels: int, codebook_size: int, *, kmeans_iters: int = 50, opq_iters: int = 0, seed: int = 0
     ) -> None:
@@ -165,6 +167,8 @@ class PQ(nn.Module):
 
 class OPQ(PQ):
     """PQ after a rotation learned in `opq_iters` rounds of alternating optimisation (OPQ, above)."""
+
+    SETTINGS = (*PQ.SETTINGS, "opq_iters")  # the quantize.* settings it reads
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> OPQ:

@@ -68,6 +68,8 @@ class RQKMeans(nn.Module):
     factors (all 1 unless `normalize_residuals`), `fitted` ().
     """
 
+    SETTINGS = ("levels", "codebook_size", "kmeans_iters", "normalize_residuals")  # the quantize.* settings it reads
+
     def __init__(
         self,
         *,

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.kmeans import as_points
 from sidrec.quantize.rq_kmeans import require_fitted
-from sidrec.quantize.rvq import GradientRQ, RQOutput
+from sidrec.quantize.rvq import GRADIENT_SETTINGS, GradientRQ, RQOutput
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -36,6 +36,8 @@ def mlp(widths: list[int]) -> nn.Sequential:
 
 class RQVAE(GradientRQ):
     """TIGER's RQ-VAE. state_dict holds `encoder.*`, `decoder.*`, `rq.codebooks` and `fitted`."""
+
+    SETTINGS = (*GRADIENT_SETTINGS, "hidden", "latent_dim")  # the quantize.* settings it reads
 
     def __init__(self, *, dim: int, hidden: tuple[int, ...] = (512, 256, 128), latent_dim: int = 32, **kwargs) -> None:
         if latent_dim < 1 or any(h < 1 for h in hidden):

@@ -178,6 +178,19 @@ def train_residual(
     return mean_loss
 
 
+# the quantize.* settings the gradient-trained quantizers read
+GRADIENT_SETTINGS = (
+    "levels",
+    "codebook_size",
+    "kmeans_iters",
+    "epochs",
+    "batch_size",
+    "lr",
+    "beta",
+    "dead_code_threshold",
+)
+
+
 class GradientRQ(nn.Module):
     """Shared by R-VQ and RQ-VAE: the hyper-parameters, the codebooks (`rq`, of width `code_dim`), the
     `fitted` flag, and `_fit`: k-means init on the latents, then `train_residual`."""
@@ -207,8 +220,7 @@ class GradientRQ(nn.Module):
     @staticmethod
     def config_kwargs(cfg: QuantizeConfig, seed: int) -> dict:
         """The constructor arguments both quantizers take from `quantize.*`."""
-        keys = ("levels", "codebook_size", "kmeans_iters", "epochs", "batch_size", "lr", "beta", "dead_code_threshold")
-        return {**{k: getattr(cfg, k) for k in keys}, "seed": seed}
+        return {**{k: getattr(cfg, k) for k in GRADIENT_SETTINGS}, "seed": seed}
 
     def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
         raise NotImplementedError
@@ -237,6 +249,8 @@ class GradientRQ(nn.Module):
 
 class RVQ(GradientRQ):
     """Gradient-trained residual VQ on the raw item vectors; state_dict holds `rq.codebooks` and `fitted`."""
+
+    SETTINGS = GRADIENT_SETTINGS  # the quantize.* settings it reads
 
     def __init__(self, *, dim: int, **kwargs) -> None:
         super().__init__(dim=dim, code_dim=dim, **kwargs)
