@@ -1,5 +1,5 @@
-"""Smoke tests of `sidrec bench` on tiny shapes (the GRID-size models are shrunk too, to keep it fast) and of
-benchmarks/train_step.py on a finished toy run."""
+"""Smoke tests of `sidrec bench` on tiny shapes (the GRID-size models are shrunk too, to keep it fast), with
+benchmarks/bench_t5.py's HF T5 reference, and of benchmarks/train_step.py on a finished toy run."""
 
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def test_matmul_peak_is_positive():
 def test_run_bench_tiny(monkeypatch):
     grid = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, user_tokens=0)
     monkeypatch.setattr(bench, "GRID_SIZE", grid)
+    t5_script = load_benchmark("bench_t5")
     t5 = dict(d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1, num_decoder_layers=1, dropout_rate=0.1)
-    monkeypatch.setattr(bench, "T5_GRID", t5)
+    monkeypatch.setattr(t5_script, "T5_GRID", t5)
     reference = importlib.util.find_spec("transformers") is not None
-    out = run_bench(load_config("beauty_tiger", TINY), reference=reference, steps=2, users=16)
+    out = run_bench(load_config("beauty_tiger", TINY), steps=2, users=16, reference=t5_script.t5_reference)
     assert "samples/s" in out
     rec = out.record
     json.dumps(rec)  # JSON-ready
@@ -62,11 +63,11 @@ def test_run_bench_tiny(monkeypatch):
     assert rec["results"][0]["params"] < rec["results"][1]["params"]
     if reference:
         assert rec["results"][2]["beam_constrained_users_per_s"] is None
-        assert rec["results"][0]["train_vs_t5"] > 0
+        assert rec["results"][0]["train_vs_ref"] > 0 and rec["reference"].startswith("transformers")
 
 
 def test_run_bench_with_rpg(monkeypatch):
-    """`--rpg`: RPG's row has exact and graph top-10 users/s and the graph build time, no T5 ratio."""
+    """`--rpg`: RPG's row has exact and graph top-10 users/s and the graph build time, no ratio."""
     grid = dict(d_model=16, n_heads=2, d_head=8, d_ff=32, n_enc_layers=1, n_dec_layers=1, user_tokens=0)
     monkeypatch.setattr(bench, "GRID_SIZE", grid)
     real = bench.load_config
@@ -77,11 +78,11 @@ def test_run_bench_with_rpg(monkeypatch):
         return real(path, [*overrides, *small])
 
     monkeypatch.setattr(bench, "load_config", small_rpg)
-    out = run_bench(load_config("beauty_tiger", TINY), reference=False, steps=2, users=16, rpg=True)
+    out = run_bench(load_config("beauty_tiger", TINY), steps=2, users=16, rpg=True)
     rpg = out.record["results"][-1]
     assert rpg["model"].startswith("sidrec RPG")
     assert rpg["train_samples_per_s"] > 0 and rpg["exact_users_per_s"] > 0 and rpg["graph_users_per_s"] > 0
-    assert rpg["graph_build_s"] >= 0 and rpg["train_vs_t5"] is None
+    assert rpg["graph_build_s"] >= 0 and rpg["train_vs_ref"] is None and out.record["reference"] == "none"
     assert "top-10 users/s graph" in out
 
 

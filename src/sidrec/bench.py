@@ -4,7 +4,8 @@ Input (seeded): 12,101 items with distinct random SIDs (`quantize.levels` x `qua
 plus a dedup digit of 4), 20-item histories = 80 encoder tokens, batches of `train.batch_size`: the
 shape of the published TIGER / GRID timings (batch 256, 80 history tokens). Timed on the same inputs:
 our TIGER as configured, our TIGER at the GRID / TIGER size (d 128, 4+4 layers, 6 heads x 64, d_ff
-1024, no user tokens) and, with `reference`, Hugging Face `T5ForConditionalGeneration` with that config.
+1024, no user tokens) and, with `reference`, a reference model given by the caller
+(`benchmarks/bench_t5.py` adds Hugging Face `T5ForConditionalGeneration` with that config).
 With `rpg`, also RPG (parallel long SIDs) at the shipped `beauty_rpg` shape over random M-digit codes
 of the same 12,101 items: training on the same histories (every position a target, as it trains)
 and recommendation by exact scoring of every item and by graph decoding (untrained weights: the
@@ -13,9 +14,8 @@ a trained run by `benchmarks/rpg_graph.py`).
 
 Training: AdamW steps as `train.fit` takes them (clipping, `use_bf16` autocast); samples/s = batch /
 median step time after warm-up. Beam search: width 10 over `users` users in batches of
-`eval.batch_size` through `SIDRecommender` (trie-constrained and free); T5 through `generate`, which
-has no trie, so it decodes free. The models run interleaved in one process (fair ratios on a noisy
-machine).
+`eval.batch_size` through `SIDRecommender` (trie-constrained and free). The models run interleaved in
+one process (fair ratios on a noisy machine); with a reference, each row's ratios are ours / its.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 ITEMS, HISTORY, DEDUP, BEAMS, WARMUP, ROUNDS = 12_101, 20, 4, 10, 2, 4
 GRID_SIZE = dict(d_model=128, n_heads=6, d_head=64, d_ff=1024, n_enc_layers=4, n_dec_layers=4, user_tokens=0)
-T5_GRID = dict(d_model=128, d_kv=64, num_heads=6, d_ff=1024, num_layers=4, num_decoder_layers=4, dropout_rate=0.1)
-T5_TOKENS = dict(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # PAD = decoder start; BOS never emitted
-GENERATE = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=4, min_new_tokens=4, do_sample=False)
 
 
 class BenchResult(str):
@@ -61,7 +58,7 @@ class BenchResult(str):
 
 
 @dataclass
-class _Setup:
+class Setup:
     cfg: Config
     device: torch.device
     bf16: bool
@@ -74,7 +71,7 @@ class _Setup:
 
 
 @dataclass
-class _Entry:
+class Entry:
     """One timed model: its training closure, its beam-search closures by mode, and its timings."""
 
     name: str
@@ -85,6 +82,7 @@ class _Entry:
     step_s: list[float] = field(default_factory=list)
     beam_s: dict[str, float] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # model-specific facts for the record (RPG: graph build time)
+    reference: bool = False  # the row the others' ratios are taken against
 
 
 def synthetic_sids(rng: np.random.Generator, levels: int, codebook_size: int) -> np.ndarray:
@@ -106,8 +104,9 @@ def synthetic_sids(rng: np.random.Generator, levels: int, codebook_size: int) ->
         codes[bad] = rng.integers(0, codebook_size, size=(int(bad.sum()), levels))
 
 
-def _batches(s: _Setup, model: SIDGenerator) -> list[dict[str, Tensor]]:
-    """`model`'s training batches (tokens, positions, codes), plus T5's attention mask and labels."""
+def train_batches(s: Setup, model: SIDGenerator) -> list[dict[str, Tensor]]:
+    """`model`'s training batches (tokens, positions, codes), plus an attention mask and flat-vocabulary labels
+    (what a Hugging Face encoder-decoder reference takes)."""
     table, size = item_token_table(s.sids, model.shape.offsets), s.cfg.train.batch_size
     hists, users, targets = s.train
     out = []
@@ -123,7 +122,7 @@ def _batches(s: _Setup, model: SIDGenerator) -> list[dict[str, Tensor]]:
     return out
 
 
-def _stepper(s: _Setup, model: nn.Module, loss_fn, batches: list[dict]) -> Callable[[int], None]:
+def stepper(s: Setup, model: nn.Module, loss_fn, batches: list[dict]) -> Callable[[int], None]:
     """One training step on batch i as `train.fit` takes it (AdamW, clipping, autocast); ends in eval mode."""
     opt = _optimizer(model, s.cfg.train)
 
@@ -142,7 +141,7 @@ def _stepper(s: _Setup, model: nn.Module, loss_fn, batches: list[dict]) -> Calla
     return step
 
 
-def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, SIDGenerator]:
+def _ours(s: Setup, name: str, model_cfg: ModelConfig) -> tuple[Entry, SIDGenerator]:
     sizes = (s.cfg.quantize.codebook_size,) * s.cfg.quantize.levels + (DEDUP,)
     model = build_model(model_cfg, level_sizes=sizes, max_history=HISTORY).to(s.device)
     beam = {}
@@ -153,33 +152,10 @@ def _ours(s: _Setup, name: str, model_cfg: ModelConfig) -> tuple[_Entry, SIDGene
     sh, size = model.shape, None  # FLOPs are counted for encoder-decoders only (sidrec.flops)
     if hasattr(sh, "n_enc_layers") and hasattr(sh, "n_dec_layers") and not getattr(sh, "experts", 0):
         size = flops.EncDecSize(sh.d_model, sh.n_heads, sh.d_head, sh.d_ff, sh.n_enc_layers, sh.n_dec_layers, sizes)
-    return _Entry(name, params, _stepper(s, model, model.loss, _batches(s, model)), beam, size), model
+    return Entry(name, params, stepper(s, model, model.loss, train_batches(s, model)), beam, size), model
 
 
-def _t5(s: _Setup, grid: SIDGenerator) -> _Entry:
-    """HF T5 with the TIGER / GRID config, fed the inputs of our GRID-size model `grid` (same vocabulary)."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    t5 = T5ForConditionalGeneration(T5Config(vocab_size=grid.shape.vocab_size, **T5_GRID, **T5_TOKENS)).to(s.device)
-    table = item_token_table(s.sids, grid.shape.offsets)
-
-    def loss_fn(b: dict) -> Tensor:
-        return t5(input_ids=b["tokens"], attention_mask=b["mask"], labels=b["labels"]).loss
-
-    @torch.no_grad()
-    def generate(hists: list[np.ndarray], users: np.ndarray) -> Tensor:
-        ids = encoder_inputs(hists, table, max_history=HISTORY)[0].to(s.device)
-        with torch.autocast(**s.autocast):
-            return t5.generate(input_ids=ids, attention_mask=(ids != 0).long(), **GENERATE).cpu()
-
-    params, step = sum(p.numel() for p in t5.parameters()), _stepper(s, t5, loss_fn, _batches(s, grid))
-    g = grid.shape  # T5's LM head spans the whole vocabulary at every decoder position
-    size = flops.EncDecSize(g.d_model, g.n_heads, g.d_head, g.d_ff, g.n_enc_layers, g.n_dec_layers,
-                            (g.vocab_size,) * len(g.level_sizes))  # fmt: skip
-    return _Entry("HF T5, GRID config 4+4 d128 6x64 ff1024", params, step, {"free": generate}, size)
-
-
-def _rpg(s: _Setup) -> _Entry:
+def _rpg(s: Setup) -> Entry:
     """RPG at the shipped `beauty_rpg` shape: training on the bench histories, exact and graph decoding."""
     cfg = load_config(resolve_config_path("beauty_rpg"))
     rng = np.random.default_rng(s.cfg.seed)
@@ -207,7 +183,7 @@ def _rpg(s: _Setup) -> _Entry:
     m, q = cfg.model, cfg.quantize
     name = f"sidrec RPG (beauty_rpg: {q.name} {q.levels}x{q.codebook_size}, {m.n_enc_layers}L d{m.d_model})"
     params = sum(p.numel() for p in model.parameters())
-    entry = _Entry(name, params, _stepper(s, model, model.loss, batches), decode, None)
+    entry = Entry(name, params, stepper(s, model, model.loss, batches), decode, None)
     entry.extra = {"graph_build_s": round(graph_s, 2), "graph": dict(beams=e.graph_beams, edges=e.graph_edges,
                                                                       steps=e.graph_steps)}  # fmt: skip
     return entry
@@ -227,7 +203,7 @@ def matmul_peak(device: torch.device, bf16: bool, n: int = 2048, repeats: int = 
     return 2 * n**3 / best / 1e12
 
 
-def _measure(entries: list[_Entry], steps: int, hists: np.ndarray, users: np.ndarray, eval_batch: int) -> None:
+def _measure(entries: list[Entry], steps: int, hists: np.ndarray, users: np.ndarray, eval_batch: int) -> None:
     """Fill `step_s` and `beam_s` of every entry, interleaving the models round by round."""
     for e in entries:
         logger.info("warm-up: %s", e.name)
@@ -255,15 +231,21 @@ def _measure(entries: list[_Entry], steps: int, hists: np.ndarray, users: np.nda
             e.beam_s[mode] = e.beam_s.get(mode, 0.0) + time.perf_counter() - t0
 
 
-def run_bench(cfg: Config, *, reference: bool, steps: int, users: int, rpg: bool = False) -> BenchResult:
-    """Time training and beam search of our model (configured and GRID size) and, if asked, HF T5.
+Reference = Callable[[Setup, SIDGenerator], tuple["Entry | None", str]]
+
+
+def run_bench(
+    cfg: Config, *, steps: int, users: int, rpg: bool = False, reference: Reference | None = None
+) -> BenchResult:
+    """Time training and beam search of our model (configured and GRID size) and, if given, a reference.
 
     Args:
         cfg: the configuration (model, quantize levels / codebook size, batch sizes, precision, device).
-        reference: also time Hugging Face T5 with the TIGER / GRID config (skipped without transformers).
         steps: timed training steps per model (after warm-up).
         users: users beam-searched per model and mode.
         rpg: also time RPG (shipped `beauty_rpg` shape): training, exact and graph decoding.
+        reference: (setup, our GRID-size model) -> (its Entry, marked `reference`, or None; a note for the record);
+            `benchmarks/bench_t5.py` gives Hugging Face T5 with the TIGER / GRID config.
     Returns:
         The fixed-width table (a str) whose `.record` holds the measurements as a dict.
     """
@@ -279,23 +261,16 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int, rpg: bool
     sids = synthetic_sids(rng, cfg.quantize.levels, cfg.quantize.codebook_size)
     n = cfg.train.batch_size * min(steps + WARMUP, 8)  # distinct training batches, cycled
     train = (rng.integers(1, ITEMS + 1, (n, HISTORY)), rng.integers(0, 1 << 30, n), rng.integers(1, ITEMS + 1, n))
-    s = _Setup(cfg, device, use_bf16(cfg.train.precision, device), sids, train)
+    s = Setup(cfg, device, use_bf16(cfg.train.precision, device), sids, train)
     eval_hists, eval_users = rng.integers(1, ITEMS + 1, (users, HISTORY)), rng.integers(0, 1 << 30, users)
     m = cfg.model
     desc = f"{m.n_enc_layers}+{m.n_dec_layers} d{m.d_model} {m.n_heads}x{m.d_head} ff{m.d_ff}"
     ours, _ = _ours(s, f"sidrec, config {desc}", m)
     grid, grid_model = _ours(s, "sidrec, GRID size 4+4 d128 6x64 ff1024", replace(m, **GRID_SIZE))
-    entries, ref_note = [ours, grid], "not requested"
-    if reference and not hasattr(grid_model.shape, "n_dec_layers"):
-        ref_note = "skipped: HF T5 is compared with encoder-decoder models only (model.name=tiger)"
-    elif reference:
-        try:
-            import transformers
-        except ImportError:
-            ref_note = "skipped: transformers is not installed"
-        else:
-            entries.append(_t5(s, grid_model))
-            ref_note = f"transformers {transformers.__version__} T5ForConditionalGeneration; generate() decodes free"
+    entries, ref_note = [ours, grid], "none"
+    if reference is not None:
+        ref, ref_note = reference(s, grid_model)
+        entries += [ref] if ref is not None else []
     if rpg:
         entries.append(_rpg(s))
     logger.info("bench on %s (bf16 %s): %d models, %d steps, %d users", device, s.bf16, len(entries), steps, users)
@@ -306,7 +281,7 @@ def run_bench(cfg: Config, *, reference: bool, steps: int, users: int, rpg: bool
     return BenchResult(_table(record), record)
 
 
-def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: str, peak: float) -> dict:
+def _record(s: Setup, entries: list[Entry], steps: int, users: int, ref_note: str, peak: float) -> dict:
     """The measurements as a JSON-ready dict (the format of benchmarks/results/bench_*.json)."""
     cfg, q, rows = s.cfg, s.cfg.quantize, []
     memory = HISTORY * (q.levels + 1)
@@ -331,12 +306,12 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
             row[f"beam_{mode}_tflops"] = round(ups * per_user / 1e12, 6) if counted else None
             row[f"beam_{mode}_pct_of_peak"] = round(100 * ups * per_user / 1e12 / peak, 2) if counted else None
         rows.append(row)
-    t5 = next((r for r in rows if r["model"].startswith("HF T5")), None)  # ratios: ours / T5 (free decoding only)
-    pairs = {"train_vs_t5": ("train_samples_per_s",) * 2, "beam_free_vs_t5": ("beam_free_users_per_s",) * 2}
-    pairs["beam_constrained_vs_t5_free"] = ("beam_constrained_users_per_s", "beam_free_users_per_s")
+    ref = next((r for r, e in zip(rows, entries, strict=True) if e.reference), None)  # ratios: ours / the reference's
+    pairs = {"train_vs_ref": ("train_samples_per_s",) * 2, "beam_free_vs_ref": ("beam_free_users_per_s",) * 2}
+    pairs["beam_constrained_vs_ref_free"] = ("beam_constrained_users_per_s", "beam_free_users_per_s")
     for r in rows:
-        same_task = r.get("exact_users_per_s") is None  # RPG trains on every position: no ratio to T5's samples
-        r.update({k: round(r[a] / t5[b], 3) if t5 and r[a] and same_task else None for k, (a, b) in pairs.items()})
+        same_task = r.get("exact_users_per_s") is None  # RPG trains on every position: no ratio to another's samples
+        r.update({k: round(r[a] / ref[b], 3) if ref and r[a] and same_task else None for k, (a, b) in pairs.items()})
     inp = dict(items=ITEMS, sid_levels=[q.codebook_size] * q.levels + [DEDUP], history_items=HISTORY)
     inp.update(encoder_tokens=HISTORY * (q.levels + 1), train_batch_size=cfg.train.batch_size, seed=cfg.seed)
     inp.update(eval_batch_size=cfg.eval.batch_size, beam_width=BEAMS, timed_steps=steps, warmup_steps=WARMUP)
@@ -350,7 +325,7 @@ def _record(s: _Setup, entries: list[_Entry], steps: int, users: int, ref_note: 
     )
     rec["timing"] = (
         f"train: batch / median step time of {steps} AdamW steps after {WARMUP} warm-up, models interleaved in rounds; "
-        "beam: users / total time of recommend() or generate() over all batches (interleaved), after a warm-up batch"
+        "beam: users / total time of a model's search over all batches (interleaved), after a warm-up batch"
     )
     return {**rec, "results": rows, "config": config_to_dict(cfg)}
 
@@ -368,11 +343,11 @@ def _table(rec: dict) -> str:
 
     head = ("model", "params", "train samples/s", "beam-10 users/s constr.", "beam-10 users/s free")
     head += ("top-10 users/s exact", "top-10 users/s graph")
-    head += ("train vs T5", "free beam vs T5", "constr. beam vs T5", "train TFLOP/s (peak)", "free beam TFLOP/s")
+    head += ("train vs ref", "free beam vs ref", "constr. beam vs ref", "train TFLOP/s (peak)", "free beam TFLOP/s")
     effs = (("train_tflops", "train_pct_of_peak"), ("beam_free_tflops", "beam_free_pct_of_peak"))
     keys = ("train_samples_per_s", "beam_constrained_users_per_s", "beam_free_users_per_s")
     keys += ("exact_users_per_s", "graph_users_per_s")
-    ratios = ("train_vs_t5", "beam_free_vs_t5", "beam_constrained_vs_t5_free")
+    ratios = ("train_vs_ref", "beam_free_vs_ref", "beam_constrained_vs_ref_free")
     rows = [cells(r) for r in rec["results"]]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
 
@@ -388,8 +363,8 @@ def _table(rec: dict) -> str:
             f"timed: {inp['timed_steps']} train steps per model at batch {inp['train_batch_size']} (median step, "
             f"{inp['warmup_steps']} warm-up); {inp['users']} users per model and mode at eval batch "
             f"{inp['eval_batch_size']}, beam width {inp['beam_width']}",
-            f"reference: {rec['reference']}; ratios are ours / T5 (free beam vs T5: free vs free decoding; "
-            "constr. beam vs T5: our default trie-constrained search vs T5's free one)",
+            f"reference: {rec['reference']}; ratios are ours / the reference's (free beam: free vs free decoding; "
+            "constr. beam: our default trie-constrained search vs the reference's free one)",
             f"peak: {rec['matmul_peak_tflops']:.3f} TFLOP/s ({rec['flops']})",
             f"machine: {rec['machine']}",
             f"device: {rec['device']}, precision: {rec['precision']}, commit: {rec['commit']}, date: {rec['date']}",

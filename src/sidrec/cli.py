@@ -182,20 +182,19 @@ def sweep(
 @app.command()
 def bench(
     args: list[str] = ARGS,
-    reference: bool = typer.Option(True, help="also time the Hugging Face T5 reference (needs transformers)"),
     steps: int = typer.Option(20, help="timed training steps per model"),
     users: int = typer.Option(1024, help="users beam-searched per model"),
     record: Path = typer.Option(None, help="also write the measurements (JSON) to this path"),
     rpg: bool = typer.Option(False, help="also time RPG (beauty_rpg shape): training, exact and graph top-10"),
 ) -> None:
-    """Training samples/s and beam-search users/s on Beauty-shaped synthetic input, vs HF T5.
+    """Training samples/s, beam-search users/s and TFLOP/s on Beauty-shaped synthetic input.
 
-    CONFIG defaults to `beauty_tiger`: the encoder-decoder is what HF T5 is compared with (`--rpg` adds RPG)."""
+    CONFIG defaults to `beauty_tiger` (`--rpg` adds RPG); benchmarks/bench_t5.py adds HF T5 as a reference."""
     from sidrec.bench import run_bench
 
     _setup()
     cfg = _config(args, Path("/nonexistent"), default="beauty_tiger")
-    result = run_bench(cfg, reference=reference, steps=steps, users=users, rpg=rpg)
+    result = run_bench(cfg, steps=steps, users=users, rpg=rpg)
     typer.echo(result)
     if record:
         io.save_json(record, result.record)
