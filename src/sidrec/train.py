@@ -1,4 +1,5 @@
-"""One explicit training loop for any model with `loss(batch) -> scalar`.
+"""One explicit training loop for any model with `loss(batch) -> scalar`: `Trainer` (resume, one epoch,
+validate and save), with its state in a `TrainState`; `fit` runs it.
 
 The loop knows no model. Two optional hooks: `epoch_metrics() -> dict`, merged into each epoch's row
 of `train_log.jsonl` (the MoE generators log their expert load), and `unused_parameters` (True when a
@@ -27,6 +28,7 @@ the loop state (best score, patience, the wall-clock cap) after every epoch, so 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 import logging
@@ -129,6 +131,215 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=fused or None)
 
 
+@dataclass
+class TrainState:
+    """Everything the loop carries from epoch to epoch; saved in checkpoint.pt (as a dict) and broadcast to ranks."""
+
+    epoch: int = 0  # epochs done
+    best: float = -1.0  # best validation NDCG@10 so far
+    best_epoch: int = 0
+    best_valid: dict = field(default_factory=dict)
+    bad: int = 0  # validation passes without a gain (early stopping)
+    history: list[dict] = field(default_factory=list)  # the rows of train_log.jsonl
+    seconds: float = 0.0  # wall time of every call that trained this run
+    samples: int = 0
+    step: int = 0  # optimizer steps (the LR schedule's clock)
+    time_capped: bool = False
+    # one entry per call that trained (several when resumed): from_epoch, to_epoch, seconds, precision, machine, date
+    segments: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> TrainState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in saved.items() if k in names})
+        if "segments" not in saved:  # a checkpoint from before segments were kept: its epochs, where unknown
+            unknown = {"precision": "not recorded", "machine": "not recorded", "date": "not recorded"}
+            earlier = {"from_epoch": 0, "to_epoch": state.epoch, "seconds": state.seconds, **unknown}
+            state.segments = [earlier] if state.epoch else []
+        return state
+
+
+class Trainer:
+    """The training loop: `resume` (or start), then `epoch` and `validate_and_save` until a stop; see `fit`."""
+
+    def __init__(self, model: nn.Module, *, cfg: TrainConfig, run_dir: str | Path, meta: dict, seed: int,
+                 validate: Validate, on_step: Callable[[int, float], None] | None = None) -> None:  # fmt: skip
+        self.model, self.cfg, self.run_dir, self.meta, self.seed = model, cfg, Path(run_dir), meta, seed
+        self.validate, self.on_step = validate, on_step
+        self.device = next(model.parameters()).device
+        self.world = distributed.world_size() if distributed.active() else 1
+        self.main = distributed.is_main()
+        self.net = _data_parallel(model, self.device) if self.world > 1 else None
+        self.opt = _optimizer(model, cfg)
+        self.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+        self.best_model = self.ema.model if self.ema else model  # the weights that are validated and saved
+        bf16 = use_bf16(cfg.precision, self.device)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.precision = "bf16" if bf16 else "fp32"
+        self.ckpt_path = self.run_dir / io.CHECKPOINT
+        self.state = TrainState()
+        self.start_wall = time.perf_counter()
+        self.segment_start: float | None = None
+
+    def resume(self) -> float:
+        """Load checkpoint.pt if there is one (else seed torch); returns the seconds earlier calls trained."""
+        if self.ckpt_path.exists():
+            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            if self.ema:
+                if "ema" not in ckpt:
+                    raise ValueError(f"{self.ckpt_path} holds no weight average but train.ema={self.cfg.ema}: resume "
+                                     "with train.ema=0 or retrain with --force")  # fmt: skip
+                self.ema.model.load_state_dict(ckpt["ema"])
+            self.state = TrainState.from_checkpoint(ckpt["state"])
+            self.state.time_capped = False  # a resume under a larger (or no) cap goes on from there
+            torch.set_rng_state(ckpt["torch_rng"])
+            logger.info("resuming from %s after epoch %d", self.ckpt_path, self.state.epoch)
+        else:
+            torch.manual_seed(self.seed)
+        if self.main:  # rows past the checkpoint (a kill between a row's append and its checkpoint) are trained again
+            _write_log(self.run_dir / io.TRAIN_LOG, self.state.history)
+        known = [s for s in self.state.segments if s["precision"] != "not recorded"]
+        if known and known[-1]["precision"] != self.precision and self.state.epoch < self.cfg.epochs:
+            last = known[-1]
+            raise ValueError(
+                f"{self.ckpt_path}: epochs {last['from_epoch'] + 1}-{last['to_epoch']} trained in {last['precision']} "
+                f"on {last['machine']}, but here train.precision={self.cfg.precision} trains in {self.precision}; one "
+                f"run keeps one precision: resume it on a machine where it trains in {last['precision']}, or retrain "
+                "with --force"
+            )
+        self.start_wall = time.perf_counter() - self.state.seconds
+        if self.capped():
+            self.state.time_capped = True
+        self.state = distributed.broadcast(self.state)  # rank 0's clock and checkpoint decide
+        return sum(s["seconds"] for s in self.state.segments)
+
+    def capped(self) -> bool:
+        cap = self.cfg.max_minutes * 60
+        return bool(cap) and time.perf_counter() - self.start_wall > cap
+
+    def running(self) -> bool:
+        st, cfg = self.state, self.cfg
+        return st.epoch < cfg.epochs and st.bad < cfg.patience and not st.time_capped
+
+    def epoch(self, epoch: int, batches: Batches, batches_per_epoch: int) -> dict:
+        """Train one epoch; its row of train_log.jsonl (loss, lr, seconds, samples/s, the model's own metrics)."""
+        model, cfg, st = self.model, self.cfg, self.state
+        total = cfg.epochs * batches_per_epoch
+        model.train()
+        t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
+        if self.world > 1:  # dropout masks: each rank its own stream, the same after a resume
+            torch.manual_seed(int(np.random.default_rng([self.seed, epoch, distributed.rank()]).integers(2**62)))
+        bar = tqdm(batches(epoch), total=batches_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   mininterval=2, disable=not self.main)  # fmt: skip
+        for batch in bar:
+            weight = batch.pop("weight", None)  # this rank's loss terms (torchrun); 0 for a stand-in row
+            with torch.autocast(**self.autocast):
+                loss = model.loss(batch) if self.net is None else self.net(batch)
+            if weight is not None:  # weight by the share of the global batch: DDP then averages to its mean
+                w = float(weight)
+                total_w, total_loss = distributed.all_sum([w, float(loss.detach()) * w])
+                loss_value = total_loss / total_w
+                loss = loss * (w * self.world / total_w)
+            else:
+                loss_value = None
+            factor = lr_factor(st.step, warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
+            for group in self.opt.param_groups:
+                group["lr"] = cfg.lr * factor
+            st.step += 1
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.opt.step()
+            if self.ema:
+                self.ema.update(st.step - 1)
+            samples += len(next(iter(batch.values()))) if weight is None or float(weight) > 0 else 0
+            loss_value = loss.item() if loss_value is None else loss_value
+            loss_sum, n = loss_sum + loss_value, n + 1
+            if self.on_step is not None:
+                self.on_step(st.step, loss_value)
+            if n % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / n:.3f}", sps=f"{samples / (time.perf_counter() - t0):.0f}")
+        train_s = time.perf_counter() - t0
+        if self.world > 1:
+            samples = int(distributed.all_sum([samples])[0])
+        st.samples += samples
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum / max(n, 1),
+            "lr": self.opt.param_groups[0]["lr"],
+            "train_seconds": round(train_s, 2),
+            "samples_per_second": round(samples / max(train_s, 1e-9), 1),
+        }
+        return {**row, **(model.epoch_metrics() if hasattr(model, "epoch_metrics") else {})}  # e.g. MoE load
+
+    def validate_and_save(self, epoch: int, row: dict) -> None:
+        """Validate when due (keeping the best weights in model.pt), log the row, checkpoint; one stop decision."""
+        cfg, st = self.cfg, self.state
+        if self.main and self.capped() and epoch < cfg.epochs:  # checked between epochs: a resume continues exactly
+            st.time_capped = True
+            logger.warning(
+                "train.max_minutes=%g reached: training stops after epoch %d of %d (time_capped); "
+                "resume with a larger train.max_minutes or 0",
+                cfg.max_minutes,
+                epoch,
+                cfg.epochs,
+            )
+        if self.main and (epoch % cfg.eval_every == 0 or st.time_capped or epoch == cfg.epochs):
+            self.model.eval()
+            valid = self.validate(self.best_model)
+            row["valid"] = valid
+            score = valid.get("ndcg@10", 0.0)
+            if score > st.best:
+                st.best, st.best_epoch, st.best_valid, st.bad = score, epoch, valid, 0
+                _save_model(self.run_dir / io.MODEL, self.best_model, {**self.meta, "epoch": epoch, "valid": valid})
+            else:
+                st.bad += 1
+            logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
+        st.epoch = epoch
+        st.seconds = time.perf_counter() - self.start_wall
+        st.segments[-1].update(to_epoch=epoch, seconds=round(st.seconds - self.segment_start, 1))
+        st.history.append(row)
+        if self.main:
+            _append_log(self.run_dir / io.TRAIN_LOG, row)
+            _save_checkpoint(self.ckpt_path, self.model, self.opt, dataclasses.asdict(st), self.ema)
+        self.state = distributed.broadcast(st)  # one stop decision for all ranks
+
+    def fit(self, batches: Batches, batches_per_epoch: int) -> TrainResult:
+        """Resume (or start), train until the schedule ends, patience runs out or the time cap is hit."""
+        earlier_seconds = self.resume()
+        self.segment_start = None  # this call's stretch of epochs is kept in the checkpoint: where each part ran
+        while self.running():
+            epoch = self.state.epoch + 1
+            if self.segment_start is None:
+                self.segment_start = self.state.seconds
+                where = {"precision": self.precision, "machine": distributed.machine(), "date": _now()}
+                self.state.segments.append(
+                    {"from_epoch": self.state.epoch, "to_epoch": self.state.epoch, "seconds": 0.0, **where}
+                )
+            row = self.epoch(epoch, batches, batches_per_epoch)
+            self.validate_and_save(epoch, row)
+        if self.main and not (self.run_dir / io.MODEL).exists():  # no validation ran (epochs=0): the last weights
+            _save_model(self.run_dir / io.MODEL, self.best_model, {**self.meta, "epoch": self.state.epoch, "valid": {}})
+        distributed.barrier()
+        st = self.state
+        return TrainResult(
+            best_epoch=st.best_epoch,
+            best_valid=st.best_valid,
+            epochs_run=st.epoch,
+            seconds=st.seconds,
+            samples_per_second=st.samples / max(st.seconds, 1e-9),
+            steps=st.step,
+            time_capped=st.time_capped,
+            precision=self.precision,
+            history=st.history,
+            segments=st.segments,
+            earlier_seconds=round(earlier_seconds, 1),
+        )
+
+
 def fit(
     model: nn.Module,
     *,
@@ -146,174 +357,8 @@ def fit(
     `on_step(step, loss)` (optional) sees every optimizer step's loss (under torchrun: the global batch's).
     Under torchrun, `batches` yields this rank's shards, each with a "weight" (its loss terms).
     """
-    run_dir = Path(run_dir)
-    device = next(model.parameters()).device
-    world, main = distributed.world_size() if distributed.active() else 1, distributed.is_main()
-    net = _data_parallel(model, device) if world > 1 else None
-    opt = _optimizer(model, cfg)
-    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
-    best_model = ema.model if ema else model  # the weights that are validated and saved
-    total = cfg.epochs * batches_per_epoch
-    state = {
-        "epoch": 0,
-        "best": -1.0,
-        "best_epoch": 0,
-        "best_valid": {},
-        "bad": 0,
-        "history": [],
-        "seconds": 0.0,
-        "samples": 0,
-        "step": 0,
-        "time_capped": False,
-    }
-    ckpt_path = run_dir / io.CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if ema:
-            if "ema" not in ckpt:
-                raise ValueError(f"{ckpt_path} holds no weight average but train.ema={cfg.ema}: resume with "
-                                 "train.ema=0 or retrain with --force")  # fmt: skip
-            ema.model.load_state_dict(ckpt["ema"])
-        state = {**ckpt["state"], "time_capped": False}  # a resume under a larger (or no) cap goes on from there
-        torch.set_rng_state(ckpt["torch_rng"])
-        logger.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
-    else:
-        torch.manual_seed(seed)
-    if main:  # rows past the checkpoint (a kill between a row's append and its checkpoint) are trained again
-        _write_log(run_dir / io.TRAIN_LOG, state["history"])
-    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device))
-    precision = "bf16" if autocast["enabled"] else "fp32"
-    if "segments" not in state:  # a checkpoint from before segments were kept: its epochs, where unknown
-        unknown = {"precision": "not recorded", "machine": "not recorded", "date": "not recorded"}
-        earlier = {"from_epoch": 0, "to_epoch": state["epoch"], "seconds": state["seconds"], **unknown}
-        state["segments"] = [earlier] if state["epoch"] else []
-    known = [s for s in state["segments"] if s["precision"] != "not recorded"]
-    if known and known[-1]["precision"] != precision and state["epoch"] < cfg.epochs:
-        last = known[-1]
-        raise ValueError(
-            f"{ckpt_path}: epochs {last['from_epoch'] + 1}-{last['to_epoch']} trained in {last['precision']} on "
-            f"{last['machine']}, but here train.precision={cfg.precision} trains in {precision}; one run keeps "
-            f"one precision: resume it on a machine where it trains in {last['precision']}, or retrain with --force"
-        )
-    earlier_seconds = sum(s["seconds"] for s in state["segments"])  # trained by earlier calls (a resume)
-    start_wall = time.perf_counter() - state["seconds"]
-    cap = cfg.max_minutes * 60
-
-    def capped() -> bool:
-        return bool(cap) and time.perf_counter() - start_wall > cap
-
-    if capped():
-        state["time_capped"] = True
-    state = distributed.broadcast(state)  # rank 0's clock and checkpoint decide
-    segment_start = None  # this call's stretch of epochs is kept in the checkpoint: a resumed run says where each ran
-    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience and not state["time_capped"]:
-        epoch = state["epoch"] + 1
-        if segment_start is None:
-            segment_start = state["seconds"]
-            where = {"precision": precision, "machine": distributed.machine(), "date": _now()}
-            state["segments"].append(
-                {"from_epoch": state["epoch"], "to_epoch": state["epoch"], "seconds": 0.0, **where}
-            )
-        model.train()
-        t0, samples, loss_sum, n = time.perf_counter(), 0, 0.0, 0
-        if world > 1:  # dropout masks: each rank its own stream, the same after a resume
-            torch.manual_seed(int(np.random.default_rng([seed, epoch, distributed.rank()]).integers(2**62)))
-        bar = tqdm(
-            batches(epoch),
-            total=batches_per_epoch,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            leave=False,
-            mininterval=2,
-            disable=not main,
-        )
-        for batch in bar:
-            weight = batch.pop("weight", None)  # this rank's loss terms (torchrun); 0 for a stand-in row
-            with torch.autocast(**autocast):
-                loss = model.loss(batch) if net is None else net(batch)
-            if weight is not None:  # weight by the share of the global batch: DDP then averages to its mean
-                w = float(weight)
-                total_w, total_loss = distributed.all_sum([w, float(loss.detach()) * w])
-                loss_value = total_loss / total_w
-                loss = loss * (w * world / total_w)
-            else:
-                loss_value = None
-            factor = lr_factor(state["step"], warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr_ratio)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * factor
-            state["step"] += 1
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if ema:
-                ema.update(state["step"] - 1)
-            samples += len(next(iter(batch.values()))) if weight is None or float(weight) > 0 else 0
-            loss_value = loss.item() if loss_value is None else loss_value
-            loss_sum, n = loss_sum + loss_value, n + 1
-            if on_step is not None:
-                on_step(state["step"], loss_value)
-            if n % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / n:.3f}", sps=f"{samples / (time.perf_counter() - t0):.0f}")
-        train_s = time.perf_counter() - t0
-        if world > 1:
-            samples = int(distributed.all_sum([samples])[0])
-        if main and capped() and epoch < cfg.epochs:  # checked between epochs only, so a resume continues exactly
-            state["time_capped"] = True
-            logger.warning(
-                "train.max_minutes=%g reached: training stops after epoch %d of %d (time_capped); "
-                "resume with a larger train.max_minutes or 0",
-                cfg.max_minutes,
-                epoch,
-                cfg.epochs,
-            )
-        row = {
-            "epoch": epoch,
-            "loss": loss_sum / max(n, 1),
-            "lr": opt.param_groups[0]["lr"],
-            "train_seconds": round(train_s, 2),
-            "samples_per_second": round(samples / max(train_s, 1e-9), 1),
-        }
-        row.update(model.epoch_metrics() if hasattr(model, "epoch_metrics") else {})  # a model's own, e.g. MoE load
-        state["samples"] += samples
-        if main and (epoch % cfg.eval_every == 0 or state["time_capped"] or epoch == cfg.epochs):
-            model.eval()
-            valid = validate(best_model)
-            row["valid"] = valid
-            score = valid.get("ndcg@10", 0.0)
-            if score > state["best"]:
-                state.update(best=score, best_epoch=epoch, best_valid=valid, bad=0)
-                _save_model(run_dir / io.MODEL, best_model, {**meta, "epoch": epoch, "valid": valid})
-            else:
-                state["bad"] += 1
-            logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
-        state["epoch"] = epoch
-        state["seconds"] = time.perf_counter() - start_wall
-        state["segments"][-1].update(to_epoch=epoch, seconds=round(state["seconds"] - segment_start, 1))
-        state["history"].append(row)
-        if main:
-            _append_log(run_dir / io.TRAIN_LOG, row)
-            _save_checkpoint(ckpt_path, model, opt, state, ema)
-        state = distributed.broadcast(state)  # one stop decision for all ranks
-    if main and not (run_dir / io.MODEL).exists():  # no validation ran (e.g. epochs=0): keep the last weights
-        _save_model(run_dir / io.MODEL, best_model, {**meta, "epoch": state["epoch"], "valid": {}})
-    distributed.barrier()
-    seconds = state["seconds"]
-    return TrainResult(
-        best_epoch=state["best_epoch"],
-        best_valid=state["best_valid"],
-        epochs_run=state["epoch"],
-        seconds=seconds,
-        samples_per_second=state["samples"] / max(seconds, 1e-9),
-        steps=state["step"],
-        time_capped=state["time_capped"],
-        precision=precision,
-        history=state["history"],
-        segments=state["segments"],
-        earlier_seconds=round(earlier_seconds, 1),
-    )
+    trainer = Trainer(model, cfg=cfg, run_dir=run_dir, meta=meta, seed=seed, validate=validate, on_step=on_step)
+    return trainer.fit(batches, batches_per_epoch)
 
 
 def _now() -> str:
