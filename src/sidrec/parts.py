@@ -41,6 +41,21 @@ def popularity(sequences: pl.DataFrame, n_items: int) -> np.ndarray:
     return counts
 
 
+# Decoders of the parallel SID models (`eval.decode`): the model, the config, bf16 -> a Recommender.
+DECODERS: dict[str, Callable[[torch.nn.Module, Config, bool], object]] = {
+    "exact": lambda model, cfg, bf16: ItemRecommender(model, max_history=cfg.data.max_history, bf16=bf16),
+    "graph": lambda model, cfg, bf16: GraphRecommender(
+        model,
+        max_history=cfg.data.max_history,
+        beams=cfg.eval.graph_beams,
+        edges=cfg.eval.graph_edges,
+        steps=cfg.eval.graph_steps,
+        bf16=bf16,
+        seed=cfg.seed,
+    ),  # fmt: skip
+}
+
+
 class Parts(NamedTuple):
     """What differs between SID models and item-ID models, as lazy builders over the run directory."""
 
@@ -74,18 +89,13 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         return np.load(run_dir / io.SIDS)
 
     if model_kind(cfg.model.name) == "parallel":
-        e = cfg.eval
-
-        if e.decode not in ("exact", "graph"):
-            raise ValueError(f"unknown eval.decode '{e.decode}' for model.name={cfg.model.name}: exact | graph")
+        if cfg.eval.decode not in DECODERS:
+            raise ValueError(f"unknown eval.decode '{cfg.eval.decode}' for model.name={cfg.model.name}: "
+                             f"{' | '.join(DECODERS)}")  # fmt: skip
 
         def parallel_recommender(model, sequences, beam_width=None, per_epoch=False):
-            if e.decode == "graph" and not per_epoch:  # per-epoch validation scores every item (cheap, exact)
-                return GraphRecommender(
-                    model, max_history=hist, beams=e.graph_beams, edges=e.graph_edges, steps=e.graph_steps,
-                    bf16=bf16, seed=cfg.seed,
-                )  # fmt: skip
-            return ItemRecommender(model, max_history=hist, bf16=bf16)
+            decode = "exact" if per_epoch else cfg.eval.decode  # per-epoch validation scores every item (cheap)
+            return DECODERS[decode](model, cfg, bf16)
 
         return Parts(
             needs_sids=True,
@@ -116,4 +126,4 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
     return Parts(True, build, examples, recommender)
 
 
-__all__ = ["Parts", "level_sizes", "parts_for", "popularity"]
+__all__ = ["DECODERS", "Parts", "level_sizes", "parts_for", "popularity"]
