@@ -18,9 +18,9 @@ from sidrec import io
 from sidrec.cli import app
 from sidrec.config import Config, ModelConfig
 from sidrec.embed import EMBEDDERS
-from sidrec.parts import DECODERS
 from sidrec.models import REGISTRY, ModelEntry, build_model, entry, register, unregister
 from sidrec.models.registry import KINDS
+from sidrec.parts import DECODERS
 from sidrec.quantize import QUANTIZERS
 
 SRC = Path(sidrec.__file__).parent
