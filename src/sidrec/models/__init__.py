@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sidrec.config import ModelConfig
-from sidrec.models import decoder_only, hstu, rpg, sasrec, tiger
+from sidrec.models import decoder_only, gru4rec, hstu, rpg, sasrec, tiger
 from sidrec.models.decoder_only import DecoderOnly, DecoderShape
 from sidrec.models.hstu import HSTU
 from sidrec.models.id_objectives import IDShape
@@ -21,7 +21,7 @@ from sidrec.models.rpg import RPG, RPGShape
 from sidrec.models.sasrec import SASRec
 from sidrec.models.tiger import TIGER, TIGERShape
 
-for _module in (rpg, tiger, decoder_only, sasrec, hstu):
+for _module in (rpg, tiger, decoder_only, sasrec, hstu, gru4rec):
     register(_module.ENTRY)
 
 
