@@ -89,7 +89,8 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     # rpg (every digit of the next item's long SID in one pass; the default) | tiger (encoder-decoder over SID tokens,
-    # beam search) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep) | sasrec | hstu (item IDs)
+    # beam search) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep) | sasrec | hstu | gru4rec
+    # (item IDs)
     name: str = "rpg"
     d_model: int = 128
     n_heads: int = 4  # GRID / TIGER: 4+4 layers, 6 heads x 64, d_ff 1024 (configs/tiger_grid.yaml)
