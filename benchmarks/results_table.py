@@ -72,9 +72,14 @@ OTHER = {  # the default (and what it replaced) on the other bundled sets
     "the previous default on Toys (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
     "{machine}": ("toys_previous_default_seed", ()),
     "sidrec default on Yelp (`sidrec run data.name=yelp`), {machine}": ("yelp_default_seed", ()),
-    "SASRec on Yelp (`sidrec run beauty_sasrec data.name=yelp`), {machine}": ("yelp_sasrec_seed", ()),
-    "the same with the explore temperature chosen on validation (`eval.explore_temperature=[0.5,0.75,1,1.5,2,3]`), "
-    "{machine}": ("yelp_sasrec_calibrated_seed", ()),
+    "SASRec on Yelp (`sidrec run beauty_sasrec data.name=yelp`: explore temperature chosen on validation), {machine}": (
+        "yelp_sasrec_calibrated_seed",
+        (),
+    ),
+    "the same with the explore temperature fixed at 1 (`beauty_sasrec` before it chose one), {machine}": (
+        "yelp_sasrec_seed",
+        (),
+    ),
     "the previous default on Yelp (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
     "{machine}": ("yelp_previous_default_seed", ()),
 }
@@ -444,8 +449,7 @@ README_ROWS = {
     "toys": (("sidrec default", "toys_default_seed"),),
     "yelp": (
         ("sidrec default", "yelp_default_seed"),
-        ("SASRec", "yelp_sasrec_seed"),
-        ("SASRec, explore temperature chosen on validation", "yelp_sasrec_calibrated_seed"),
+        ("SASRec", "yelp_sasrec_calibrated_seed"),
     ),
 }
 README_PUBLISHED = ("RPG", "TIGER", "DiffGRM")  # published rows shown (where the dataset has them)

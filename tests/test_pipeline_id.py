@@ -131,9 +131,9 @@ def test_unknown_loss_exits_with_the_choices(tmp_path):
 
 
 def test_unknown_model_name_fails_before_any_stage(tmp_path):
-    result = invoke("run", "toy", "model.name=gru4rec", *TINY, "--out", str(tmp_path))
+    result = invoke("run", "toy", "model.name=caser", *TINY, "--out", str(tmp_path))
     assert result.exit_code == 1
-    assert "unknown model.name 'gru4rec'" in result.output and "sasrec" in result.output
+    assert "unknown model.name 'caser'" in result.output and "sasrec" in result.output
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_build_model_from_config():
     assert model.shape.vocab_size == 2 + sum(SIZES)
     assert model.shape.offsets == (2, 6, 10)
     with pytest.raises(ValueError, match="unknown model.name"):
-        build_model(ModelConfig(name="gru4rec"), level_sizes=SIZES, max_history=6)
+        build_model(ModelConfig(name="caser"), level_sizes=SIZES, max_history=6)
 
 
 def test_overfits_one_batch_and_decodes_the_targets(make_tiger):
