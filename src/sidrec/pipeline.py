@@ -38,7 +38,7 @@ from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
 from sidrec.quantize.collab import collab_vectors, with_collab
-from sidrec.quantize.sids import DEDUP_METHODS, deduplicate, sid_stats
+from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
@@ -435,7 +435,7 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
             f"model.repeat=mixture (this run: model.repeat={cfg.model.repeat})"
         )
     sid = spec.needs_sids  # SID generators and parallel SID models (RPG)
-    if spec.kind == "parallel" and cfg.quantize.dedup == "tiger":
+    if spec.kind == "parallel" and cfg.quantize.dedup in EXTRA_DIGIT:
         raise ValueError(
             f"model.name={cfg.model.name} predicts every digit from a codebook of quantize.codebook_size codes; "
             "TIGER's extra de-dup digit does not fit: set quantize.dedup=random (or none)"

@@ -20,6 +20,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DEDUP_METHODS = ("tiger", "random", "none")
+EXTRA_DIGIT = frozenset({"tiger"})  # the methods that append a digit to every SID (TIGER's collision counter)
 
 
 def _check_codes(codes: np.ndarray) -> np.ndarray:
@@ -104,21 +105,25 @@ def deduplicate(codes: np.ndarray, method: str, codebook_size: int, seed: int) -
         int64 SIDs: (N, L + 1) for `tiger`, (N, L) otherwise.
     """
     codes = _check_codes(codes)
-    if method == "tiger":
-        sids = _dedup_tiger(codes)
-        if sids.shape[0] and sids[:, -1].max() >= codebook_size:
-            logger.warning(
-                "dedup=tiger: a collision group has %d items, more than codebook_size=%d; the dedup digit "
-                "exceeds the per-level code range",
-                int(sids[:, -1].max()) + 1,
-                codebook_size,
-            )
-        return sids
-    if method == "random":
-        return _dedup_random(codes, codebook_size, seed)
-    if method == "none":
-        return codes
-    raise ValueError(f"unknown quantize.dedup '{method}'; choose one of {', '.join(DEDUP_METHODS)}")
+    if method not in DEDUP:
+        raise ValueError(f"unknown quantize.dedup '{method}'; choose one of {', '.join(DEDUP_METHODS)}")
+    return DEDUP[method](codes, codebook_size, seed)
+
+
+def _tiger(codes: np.ndarray, codebook_size: int, seed: int) -> np.ndarray:
+    sids = _dedup_tiger(codes)
+    if sids.shape[0] and sids[:, -1].max() >= codebook_size:
+        logger.warning(
+            "dedup=tiger: a collision group has %d items, more than codebook_size=%d; the dedup digit "
+            "exceeds the per-level code range",
+            int(sids[:, -1].max()) + 1,
+            codebook_size,
+        )
+    return sids
+
+
+# quantize.dedup -> (codes, codebook_size, seed) -> SIDs
+DEDUP = {"tiger": _tiger, "random": _dedup_random, "none": lambda codes, codebook_size, seed: codes}
 
 
 def _perplexity(col: np.ndarray) -> float:
@@ -176,4 +181,4 @@ def sid_stats(codes: np.ndarray, sids: np.ndarray, codebook_size: int) -> dict:
     }
 
 
-__all__ = ["DEDUP_METHODS", "deduplicate", "sid_stats"]
+__all__ = ["EXTRA_DIGIT", "DEDUP_METHODS", "deduplicate", "sid_stats"]
