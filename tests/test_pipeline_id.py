@@ -164,3 +164,16 @@ def test_evaluate_chooses_the_explore_temperature_on_validation(sasrec_run, tmp_
                    "--out", str(tmp_path))  # fmt: skip
     assert plain.exit_code == 1 and "need model.repeat=mixture" in plain.output
     assert not (tmp_path / io.CONFIG).exists()  # refused before anything is written
+
+
+def test_serving_and_a_single_value_use_the_explore_temperature(sasrec_run):
+    """One eval.explore_temperature value is used as is; several: the loaded run uses the one evaluate chose."""
+    from sidrec.pipeline import build_recommender
+
+    cfg = load_config(str(sasrec_run / io.CONFIG), ["eval.explore_temperature=[2.5]"])
+    rec, _ = build_recommender(cfg, sasrec_run)
+    assert float(rec.model.repeat_head.temperature) == 2.5
+    assert invoke("evaluate", "eval.explore_temperature=[0.5,3]", "--out", str(sasrec_run), "--force").exit_code == 0
+    chosen = io.load_json(sasrec_run / io.METRICS)["explore_temperature"]["chosen"]
+    rec, _ = build_recommender(io.load_run_config(sasrec_run), sasrec_run)
+    assert float(rec.model.repeat_head.temperature) == chosen

@@ -320,11 +320,18 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = None) -> tuple[object, dict]:
     """The trained model of `run_dir` as a Recommender (evaluation and serving), with the model's metadata.
 
-    `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...).
+    `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...). A model with a repeat head gets its explore
+    temperature: eval.explore_temperature's one value, or the one `evaluate` chose on validation (metrics.json),
+    so serving ranks as the test did.
     """
     run_dir = Path(run_dir)
     dev = _device(device or cfg.train.device)
     model, meta = load_model(str(run_dir / io.MODEL), dev)
+    if getattr(model, "repeat_head", None) is not None:
+        temps, metrics = cfg.eval.explore_temperature, run_dir / io.METRICS
+        chosen = io.load_json(metrics).get("explore_temperature") if metrics.exists() else None
+        t = temps[0] if len(temps) == 1 else chosen["chosen"] if chosen else 1.0
+        model.repeat_head.temperature.fill_(float(t))
     rec = parts_for(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
     return rec, meta
 
