@@ -74,3 +74,17 @@ def evaluate(
         beams += (stop - start) * getattr(recommender, "beam_width", k)
     top = np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
     return EvalResult(ranking_metrics(top, examples.targets, ks), top[:, :top_n], invalid / max(beams, 1), filled)
+
+
+def choose_explore_temperature(recommender, examples, candidates, *, ks=(5, 10), batch_size: int = 512) -> dict:
+    """The repeat head's explore temperature with the best NDCG@10 on `examples` (validation; ties: nearest 1),
+    left set on `recommender.model.repeat_head`; returns it with every candidate's score."""
+    head = recommender.model.repeat_head
+    scores = {}
+    for t in candidates:
+        head.temperature.fill_(float(t))
+        res = evaluate(recommender, examples, ks=ks, batch_size=batch_size, desc=f"valid t={t:g}")
+        scores[float(t)] = round(res.metrics["ndcg@10"], 6)
+    best = max(scores, key=lambda t: (scores[t], -abs(t - 1.0)))
+    head.temperature.fill_(best)
+    return {"chosen": best, "valid_ndcg@10": {f"{t:g}": v for t, v in scores.items()}}

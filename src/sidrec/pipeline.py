@@ -33,7 +33,7 @@ from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import ITEM, TEXT, USER
 from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
-from sidrec.metrics import evaluate
+from sidrec.metrics import choose_explore_temperature, evaluate
 from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
@@ -380,26 +380,15 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 
 
 def _choose_temperature(cfg: Config, rec, sequences: pl.DataFrame, splits: tuple[str, ...]) -> dict:
-    """The explore temperature with the best validation NDCG@10 among eval.explore_temperature (ties: nearest 1),
-    set on the model's repeat head for the scoring that follows; what each candidate scored."""
-    head = getattr(rec.model, "repeat_head", None)  # models.generator.RepeatAware / a mixture over item scores
-    if head is None:
-        raise ValueError(
-            f"eval.explore_temperature={list(cfg.eval.explore_temperature)} needs model.repeat=mixture (this run: "
-            f"model.repeat={cfg.model.repeat}); give one value"
-        )
-    if "valid" not in splits:
-        raise ValueError("eval.explore_temperature: several values are chosen on validation; keep valid in eval.splits")
+    """metrics.choose_explore_temperature on the validation split; ValueError without a repeat head or validation."""
+    if getattr(rec.model, "repeat_head", None) is None or "valid" not in splits:
+        raise ValueError(f"eval.explore_temperature={list(cfg.eval.explore_temperature)}: several values are chosen "
+                         f"on validation; they need model.repeat=mixture and valid in eval.splits")  # fmt: skip
     examples = eval_examples(sequences, "valid", cfg.data.max_history)
-    scores = {}
-    for t in cfg.eval.explore_temperature:
-        head.temperature.fill_(float(t))
-        res = evaluate(rec, examples, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, desc=f"valid t={t:g}")
-        scores[float(t)] = round(res.metrics["ndcg@10"], 6)
-    best = max(scores, key=lambda t: (scores[t], -abs(t - 1.0)))
-    head.temperature.fill_(best)
-    logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", best, scores)
-    return {"chosen": best, "valid_ndcg@10": {f"{t:g}": v for t, v in scores.items()}}
+    out = choose_explore_temperature(rec, examples, cfg.eval.explore_temperature, ks=cfg.eval.ks,
+                                     batch_size=cfg.eval.batch_size)  # fmt: skip
+    logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", out["chosen"], out["valid_ndcg@10"])
+    return out
 
 
 def read_settings(cfg: Config) -> set[str]:
