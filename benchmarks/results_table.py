@@ -7,20 +7,19 @@ python benchmarks/results_table.py --readme   # only prints the README's results
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import statistics
 import sys
 from pathlib import Path
 
-from sidrec.config import Config, config_from_dict
-from sidrec.fingerprint import FIRST_VALUES
+from records import RESULTS, fmt, group, mean_std, recipe, record_defaults  # noqa: F401 (recipe: for the tests)
+from results_readme import README, default_choice_table, readme_table, write_readme
+
+from sidrec.config import config_from_dict
 from sidrec.report import METRIC_KEYS, PUBLISHED, quantizer_label
 
-RESULTS = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
-README = Path(__file__).parents[1] / "README.md"
 # README groups: label -> (record name prefix followed by a seed number, published rows to show beside it)
 HEADLINE = {
     "sidrec default (`sidrec run`: RPG, OPQ 16x256 of text + collaborative vectors, repeat / explore mixture), "
@@ -98,19 +97,6 @@ PARALLEL = {  # long SIDs decoded in one pass (RPG)
     "RPG (`sports_rpg` da3500b-1cfede2: text-only SIDs), exact decoding": ("sports_rpg_seed", ("RPG",)),
 }
 
-# A key a record lacks is a setting added after the record was made: the code then behaved as the setting's
-# first value (`sidrec.fingerprint.FIRST_VALUES`, which run directories use the same way). That is today's
-# default unless the default changed since (train.windows: all since da3500b; quantize.collab_dim: 64 since 1cfede2).
-
-
-def record_defaults() -> dict:
-    """Today's defaults (tuples as lists, as in the records), with FIRST_VALUES for keys whose default changed."""
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
-    for key, value in FIRST_VALUES.items():
-        section, name = key.split(".")
-        defaults[section][name] = value
-    return defaults
-
 
 def quantizer(rec: dict) -> str:
     """The record's quantizer, with the collaborative part from its config (records before a096e7f omit it)."""
@@ -118,10 +104,6 @@ def quantizer(rec: dict) -> str:
     if "+collab" in rec["quantizer"] or not q.get("collab_dim") or rec["quantizer"] == "none":
         return rec["quantizer"]
     return quantizer_label(config_from_dict({"quantize": q}))  # the label today's records carry
-
-
-def fmt(values) -> str:
-    return " / ".join(f"{v:.4f}" for v in values)
 
 
 def table(paths: list[Path]) -> None:
@@ -252,52 +234,6 @@ def probes_table(paths: list[Path]) -> None:
         print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), str(rec["best_epoch"])]) + " |")
 
 
-def end_to_end(rec: dict) -> bool:
-    """A whole run from an empty directory (records from before the flag existed count unless resumed)."""
-    return rec.get("from_empty_dir", "resumed_from" not in rec) and not rec.get("time_capped", False)
-
-
-# Settings that do not define the experiment: seeds, threads, devices, and the old time caps (14.5 vs 15 min).
-IGNORED = {("seed",), ("train", "threads"), ("train", "device"), ("train", "max_minutes")}
-
-
-def recipe(rec: dict) -> dict:
-    """A record's settings without IGNORED ones; a key added after the record was made counts at its first value."""
-    defaults = record_defaults()
-    cfg = {k: {**v, **rec["config"].get(k, {})} if isinstance(v, dict) else rec["config"].get(k, v)
-           for k, v in defaults.items()}  # fmt: skip
-    for path in IGNORED:
-        node = cfg
-        for key in path[:-1]:
-            node = node.get(key, {})
-        node.pop(path[-1], None)
-    return cfg
-
-
-def group(prefixes: str | tuple[str, ...], paths: list[Path]) -> list[dict]:
-    """End-to-end records named <prefix><seed> that share the newest one's settings (seed aside)."""
-    prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
-    recs = [
-        {**json.loads(p.read_text()), "_path": str(p)}
-        for p in paths
-        if any(p.stem.startswith(x) and p.stem[len(x) :].isdigit() for x in prefixes)
-    ]
-    recs = [r for r in recs if "test" in r and end_to_end(r)]
-    if not recs:
-        return []
-    newest = recipe(max(recs, key=lambda r: r["date"]))
-    return sorted((r for r in recs if recipe(r) == newest), key=lambda r: r["seed"])
-
-
-def mean_std(recs: list[dict]) -> str:
-    cells = []
-    for k in METRIC_KEYS:
-        values = [r["test"][k] for r in recs]
-        std = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-        cells.append(f"{statistics.mean(values):.4f}{std}")
-    return " / ".join(cells)
-
-
 def precision(rec: dict) -> str | None:
     """What the record's training ran in (bf16 autocast or fp32); None for records from before it was kept."""
     return rec.get("train", {}).get("precision")
@@ -345,61 +281,6 @@ def summary_table(groups: dict, paths: list[Path]) -> None:
                 print(f"| published: {name} ({dataset}) | | {fmt(nums)} | | |")
 
 
-# The default's choice across datasets: candidate -> dataset -> record (seed 42), judged on validation NDCG@10.
-DEFAULT_CHOICE = {
-    "repeat / explore mixture (`model.repeat=mixture`, the default)": {
-        "beauty": "beauty_default_mixture_seed42",
-        "sports": "sports_default_seed42",
-        "toys": "toys_default_seed42",
-        "yelp": "yelp_default_seed42",
-        "movielens-100k": "ml100k_default_seed42",
-    },
-    "history negatives + one repeat bias (the previous default)": {
-        "beauty": "beauty_default_repeat_bf16_seed42",
-        "sports": "sports_rpg_repeat_bf16_seed42",
-        "toys": "toys_previous_default_seed42",
-        "yelp": "yelp_previous_default_seed42",
-        "movielens-100k": "ml100k_previous_default_seed42",
-    },
-}
-
-
-def default_choice_table() -> None:
-    """Validation NDCG@10 of each candidate per dataset with its rank there; then, over the datasets every candidate
-    ran on, the mean of its score relative to the best candidate's (the rule: highest wins) and its mean rank."""
-    datasets = list(next(iter(DEFAULT_CHOICE.values())))
-    valid = {}
-    for name, runs in DEFAULT_CHOICE.items():
-        for data, stem in runs.items():
-            path = RESULTS / f"{stem}.json"
-            if path.exists():
-                valid[name, data] = json.loads(path.read_text())["valid"]["ndcg@10"]
-    complete = [d for d in datasets if all((n, d) in valid for n in DEFAULT_CHOICE)]
-    print("| candidate | " + " | ".join(datasets) + " | mean relative score | mean rank |")
-    print("|---" * (len(datasets) + 3) + "|")
-    for name in DEFAULT_CHOICE:
-        cells, ranks, relative = [], [], []
-        for data in datasets:
-            if (name, data) not in valid:
-                cells.append("-")
-                continue
-            others = [valid[o, data] for o in DEFAULT_CHOICE if (o, data) in valid]
-            rank = 1 + sum(v > valid[name, data] for v in others)
-            cells.append(f"{valid[name, data]:.4f} ({rank})")
-            if data in complete:
-                ranks.append(rank)
-                relative.append(valid[name, data] / max(others))
-        rel = f"{statistics.mean(relative):.3f}" if relative else "-"
-        mean = f"{statistics.mean(ranks):.2f}" if ranks else "-"
-        print(f"| {name} | " + " | ".join(cells) + f" | {rel} | {mean} |")
-    print()
-    print(
-        f"Means over the datasets with every candidate ({', '.join(complete) or 'none yet'}); records: "
-        + ", ".join(f"`{stem}.json`" for runs in DEFAULT_CHOICE.values() for stem in runs.values())
-        + "."
-    )
-
-
 def current_tables(found: list[Path]) -> None:
     """The summary tables by model family (RESULTS.md's first part)."""
     runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
@@ -431,70 +312,6 @@ def current_tables(found: list[Path]) -> None:
     print("same dataset, averaged; it weighs a large loss on one dataset against small gains on others, which a mean")
     print("rank, also shown, does not).\n")
     default_choice_table()
-
-
-# The README's one table: dataset -> rows (label, record prefix); rules come from the first row's records.
-README_ROWS = {
-    "beauty": (
-        ("sidrec default", "beauty_default_mixture_seed"),
-        ("SASRec", "beauty_sasrec_seed"),
-        ("HSTU + MLP", "beauty_hstu_ffn_seed"),
-        ("TIGER-style generator", "beauty_tiger_seed"),
-    ),
-    "sports": (
-        ("sidrec default", "sports_default_seed"),
-        ("SASRec", "sports_sasrec_seed"),
-        ("HSTU", "sports_hstu_seed"),
-    ),
-    "toys": (("sidrec default", "toys_default_seed"),),
-    "yelp": (
-        ("sidrec default", "yelp_default_seed"),
-        ("SASRec", "yelp_sasrec_calibrated_seed"),
-    ),
-}
-README_PUBLISHED = ("RPG", "TIGER", "DiffGRM")  # published rows shown (where the dataset has them)
-
-
-def rule_rows(recs: list[dict]) -> list[tuple[str, tuple[float, ...]]]:
-    """The rules' test numbers (`evaluate` scores them on the same split; equal across seeds)."""
-    rules = recs[0].get("eval", {}).get("baselines", {}) if recs else {}
-    return [(r.get("label", n), tuple(r["test"][k] for k in METRIC_KEYS)) for n, r in rules.items() if "test" in r]
-
-
-def readme_table(found: list[Path]) -> str:
-    runs = [p for p in found if not p.stem.startswith("probe_") and not p.stem.endswith("_zen3")]
-    lines = [
-        "| data | method (records) | seeds | test R@5 / R@10 / N@5 / N@10 (mean ± std) | min per run | commit |",
-        "|---|---|---|---|---|---|",
-    ]
-    for dataset, rows in README_ROWS.items():
-        first = None
-        for label, prefix in rows:
-            recs = group(prefix, runs)
-            if not recs:
-                continue
-            first = first or recs
-            seeds = ", ".join(str(r["seed"]) for r in recs)
-            wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
-            record = f"`{prefix}{recs[0]['seed']}.json`" if len(recs) == 1 else f"`{prefix}*`"
-            commits = ", ".join(sorted({r["commit"] for r in recs}))
-            lines.append(f"| {dataset} | {label} ({record}) | {seeds} | {mean_std(recs)} | {wall:.0f} | {commits} |")
-        for name, nums in rule_rows(first or []):
-            lines.append(f"| {dataset} | {name} | | {fmt(nums)} | | |")
-        for name, nums in PUBLISHED.get(dataset, {}).items():
-            if name.startswith(README_PUBLISHED):
-                lines.append(f"| {dataset} | published: {name} | | {fmt(nums)} | | |")
-    return "\n".join(lines)
-
-
-MARKS = ("<!-- results table: generated by benchmarks/results_table.py -->", "<!-- end of results table -->")
-
-
-def write_readme(found: list[Path]) -> None:
-    """Replace the README's table between MARKS with the current one."""
-    text = README.read_text()
-    start, end = text.index(MARKS[0]) + len(MARKS[0]), text.index(MARKS[1])
-    README.write_text(text[:start] + "\n" + readme_table(found) + "\n" + text[end:])
 
 
 GRID_ORDER = ("t1", "t3", "t4", "t5", "t6", "t7", "t8")
