@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sidrec.config import Config
 from sidrec.models.id_objectives import PAD, IDSequenceModel, IDShape
-from sidrec.models.registry import ModelEntry, repeat
+from sidrec.models.registry import ModelEntry, scoring
 
 
 class GRU4Rec(IDSequenceModel):
@@ -49,8 +49,7 @@ class GRU4Rec(IDSequenceModel):
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
-    return f"{m.n_enc_layers}L gru loss={m.loss}{cos}{repeat(m)} d{m.d_model}"
+    return f"{m.n_enc_layers}L gru {scoring(m)} d{m.d_model}"
 
 
 ENTRY = ModelEntry(

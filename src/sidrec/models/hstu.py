@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
 from sidrec.models.layers import Dropout, init_weights
-from sidrec.models.registry import ModelEntry, repeat, width
+from sidrec.models.registry import ModelEntry, scoring, width
 
 
 class HSTULayer(nn.Module):
@@ -103,8 +103,7 @@ class HSTU(IDSequenceModel):
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
-    return f"{m.n_enc_layers}L loss={m.loss}{cos}{repeat(m)} {width(m, ffn=m.hstu_ffn)}"
+    return f"{m.n_enc_layers}L {scoring(m)} {width(m, ffn=m.hstu_ffn)}"
 
 
 ENTRY = ModelEntry(

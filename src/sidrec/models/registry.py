@@ -111,8 +111,14 @@ def moe(m: ModelConfig) -> str:
     return f" moe{m.experts}top{m.expert_top_k}" if m.experts else ""
 
 
+def scoring(m: ModelConfig) -> str:
+    """An item-ID model's loss, cosine temperature and repeat mode, as its record label says them."""
+    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
+    return f"loss={m.loss}{cos}{repeat(m)}"
+
+
 def repeat(m: ModelConfig) -> str:
     return f" repeat={m.repeat}" if m.repeat != "none" else ""
 
 
-__all__ = ["KINDS", "REGISTRY", "ModelEntry", "entry", "moe", "register", "repeat", "unregister", "width"]
+__all__ = ["KINDS", "REGISTRY", "ModelEntry", "entry", "moe", "register", "repeat", "scoring", "unregister", "width"]

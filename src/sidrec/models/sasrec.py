@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.id_objectives import IDSequenceModel, IDShape
 from sidrec.models.layers import EncoderBlock, init_weights
-from sidrec.models.registry import ModelEntry, repeat, width
+from sidrec.models.registry import ModelEntry, scoring, width
 
 NEG = -1e9  # additive mask value; finite so fully-masked (padding) rows stay NaN-free
 
@@ -52,8 +52,7 @@ class SASRec(IDSequenceModel):
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
-    return f"{m.n_enc_layers}L loss={m.loss}{cos}{repeat(m)} {width(m)}"
+    return f"{m.n_enc_layers}L {scoring(m)} {width(m)}"
 
 
 ENTRY = ModelEntry(

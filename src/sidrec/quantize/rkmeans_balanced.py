@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from sidrec.quantize.kmeans import as_points, cluster_sums, kmeans
-from sidrec.quantize.rq_kmeans import RQKMeans, require_fitted
+from sidrec.quantize.rq_kmeans import RQKMeans
 
 logger = logging.getLogger(__name__)
 
@@ -76,17 +76,9 @@ class BalancedRQKMeans(RQKMeans):
         self.fitted.fill_(True)
         return self
 
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """Balanced residual assignment of the given items: (N, D) -> int64 codes (N, L) in [0, K)."""
-        require_fitted(self)
-        r = as_points(x, self.dim, self.codebooks.device).clone()  # (N, D)
-        codes = []
-        for level in range(self.levels):
-            idx = balanced_assign(self._target(r), self.codebooks[level])  # (N,)
-            r -= self.scales[level, idx].unsqueeze(1) * self.codebooks[level, idx]  # (N, D)
-            codes.append(idx)
-        return torch.stack(codes, 1)  # (N, L)
+    def _assign(self, target: Tensor, centroids: Tensor) -> Tensor:
+        """Balanced assignment of the items given together (RK-Means' `encode` calls it level by level)."""
+        return balanced_assign(target, centroids)
 
 
 __all__ = ["BalancedRQKMeans", "balanced_assign", "capacities"]

@@ -134,6 +134,10 @@ class RQKMeans(nn.Module):
         self.fitted.fill_(True)
         return self
 
+    def _assign(self, target: Tensor, centroids: Tensor) -> Tensor:
+        """(N, D) residual targets, (K, D) one level's centroids -> (N,) codes: the nearest centroid."""
+        return nearest(target, centroids)[0]
+
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
         """Greedy residual assignment: (N, D) -> int64 codes (N, L) in [0, K)."""
@@ -141,7 +145,7 @@ class RQKMeans(nn.Module):
         r = as_points(x, self.dim, self.codebooks.device).clone()  # (N, D)
         codes = []
         for level in range(self.levels):
-            idx, _ = nearest(self._target(r), self.codebooks[level])  # (N,)
+            idx = self._assign(self._target(r), self.codebooks[level])  # (N,)
             r -= self.scales[level, idx].unsqueeze(1) * self.codebooks[level, idx]  # (N, D)
             codes.append(idx)
         return torch.stack(codes, 1)  # (N, L)
