@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.generator import NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
-from sidrec.models.moe import aux_loss, expert_load, feed_forward
+from sidrec.models.moe import ExpertReporting, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
@@ -62,7 +62,7 @@ def left_pad(tokens: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
     return tokens.gather(1, index), positions.gather(1, index)
 
 
-class DecoderOnly(nn.Module):
+class DecoderOnly(ExpertReporting, nn.Module):
     def __init__(self, shape: DecoderShape) -> None:
         super().__init__()
         self.shape = shape
@@ -186,15 +186,6 @@ class DecoderOnly(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.shape)
-
-    @property
-    def unused_parameters(self) -> bool:
-        """Whether a training step may leave parameters without a gradient (experts no token was routed to)."""
-        return self.shape.experts > 0
-
-    def epoch_metrics(self) -> dict:
-        """Logged once per training epoch: each MoE layer's share of assignments per expert (then reset)."""
-        return {"expert_load": expert_load(self)} if self.shape.experts else {}
 
 
 def _shared_prefix_attention(

@@ -70,4 +70,17 @@ def expert_load(model: nn.Module) -> list[list[float]]:
     return [[round(v, 4) for v in m.reset_load().tolist()] for m in model.modules() if isinstance(m, MoE)]
 
 
-__all__ = ["MoE", "aux_loss", "expert_load", "feed_forward"]
+class ExpertReporting:
+    """For a generator whose `shape.experts` may be > 0: the training loop's two optional hooks (`train`)."""
+
+    @property
+    def unused_parameters(self) -> bool:
+        """Whether a training step may leave parameters without a gradient (experts no token was routed to)."""
+        return self.shape.experts > 0
+
+    def epoch_metrics(self) -> dict:
+        """Logged once per training epoch: each MoE layer's share of assignments per expert (then reset)."""
+        return {"expert_load": expert_load(self)} if self.shape.experts else {}
+
+
+__all__ = ["ExpertReporting", "MoE", "aux_loss", "expert_load", "feed_forward"]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.generator import BOS, NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
-from sidrec.models.moe import aux_loss, expert_load, feed_forward
+from sidrec.models.moe import ExpertReporting, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
@@ -48,7 +48,7 @@ class TIGERCache(NamedTuple):
     beams: int
 
 
-class TIGER(nn.Module):
+class TIGER(ExpertReporting, nn.Module):
     def __init__(self, shape: TIGERShape) -> None:
         super().__init__()
         self.shape = shape
@@ -186,15 +186,6 @@ class TIGER(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.shape)
-
-    @property
-    def unused_parameters(self) -> bool:
-        """Whether a training step may leave parameters without a gradient (experts no token was routed to)."""
-        return self.shape.experts > 0
-
-    def epoch_metrics(self) -> dict:
-        """Logged once per training epoch: each MoE layer's share of assignments per expert (then reset)."""
-        return {"expert_load": expert_load(self)} if self.shape.experts else {}
 
 
 def describe(cfg: Config) -> str:
