@@ -3,29 +3,32 @@ formatting of their numbers."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 from pathlib import Path
 
-from sidrec.config import Config
-from sidrec.fingerprint import FIRST_VALUES
+from sidrec.config import Config, load_config
+from sidrec.fingerprint import first_values, flat_config, flatten
 from sidrec.report import METRIC_KEYS
 
 RESULTS = Path(__file__).parent / "results"
 
 # A key a record lacks is a setting added after the record was made: the code then behaved as the setting's
-# first value (`sidrec.fingerprint.FIRST_VALUES`, which run directories use the same way). That is today's
-# default unless the default changed since (train.windows: all since da3500b; quantize.collab_dim: 64 since 1cfede2).
+# first value (`sidrec.fingerprint.first_values`, which run directories use the same way). That is today's default
+# unless the default changed since (train.windows: all since da3500b; quantize.collab_dim: 64 since 1cfede2).
 
 
 def record_defaults() -> dict:
-    """Today's defaults (tuples as lists, as in the records), with FIRST_VALUES for keys whose default changed."""
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
-    for key, value in FIRST_VALUES.items():
-        section, name = key.split(".")
-        defaults[section][name] = value
-    return defaults
+    """Today's defaults as dotted keys (tuples as lists, as in the records), settings added since at first values."""
+    return json.loads(json.dumps({**flat_config(Config()), **first_values()}))
+
+
+def settings(rec_config: dict) -> dict:
+    """A record's settings as dotted keys, in today's shape (`config.upgrade`); a key it lacks at its first value,
+    or at today's default (the defaults of the record's own model and quantizer)."""
+    chosen = [f"{s}.name={rec_config[s]['name']}" for s in ("model", "quantize") if "name" in rec_config.get(s, {})]
+    defaults = json.loads(json.dumps(flat_config(load_config(None, chosen))))
+    return {**defaults, **first_values(), **flatten(rec_config)}
 
 
 def fmt(values) -> str:
@@ -38,20 +41,12 @@ def end_to_end(rec: dict) -> bool:
 
 
 # Settings that do not define the experiment: seeds, threads, devices, and the old time caps (14.5 vs 15 min).
-IGNORED = {("seed",), ("train", "threads"), ("train", "device"), ("train", "max_minutes")}
+IGNORED = {"seed", "train.threads", "train.device", "train.max_minutes"}
 
 
 def recipe(rec: dict) -> dict:
-    """A record's settings without IGNORED ones; a key added after the record was made counts at its first value."""
-    defaults = record_defaults()
-    cfg = {k: {**v, **rec["config"].get(k, {})} if isinstance(v, dict) else rec["config"].get(k, v)
-           for k, v in defaults.items()}  # fmt: skip
-    for path in IGNORED:
-        node = cfg
-        for key in path[:-1]:
-            node = node.get(key, {})
-        node.pop(path[-1], None)
-    return cfg
+    """A record's dotted settings but the IGNORED ones; a key added since the record counts at its first value."""
+    return {k: v for k, v in settings(rec["config"]).items() if k not in IGNORED}
 
 
 def group(prefixes: str | tuple[str, ...], paths: list[Path]) -> list[dict]:

@@ -13,7 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from records import RESULTS, fmt, group, mean_std, recipe, record_defaults  # noqa: F401 (recipe: for the tests)
+from records import RESULTS, fmt, group, mean_std, recipe, record_defaults, settings  # noqa: F401 (recipe, record_defaults: for the tests)
 from results_readme import README, default_choice_table, readme_table, write_readme
 
 from sidrec.config import config_from_dict
@@ -52,7 +52,8 @@ SHORT = {  # short SIDs decoded token by token (beam search), the step-based con
         "beauty_decoder_seed",
         (),
     ),
-    "decoder-only + MoE (`beauty_decoder model.experts=4 model.expert_top_k=2`: top-2 of 4 experts), {machine}": (
+    "decoder-only + MoE (`beauty_decoder model.decoder.experts=4 model.decoder.expert_top_k=2`: top-2 of 4 experts), "
+    "{machine}": (
         "beauty_decoder_moe_seed",
         (),
     ),
@@ -68,7 +69,7 @@ BASELINES = {
 OTHER = {  # the default (and what it replaced) on the other bundled sets
     "sidrec default on Sports (`sidrec run sports_rpg`), {machine}": ("sports_default_seed", ("RPG",)),
     "sidrec default on Toys (`sidrec run data.name=toys`), {machine}": ("toys_default_seed", ("RPG", "TIGER")),
-    "the previous default on Toys (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
+    "the previous default on Toys (`model.repeat=none model.rpg.history_negatives=true model.rpg.repeat_bias=true`), "
     "{machine}": ("toys_previous_default_seed", ()),
     "sidrec default on Yelp (`sidrec run data.name=yelp`), {machine}": ("yelp_default_seed", ()),
     "SASRec on Yelp (`sidrec run beauty_sasrec data.name=yelp`: explore temperature chosen on validation), {machine}": (
@@ -79,7 +80,7 @@ OTHER = {  # the default (and what it replaced) on the other bundled sets
         "yelp_sasrec_seed",
         (),
     ),
-    "the previous default on Yelp (`model.repeat=none model.history_negatives=true model.repeat_bias=true`), "
+    "the previous default on Yelp (`model.repeat=none model.rpg.history_negatives=true model.rpg.repeat_bias=true`), "
     "{machine}": ("yelp_previous_default_seed", ()),
 }
 PARALLEL = {  # long SIDs decoded in one pass (RPG)
@@ -180,20 +181,13 @@ def seeds_table(paths: list[Path]) -> None:
         print(f"| mean of {len(records)} (sample std) | {mean} ({spread}) | | | | | |")
 
 
-def config_diff(config: dict, reference: dict, defaults: dict, prefix: str = "") -> dict:
-    """The settings of `config` that differ from `reference`, as flat key=value pairs.
+def config_diff(config: dict, reference: dict) -> dict:
+    """The settings of a record's `config` that differ from `reference`'s, as dotted key=value pairs.
 
     A key one record lacks is a setting added after it was recorded, so it counts at the value the code
-    then had (`defaults`, the same nesting: `record_defaults()`).
-    """
-    out = {}
-    for key, default in defaults.items():
-        value, other = config.get(key, default), reference.get(key, default)
-        if isinstance(default, dict):
-            out.update(config_diff(value, other, default, f"{prefix}{key}."))
-        elif value != other:
-            out[f"{prefix}{key}"] = value
-    return out
+    then had (`records.settings`)."""
+    mine, other = settings(config), settings(reference)
+    return {k: v for k, v in mine.items() if other.get(k) != v}
 
 
 def variants_table(runs: list[Path]) -> None:
@@ -211,13 +205,12 @@ def variants_table(runs: list[Path]) -> None:
             rows.append((variant, seed, json.loads(path.read_text()), json.loads(base[seed].read_text())))
     if not rows:
         return
-    defaults = record_defaults()
     head = "| variant (settings that differ) | seed | valid R@5 / R@10 / N@5 / N@10 | minus the default run, same seed"
     print(head + " | test | commit |")
     print("|---|---|---|---|---|---|")
     for variant, seed, rec, ref in sorted(rows, key=lambda r: (r[0], int(r[1]))):
         delta = " / ".join(f"{rec['valid'][k] - ref['valid'][k]:+.4f}" for k in METRIC_KEYS)
-        change = " ".join(f"{k}={v}" for k, v in config_diff(rec["config"], ref["config"], defaults).items()) or "none"
+        change = " ".join(f"{k}={v}" for k, v in config_diff(rec["config"], ref["config"]).items()) or "none"
         cells = [f"{variant} (`{change}`)", seed, fmt(rec["valid"][k] for k in METRIC_KEYS), delta]
         print("| " + " | ".join([*cells, fmt(rec["test"][k] for k in METRIC_KEYS), rec["commit"]]) + " |")
 
@@ -366,8 +359,9 @@ def history(found: list[Path]) -> None:
         "seed=N`), over seeds:",
         "beauty_decoder_seed": "The decoder-only generator at its config's full 46 epochs (`sidrec run beauty_decoder "
         "seed=N`), over seeds (no mean across training precisions):",
-        "beauty_decoder_moe_seed": "The decoder-only generator with MoE (`sidrec run beauty_decoder model.experts=4 "
-        "model.expert_top_k=2 seed=N`), over seeds, resumed runs included (the README's table takes end-to-end ones):",
+        "beauty_decoder_moe_seed": "The decoder-only generator with MoE (`sidrec run beauty_decoder "
+        "model.decoder.experts=4 model.decoder.expert_top_k=2 seed=N`), over seeds, resumed runs included "
+        "(the README's table takes end-to-end ones):",
         "beauty_tiger_rkmeans_m54_seed": "The TIGER-style default run from 5c55662 to 947f26d (54-minute time budget, "
         "early-stopping patience 8), over seeds:",
         "beauty_tiger_rkmeans_seed": "The TIGER-style default run with its earlier 50-minute time budget, over seeds:",

@@ -1,6 +1,7 @@
 """A training run killed and resumed against the same run never stopped: does it end with the same weights?
 
-    python benchmarks/resume_exact.py beauty_decoder model.experts=4 model.expert_top_k=2 train.epochs=2 seed=42 \
+    python benchmarks/resume_exact.py beauty_decoder model.decoder.experts=4 model.decoder.expert_top_k=2 \
+        train.epochs=2 seed=42 \
         --work runs/resume_exact --record benchmarks/results/resume_exact_beauty_decoder_moe.json
 
 `sidrec prepare`, `embed` and `quantize` run once into WORK/inputs, which is copied to WORK/straight and

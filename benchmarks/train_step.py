@@ -7,7 +7,7 @@ real length-bucketed batches of a run directory (sequences.parquet + sids.npy of
     python benchmarks/train_step.py runs/tiger                        # the run's model, fused vs for-loop AdamW
     python benchmarks/train_step.py runs/tiger --compile              # + torch.compile (inductor)
     python benchmarks/train_step.py runs/tiger --override model.dropout=0
-    python benchmarks/train_step.py runs/tiger --override "model.name=decoder model.tie_embeddings=true"
+    python benchmarks/train_step.py runs/tiger --override "model.name=decoder model.decoder.tie_embeddings=true"
 
 An `--override` is one variant: one or more key=value pairs separated by spaces, applied to the run's config
 (its `config.yaml`); variants that keep the run's tokenizer (e.g. another SID generator) train on the same SIDs.

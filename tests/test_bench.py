@@ -89,7 +89,7 @@ def test_run_bench_with_rpg(monkeypatch):
 def test_train_step_times_generators_on_a_finished_runs_batches(toy_run, tmp_path, monkeypatch):
     """benchmarks/train_step.py starts from the run's own config; one --override may set several keys."""
     record = tmp_path / "steps.json"
-    decoder = "model.name=decoder model.tie_embeddings=true"
+    decoder = "model.name=decoder model.decoder.tie_embeddings=true"
     argv = ["train_step.py", str(toy_run), "--steps", "2", "--rounds", "1", "--override", decoder, "--record"]
     monkeypatch.setattr("sys.argv", [*argv, str(record)])
     load_benchmark("train_step").main()

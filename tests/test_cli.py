@@ -6,7 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sidrec.cli import app
-from sidrec.config import config_to_dict, load_config, packaged_configs
+from sidrec.config import config_from_dict, load_config, packaged_configs
 
 
 def invoke(*args: str):
@@ -34,9 +34,9 @@ def test_config_show_prints_the_resolved_config_with_comments():
     assert "  codebook_size: 32  # K codes per codebook" in result.output
     # --all: YAML that loads back to the same config; without it, only what the chosen components read.
     every = invoke("config", "show", "toy", "train.epochs=3", "--all")
-    assert yaml.safe_load(every.output) == config_to_dict(load_config("toy", ["train.epochs=3"]))
-    assert "opq_iters" not in result.output and "pooling" not in result.output  # OPQ's and RPG's settings
-    assert "opq_iters" in every.output
+    assert config_from_dict(yaml.safe_load(every.output)) == load_config("toy", ["train.epochs=3"])
+    assert "  opq:" not in result.output and "pooling" not in result.output  # OPQ's and RPG's settings
+    assert "  opq:\n    iters: 20" in every.output and "  rpg:\n    temperature: 0.03" in every.output
     sasrec = invoke("config", "show", "beauty_sasrec").output
     assert "embed:" not in sasrec and "quantize:" not in sasrec and "hstu_ffn" not in sasrec
 

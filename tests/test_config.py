@@ -17,6 +17,7 @@ from sidrec.config import (
     resolve_config_path,
     valid_keys,
 )
+from sidrec.fingerprint import flatten
 
 
 def write_yaml(tmp_path, obj) -> str:
@@ -43,7 +44,8 @@ def test_the_default_is_beauty_rpg_and_the_tiger_family_starts_from_beauty_tiger
         same = [s for s in ("data", "embed", "quantize", "model", "eval") if s != differs]
         assert all(getattr(cfg, s) == getattr(tiger, s) for s in same), name
     decoder = load_config("beauty_decoder").model  # only the generator differs: same width, depth and dropout
-    assert dataclasses.replace(decoder, name="tiger", tie_embeddings=tiger.model.tie_embeddings) == tiger.model
+    assert dataclasses.replace(decoder, name="tiger", own=tiger.model.own) == tiger.model
+    assert decoder.decoder.tie_embeddings and not tiger.model.decoder.tie_embeddings
     toy = load_config("toy")
     assert (toy.model.name, toy.quantize.dedup, toy.train.lr) == ("tiger", "tiger", tiger.train.lr)
 
@@ -165,7 +167,7 @@ def test_values_are_parsed_and_coerced():
             "quantize.name=rvq",
             "data.name=123",
             "seed=7",
-            "quantize.hidden=64",
+            "quantize.rqvae.hidden=64",
         ]
     )
     assert cfg.eval.ks == (5, 10, 20)
@@ -175,7 +177,7 @@ def test_values_are_parsed_and_coerced():
     assert cfg.quantize.name == "rvq"
     assert cfg.data.name == "123"
     assert cfg.seed == 7
-    assert cfg.quantize.hidden == (64,)
+    assert cfg.quantize.rqvae.hidden == (64,)
 
 
 def test_yaml_exponent_without_dot_is_a_float(tmp_path):
@@ -214,7 +216,7 @@ def test_dict_round_trip():
 
 
 def test_run_directory_round_trip(tmp_path):
-    cfg = load_config("toy", ["quantize.hidden=[32,16]", "train.max_minutes=1.5"])
+    cfg = load_config("toy", ["quantize.rqvae.hidden=[32,16]", "train.max_minutes=1.5"])
     io.save_config(tmp_path, cfg)
     assert io.load_run_config(tmp_path) == cfg
     assert load_config(tmp_path / io.CONFIG) == cfg
@@ -227,9 +229,10 @@ def test_valid_keys_cover_every_field():
     assert keys[0] == "seed"
     assert len(keys) == len(set(keys))
     assert {"train.epochs", "model.d_model", "eval.ks", "data.path", "embed.name", "quantize.dedup"} <= set(keys)
-    raw = config_to_dict(Config())
-    flat = ["seed"] + [f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict) for k in values]
-    assert sorted(flat) == sorted(keys)
+    assert {"model.rpg.pooling", "model.sasrec.loss", "quantize.opq.iters", "quantize.rqvae.hidden"} <= set(keys)
+    assert set(flatten(config_to_dict(Config()))) <= set(keys)  # the default's stored settings
+    for key, value in flatten(config_to_dict(Config())).items():  # each one settable by its dotted key
+        assert load_config(overrides=[f"{key}={value}"]) == Config(), key
 
 
 def test_default_beams_final_40_per_epoch_validation_20():
@@ -237,3 +240,15 @@ def test_default_beams_final_40_per_epoch_validation_20():
     for cfg in (load_config(), load_config("beauty_tiger")):
         assert cfg.eval.beam_width == 40 and cfg.train.valid_beam_width == 20
     assert load_config(None, ["train.valid_beam_width=0"]).train.valid_beam_width == 0
+
+
+def test_a_config_stored_before_components_owned_their_settings_loads(tmp_path):
+    """A run's config.yaml from before (one flat `model:` / `quantize:` mapping) reads in today's shape."""
+    flat = config_to_dict(load_config("beauty_rpg", ["model.rpg.pooling=mean", "quantize.opq.iters=7"]))
+    flat["model"].update(flat["model"].pop("rpg"), loss_on="target", hstu_ffn=False)  # every model's, flat
+    flat["quantize"]["opq_iters"] = flat["quantize"].pop("opq")["iters"]
+    flat["quantize"].update(epochs=200, hidden=[512, 256, 128])
+    (tmp_path / io.CONFIG).write_text(yaml.safe_dump(flat))
+    cfg = io.load_run_config(tmp_path)
+    assert cfg.model.rpg.pooling == "mean" and cfg.quantize.opq.iters == 7
+    assert cfg == load_config("beauty_rpg", ["model.rpg.pooling=mean", "quantize.opq.iters=7"])

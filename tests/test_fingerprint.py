@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sidrec import fingerprint, io, pipeline
-from sidrec.config import load_config
+from sidrec.config import load_config, valid_keys
+from sidrec.fingerprint import first_values
 
 
 def test_select_takes_sections_and_keys_but_not_runtime_settings():
@@ -65,17 +66,36 @@ def test_a_setting_added_later_keeps_earlier_runs_current_at_its_first_value(tmp
     cfg = load_config("beauty_rpg")
     spec = pipeline.SPECS["train"]
     old = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)).as_dict()
-    del old["config"]["model.digit_dropout"]  # as recorded before the setting existed
+    del old["config"]["model.rpg.digit_dropout"]  # as recorded before the setting existed
     assert fingerprint.changes(old, fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))) == []
-    on = load_config("beauty_rpg", ["model.digit_dropout=0.2"])
+    on = load_config("beauty_rpg", ["model.rpg.digit_dropout=0.2"])
     assert fingerprint.changes(old, fingerprint.compute(on, tmp_path, spec.keys(on), spec.inputs(on))) == [
-        "model.digit_dropout: 0.0 -> 0.2"
+        "model.rpg.digit_dropout: 0.0 -> 0.2"
     ]
     del old["config"]["model.dropout"]  # a key without a first value: a change, as before
     assert fingerprint.changes(old, fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))) == [
         "model.dropout: '<unset>' -> 0.1"
     ]
-    assert set(fingerprint.FIRST_VALUES) <= set(fingerprint.flat_config(cfg))  # every entry names a real setting
+    assert set(first_values()) <= set(valid_keys())  # every entry names a real setting
+
+
+def test_a_fingerprint_from_before_models_owned_their_settings_is_still_current(tmp_path):
+    """Stored flat (`model.pooling`, `quantize.opq_iters`): read as the chosen component's own settings."""
+    cfg = load_config("beauty_rpg")
+    for stage in ("quantize", "train"):
+        spec = pipeline.SPECS[stage]
+        now = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))
+        flat = {k.replace("model.rpg.", "model.").replace("quantize.opq.iters", "quantize.opq_iters"): v
+                for k, v in now.config.items()}  # fmt: skip
+        flat.update({"model.loss_on": "target", "model.hstu_ffn": False})  # other models' settings, stored flat too
+        old = {"config": flat, "inputs": now.inputs}
+        assert "model.pooling" in flat or "quantize.opq_iters" in flat
+        assert fingerprint.changes(old, now) == []
+        other = load_config("beauty_rpg", ["model.rpg.pooling=mean", "quantize.opq.iters=3"])
+        moved = fingerprint.compute(other, tmp_path, spec.keys(other), spec.inputs(other))
+        assert fingerprint.changes(old, moved) == (
+            ["quantize.opq.iters: 20 -> 3"] if stage == "quantize" else ["model.rpg.pooling: 'concat' -> 'mean'"]
+        )
 
 
 RPG_ONLY = ("pooling", "item_loss", "id_embedding", "item_dropout", "digit_dropout", "history_negatives", "repeat_bias")
@@ -87,16 +107,18 @@ def test_settings_only_rpg_reads_never_make_another_models_training_stale(tmp_pa
         cfg = load_config(name)
         old = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)).as_dict()
         for key in RPG_ONLY:
-            assert f"model.{key}" not in old["config"]
+            assert f"model.rpg.{key}" not in old["config"] and f"model.{key}" not in old["config"]
         old["config"]["model.item_loss"] = 3.0  # as recorded when the stage still named every model setting
-        moved = load_config(name, ["model.history_negatives=true", "model.repeat_bias=true", "model.item_loss=1"])
+        moved = load_config(
+            name, ["model.rpg.history_negatives=true", "model.rpg.repeat_bias=true", "model.rpg.item_loss=1"]
+        )
         assert (
             fingerprint.changes(old, fingerprint.compute(moved, tmp_path, spec.keys(moved), spec.inputs(moved))) == []
         )
     rpg = load_config("beauty_rpg")
-    assert {f"model.{k}" for k in RPG_ONLY} <= set(fingerprint.select(rpg, spec.keys(rpg)))
-    paper = load_config("beauty_rpg", ["model.item_loss=0"])  # no item softmax: its history options are unread
-    assert "model.repeat_bias" not in fingerprint.select(paper, spec.keys(paper))
+    assert {f"model.rpg.{k}" for k in RPG_ONLY} <= set(fingerprint.select(rpg, spec.keys(rpg)))
+    paper = load_config("beauty_rpg", ["model.rpg.item_loss=0"])  # no item softmax: its history options are unread
+    assert "model.rpg.repeat_bias" not in fingerprint.select(paper, spec.keys(paper))
 
 
 def test_every_stage_reads_what_its_fingerprint_names():

@@ -117,7 +117,7 @@ def test_second_run_skips_every_stage(sasrec_run):
 
 @pytest.mark.parametrize("loss", ["sampled", "bce"])
 def test_hstu_runs_end_to_end(tmp_path, loss):
-    result = invoke("run", "toy", "model.name=hstu", f"model.loss={loss}", "model.negatives=32", *TINY,
+    result = invoke("run", "toy", "model.name=hstu", f"model.hstu.loss={loss}", "model.hstu.negatives=32", *TINY,
                     "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / io.METRICS).exists() and not (tmp_path / io.EMBEDDINGS).exists()
@@ -125,9 +125,9 @@ def test_hstu_runs_end_to_end(tmp_path, loss):
 
 
 def test_unknown_loss_exits_with_the_choices(tmp_path):
-    result = invoke("run", "toy", "model.name=sasrec", "model.loss=softmax", *TINY, "--out", str(tmp_path))
+    result = invoke("run", "toy", "model.name=sasrec", "model.sasrec.loss=softmax", *TINY, "--out", str(tmp_path))
     assert result.exit_code == 1
-    assert "unknown model.loss 'softmax'" in result.output and "ce, sampled, bce" in result.output
+    assert "unknown model.sasrec.loss 'softmax'" in result.output and "ce, sampled, bce" in result.output
 
 
 def test_unknown_model_name_fails_before_any_stage(tmp_path):
@@ -141,7 +141,7 @@ def test_unknown_model_name_fails_before_any_stage(tmp_path):
 )
 def test_shipped_baseline_configs_build(name):
     cfg = load_config(name)
-    assert model_kind(cfg.model.name) == "id" and cfg.model.loss == "ce"
+    assert model_kind(cfg.model.name) == "id" and cfg.model.component().loss == "ce"
     assert cfg.train.max_minutes == 0 and cfg.train.epochs >= 40  # step-based: no clock in the recipe
     assert len(resolve_config_path(name).read_text().splitlines()) < 60
     model = build_model(cfg.model, max_history=cfg.data.max_history, n_items=100)

@@ -13,8 +13,8 @@ from sidrec import io
 from sidrec.cli import app
 from sidrec.config import load_config, resolve_config_path
 
-RPG = ["model.name=rpg", "model.temperature=0.1", "quantize.name=opq", "quantize.levels=8", "quantize.dedup=random",
-       "quantize.opq_iters=2", "train.epochs=1"]  # fmt: skip
+RPG = ["model.name=rpg", "model.rpg.temperature=0.1", "quantize.name=opq", "quantize.levels=8", "quantize.dedup=random",
+       "quantize.opq.iters=2", "train.epochs=1"]  # fmt: skip
 
 
 def invoke(*args: str):

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from sidrec import io
@@ -36,7 +37,7 @@ def plugin_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("module", "args"),
-    [("my_model", ["model.name=bag"]), ("my_tokenizer", ["quantize.name=hyperplanes"])],
+    [("my_model", ["model.name=bag", "model.bag.temperature=0.5"]), ("my_tokenizer", ["quantize.name=hyperplanes"])],
 )
 def test_the_documented_examples_run_end_to_end_as_plugins(plugin_dir, monkeypatch, module, args):
     (plugin_dir / f"{module}.py").write_text(example(f"# {module}.py"))
@@ -46,6 +47,9 @@ def test_the_documented_examples_run_end_to_end_as_plugins(plugin_dir, monkeypat
     assert result.exit_code == 0, result.output
     assert 0 <= io.load_json(out / io.METRICS)["test"]["ndcg@10"] <= 1
     assert "bag" in REGISTRY or "hyperplanes" in QUANTIZERS
+    if module == "my_model":  # the plugin's own setting reached its shape, and its config.yaml
+        assert torch.load(out / "model.pt", weights_only=False)["shape"]["temperature"] == 0.5
+        assert io.load_run_config(out).model.bag.temperature == 0.5
 
 
 def test_a_plugin_that_cannot_be_imported_is_named(plugin_dir, monkeypatch):

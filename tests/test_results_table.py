@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 from bench_scripts import load_benchmark
-from sidrec.config import Config
+from sidrec.config import Config, config_to_dict
 
 
 def _record(path: Path, config: dict, valid: float, test: float) -> Path:
@@ -28,30 +27,30 @@ def _run_record(path: Path, config: dict, test: float, *, seed: int, date: str, 
 
 def test_config_diff_counts_missing_keys_at_their_default():
     table = load_benchmark("results_table")
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     old = json.loads(json.dumps(defaults))
     del old["train"]["ema"]  # a record made before the setting existed
     new = json.loads(json.dumps(defaults))
     new["model"]["dropout"] = 0.2
-    assert table.config_diff(new, old, defaults) == {"model.dropout": 0.2}
+    assert table.config_diff(new, old) == {"model.dropout": 0.2}
     new["train"]["ema"] = 0.999
-    assert table.config_diff(new, old, defaults) == {"model.dropout": 0.2, "train.ema": 0.999}
+    assert table.config_diff(new, old) == {"model.dropout": 0.2, "train.ema": 0.999}
 
 
 def test_a_missing_key_whose_default_changed_counts_at_its_first_value():
     """train.windows came in as `last`; records made before it trained that way, not at today's `all`."""
     table = load_benchmark("results_table")
-    assert Config().train.windows == "all" and table.record_defaults()["train"]["windows"] == "last"
-    old = json.loads(json.dumps(dataclasses.asdict(Config())))
+    assert Config().train.windows == "all" and table.record_defaults()["train.windows"] == "last"
+    old = json.loads(json.dumps(config_to_dict(Config())))
     del old["train"]["windows"]
-    assert table.recipe({"config": old})["train"]["windows"] == "last"
-    new = json.loads(json.dumps(dataclasses.asdict(Config())))
-    assert table.config_diff(new, old, table.record_defaults()) == {"train.windows": "all"}
+    assert table.recipe({"config": old})["train.windows"] == "last"
+    new = json.loads(json.dumps(config_to_dict(Config())))
+    assert table.config_diff(new, old) == {"train.windows": "all"}
 
 
 def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
     table = load_benchmark("results_table")
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     variant = json.loads(json.dumps(defaults))
     variant["model"]["dropout"] = 0.2
     runs = [
@@ -70,7 +69,7 @@ def test_variants_table_pairs_each_variant_with_the_same_seed(tmp_path, capsys):
 def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, capsys):
     table = load_benchmark("results_table")
     table.RESULTS = tmp_path
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     _record(tmp_path / "beauty_tiger_rkmeans_m54_seed44.json", defaults, 0.04, 0.03)
     probe = _record(tmp_path / "probe_p20_seed44.json", defaults, 0.05, 0.04)
     rec = json.loads(probe.read_text())
@@ -84,7 +83,7 @@ def test_probes_table_compares_each_probe_with_the_run_it_resumed(tmp_path, caps
 
 def test_headline_groups_take_end_to_end_records_of_one_recipe(tmp_path, capsys):
     table = load_benchmark("results_table")
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     paths = []
     for seed, test, extra in ((42, 0.04, {}), (43, 0.06, {}), (44, 0.9, {"from_empty_dir": False})):
         path = tmp_path / f"beauty_default_seed{seed}.json"
@@ -115,7 +114,7 @@ def test_grid_tables_come_in_grids_order_with_a_count(tmp_path, capsys):
 
 def test_a_group_takes_only_records_named_by_its_prefix_and_a_seed(tmp_path):
     table = load_benchmark("results_table")
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     paths = []
     for name in ("beauty_tiger_seed42", "beauty_tiger_rkmeans_seed42", "beauty_tiger_seed42_zen3"):
         paths.append(
@@ -135,7 +134,7 @@ def test_wall_of_a_resumed_record_names_its_invocations_and_training_time():
 
 def test_a_group_splits_by_training_precision_and_names_the_machines_its_records_name(tmp_path, capsys):
     table = load_benchmark("results_table")
-    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    defaults = json.loads(json.dumps(config_to_dict(Config())))
     runs = (
         (42, 0.04, "AMD EPYC (AVX512-BF16), 2 cores, torch 2.13.0+cpu, 1 threads", "bf16"),
         (43, 0.06, "AMD EPYC (no native bf16), 2 cores, torch 2.13.0+cpu, 2 threads", "fp32"),

@@ -14,7 +14,8 @@ from pathlib import Path
 import typer
 
 from sidrec import distributed, io, pipeline, plugins
-from sidrec.config import Config, describe, load_config, packaged_configs
+from sidrec.config import Config, load_config, packaged_configs
+from sidrec.config_show import describe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
 config_app = typer.Typer(

@@ -1,8 +1,10 @@
 """Typed, frozen configuration: one dataclass per stage under one root `Config`.
 
-Defaults live here, next to each field. Experiment YAML files list only what differs, flat by
-section (`model:` / `train:` ...); the CLI adds dotted `key=value` overrides. Unknown keys and values
-of the wrong type fail loudly with the list of valid keys.
+Defaults live here, next to each field; a component (a model, a quantizer) owns the settings only it
+reads in its own dataclass, found through its registry (`model.rpg.pooling`, `quantize.opq.iters`).
+Experiment YAML files list only what differs, by section (`model:` / `train:` ...), a component's own
+settings as a nested mapping (`model: {rpg: {pooling: mean}}`); the CLI adds dotted `key=value`
+overrides. Unknown keys and values of the wrong type fail loudly with the list of valid keys.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,8 +22,59 @@ import yaml
 
 def added(default, *, before):
     """A setting added after runs were recorded. `before` is the value that does what the code did before the
-    setting existed: a stored fingerprint or record without the key was made with it (`first_values`)."""
+    setting existed: a stored fingerprint or record without the key was made with it (`fingerprint.first_values`)."""
     return field(default=default, metadata={"before": before})
+
+
+# Components that own settings, per section: "model" -> {model name: its config dataclass}, "quantize" -> {...}.
+# Filled by the registries (models.REGISTRY entries' `config`, quantize.QUANTIZERS classes' CONFIG), read lazily
+# so that a component registered later (a plugin) owns its settings too.
+OWNERS: dict[str, Callable[[], dict[str, type]]] = {}
+
+
+def owned(section: str) -> dict[str, type]:
+    """{component name: the config dataclass it owns} for a section ({} for sections without components)."""
+    import sidrec.models  # noqa: F401 - importing the registries fills OWNERS
+    import sidrec.quantize  # noqa: F401
+
+    return OWNERS[section]() if section in OWNERS else {}
+
+
+class _Owner:
+    """A section whose components own settings: `section.<component>` is that component's config dataclass,
+    with the values set in `own` and its defaults for the rest (`cfg.model.rpg.pooling`)."""
+
+    SECTION = ""
+
+    def __getattr__(self, name: str):  # only called for names that are not fields
+        if name.startswith("_") or name == "own":
+            raise AttributeError(name)
+        cls = owned(self.SECTION).get(name)
+        if cls is None:
+            raise AttributeError(f"{self.SECTION} has no setting or component with settings called '{name}'")
+        return dict(self.own).get(name) or cls()
+
+    def component(self):
+        """The settings of the chosen component (`self.name`), or None when it owns none."""
+        cls = owned(self.SECTION).get(self.name)
+        return None if cls is None else getattr(self, self.name)
+
+    def replace(self, **values):
+        """A copy with settings changed by name: shared ones, and the chosen component's own
+        (`ModelConfig().replace(name="sasrec", d_model=64, loss="bce")`)."""
+        shared = {k: v for k, v in values.items() if k in settings_of(type(self))}
+        new = dataclasses.replace(self, **shared)
+        rest = {k: v for k, v in values.items() if k not in shared}
+        if not rest:
+            return new
+        cls = owned(self.SECTION).get(new.name)
+        unknown = sorted(set(rest) - set(settings_of(cls) if cls else ()))
+        if unknown:
+            raise ValueError(f"{self.SECTION}.{new.name} has no settings {', '.join(unknown)}")
+        own = {**dict(new.own), new.name: dataclasses.replace(getattr(new, new.name), **rest)}
+        return dataclasses.replace(
+            new, own=tuple(sorted((k, v) for k, v in own.items() if v != owned(self.SECTION)[k]()))
+        )
 
 
 @dataclass(frozen=True)
@@ -56,7 +110,10 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
-class QuantizeConfig:
+class QuantizeConfig(_Owner):
+    """The settings every quantizer reads; each quantizer's own live in its class's CONFIG (`quantize.<name>.*`)."""
+
+    SECTION = "quantize"
     # opq (optimized product quantization: `levels` = M unordered digits, for rpg; the default) | pq
     # | rkmeans | rkmeans_balanced | rvq | rqvae (residual: `levels` = L ordered codebooks, for tiger / decoder)
     name: str = "opq"
@@ -65,29 +122,24 @@ class QuantizeConfig:
     # tiger (an extra code per collision group) | random (re-draw the last code) | none (SIDs may collide; a beam on a
     # shared SID yields one of its items at random, the others follow every beam's pick: GRID's Table 7 alternative)
     dedup: str = "random"
-    normalize_residuals: bool = False  # rkmeans: L2-normalise each residual before clustering
-    kmeans_iters: int = 50  # k-means iterations (rkmeans and the init of rvq / rqvae)
+    kmeans_iters: int = 50  # k-means iterations (every k-means codebook, and the init of rvq / rqvae)
     # Items the quantizer is fitted on: a seeded sample of this many when the catalog is larger (0 = all);
     # every item is then encoded, in chunks. 65,536 = 256 points per code for K = 256 (faiss's default).
     fit_sample: int = 65536
-    epochs: int = 200  # rvq / rqvae: gradient epochs
-    batch_size: int = 1024  # rvq / rqvae
-    lr: float = 1e-3  # rvq / rqvae
-    beta: float = 0.25  # commitment weight
-    hidden: tuple[int, ...] = (512, 256, 128)  # rqvae: encoder MLP widths (decoder mirrors them)
-    latent_dim: int = 32  # rqvae: code vector dimension
-    dead_code_threshold: float = 1.0  # rvq / rqvae: reset codes used fewer times than this per epoch
-    opq_iters: int = 20  # opq: rounds of (PQ, Procrustes rotation) before the final PQ
     # Collaborative part of the vectors the quantizer sees (quantize/collab.py): PPMI of items within
     # collab_window positions in the training histories, SVD to collab_dim, L2-normalised, times collab_weight,
     # appended to the text vector (0 = text only: the tiger-family configs).
     collab_dim: int = added(64, before=0)
     collab_weight: float = added(1.0, before=1.0)
     collab_window: int = added(3, before=3)
+    own: tuple = field(default=(), repr=False)  # (component name, its settings) set away from their defaults
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Owner):
+    """The settings models share; each model's own live in its registry entry's config (`model.<name>.*`)."""
+
+    SECTION = "model"
     # rpg (every digit of the next item's long SID in one pass; the default) | tiger (encoder-decoder over SID tokens,
     # beam search) | decoder (decoder-only over SID tokens, n_enc + n_dec layers deep) | sasrec | hstu | gru4rec
     # (item IDs)
@@ -96,34 +148,16 @@ class ModelConfig:
     n_heads: int = 4  # GRID / TIGER: 4+4 layers, 6 heads x 64, d_ff 1024 (configs/tiger_grid.yaml)
     d_head: int = 32
     d_ff: int = 512
-    n_enc_layers: int = 2  # sasrec / hstu: the number of layers
-    n_dec_layers: int = 2  # tiger only
+    n_enc_layers: int = 2  # rpg / sasrec / hstu / gru4rec: the number of layers
+    n_dec_layers: int = 2  # tiger: decoder layers; decoder: added to n_enc_layers
     dropout: float = 0.1
-    user_tokens: int = 0  # hashed user-id tokens prepended to the encoder input (0 = off, GRID's best)
+    user_tokens: int = 0  # tiger / decoder: hashed user-id tokens prepended to the input (0 = off, GRID's best)
     attention: str = "math"  # math (plain matmul + softmax; 1.6x faster than sdpa for CPU training) | sdpa (fused; GPU)
-    loss: str = "ce"  # sasrec / hstu: ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's)
-    negatives: int = 2048  # sasrec / hstu with loss=sampled, rpg with item_loss > 0 (0 = all items): uniform, shared
-    # sasrec / hstu: 0 = dot-product scores; > 0 = cosine / temperature (HSTU code: 0.05); rpg: > 0 (paper: 0.03)
-    temperature: float = 0.03
-    pooling: str = "concat"  # rpg: an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
-    item_loss: float = 3.0  # rpg: weight of an item-level softmax (mean digit logits) beside the paper's digit loss
-    id_embedding: bool = False  # rpg: add a learned per-item vector to each history item's input (not in the paper)
-    item_dropout: float = added(0.0, before=0.0)  # rpg, training: blank a history item's pooled digits, this often
-    digit_dropout: float = added(0.0, before=0.0)  # rpg, training: drop each of an input item's M digit embeddings
-    # rpg, sasrec, hstu: items already in the history. mixture: a repeat / explore mixture (RepeatNet): a gate learns
-    # when the user comes back and a pointer to which history item, the model's scores rank the new items
-    # (models/repeat.py) | none: the model's scores as they are, history items ranked like any other
+    # items already in the history. mixture: a repeat / explore mixture (RepeatNet): a gate learns when the user
+    # comes back and a pointer to which history item, the model's scores rank the new items (models/repeat.py)
+    # | none: the model's scores as they are, history items ranked like any other
     repeat: str = added("mixture", before="none")
-    # rpg with repeat=none and item_loss > 0: the items each position has seen are negatives of its item-level
-    # softmax too, as in a full softmax (not in the paper), and `repeat_bias` adds one learned score to them
-    history_negatives: bool = added(False, before=False)
-    repeat_bias: bool = added(False, before=False)
-    hstu_ffn: bool = False  # hstu: pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
-    tie_embeddings: bool = False  # decoder: output logits from the input embeddings of each level's codes
-    loss_on: str = "target"  # decoder: target (the target's codes) | all (every next SID token, history too)
-    experts: int = 0  # tiger / decoder: mixture-of-experts feed-forward with this many experts (0 = dense MLP)
-    expert_top_k: int = 2  # experts each token is routed to
-    moe_aux_weight: float = 0.01  # weight of the load-balancing loss (Switch Transformer) in the training loss
+    own: tuple = field(default=(), repr=False)  # (component name, its settings) set away from their defaults
 
 
 @dataclass(frozen=True)
@@ -195,12 +229,19 @@ _SECTION_CLASSES = {
 }
 
 
+def settings_of(cls: type) -> dict[str, dataclasses.Field]:
+    """A config dataclass's settings by name (`own`, the store of component settings, is not one)."""
+    return {f.name: f for f in dataclasses.fields(cls) if f.name != "own"}
+
+
+def _annotation(f: dataclasses.Field) -> str:
+    """A field's annotation as text ('float', 'tuple[int, ...]'), whether or not its module defers annotations."""
+    return f.type if isinstance(f.type, str) else f.type.__name__ if isinstance(f.type, type) else str(f.type)
+
+
 def valid_keys() -> list[str]:
-    """All dotted keys a YAML file or override may set."""
-    keys = ["seed"]
-    for name, cls in _SECTION_CLASSES.items():
-        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
-    return keys
+    """All dotted keys a YAML file or override may set: `section.setting` and `section.component.setting`."""
+    return ["seed", *(f"{prefix}.{k}" for prefix, cls in sections() for k in settings_of(cls))]
 
 
 def _coerce(value: object, annotation: str, key: str) -> object:
@@ -247,22 +288,53 @@ def _parse_value(text: str) -> object:
 
 def _field_type(key: str) -> str:
     """The (string) annotation of a dotted key's field; '' when there is no such field."""
-    section, _, name = key.partition(".")
-    cls = _SECTION_CLASSES.get(section)
-    return next((str(f.type) for f in dataclasses.fields(cls) if f.name == name), "") if cls else ""
+    section, _, rest = key.partition(".")
+    comp, _, name = rest.partition(".")
+    cls = owned(section).get(comp) if name else _SECTION_CLASSES.get(section)
+    field_ = settings_of(cls).get(name or comp) if cls else None
+    return _annotation(field_) if field_ else ""
 
 
 def _apply(cfg: Config, key: str, value: object) -> Config:
     if key == "seed":
         return dataclasses.replace(cfg, seed=_coerce(value, "int", key))
-    section, _, name = key.partition(".")
+    section, _, rest = key.partition(".")
     cls = _SECTION_CLASSES.get(section)
-    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
-    if name not in fields:
+    if cls is None:
         raise ValueError(f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}")
-    sub = getattr(cfg, section)
-    sub = dataclasses.replace(sub, **{name: _coerce(value, str(fields[name].type), key)})
+    sub, owners = getattr(cfg, section), owned(section)
+    comp, _, name = rest.partition(".")
+    if name:  # section.component.setting: a setting the component owns
+        if comp not in owners:
+            with_own = f" (components with settings of their own: {', '.join(owners)})" if owners else ""
+            raise ValueError(f"unknown config key '{key}': {section} has no component '{comp}'{with_own}")
+        fields = settings_of(owners[comp])
+        if name not in fields:
+            raise ValueError(f"unknown config key '{key}'. Settings of {section}.{comp}: {', '.join(fields)}")
+        settings = dataclasses.replace(getattr(sub, comp), **{name: _coerce(value, _annotation(fields[name]), key)})
+        own = {k: v for k, v in sub.own if k != comp}
+        if settings != owners[comp]():
+            own[comp] = settings
+        return dataclasses.replace(cfg, **{section: dataclasses.replace(sub, own=tuple(sorted(own.items())))})
+    fields = settings_of(cls)
+    if comp not in fields:
+        homes = [f"{section}.{c}.{comp}" for c, own in owners.items() if comp in settings_of(own)]
+        if homes:
+            raise ValueError(f"config key '{key}' is a setting of a component: write {' or '.join(homes)}")
+        raise ValueError(f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}")
+    sub = dataclasses.replace(sub, **{comp: _coerce(value, _annotation(fields[comp]), key)})
     return dataclasses.replace(cfg, **{section: sub})
+
+
+def _apply_section(cfg: Config, section: str, values: dict) -> Config:
+    """One section's mapping; a component's own settings come as a nested mapping (`rpg: {pooling: mean}`)."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                cfg = _apply(cfg, f"{section}.{key}.{name}", inner)
+        else:
+            cfg = _apply(cfg, f"{section}.{key}", value)
+    return cfg
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -312,11 +384,10 @@ def _load_yaml(path: Path, seen: tuple[Path, ...]) -> Config:
                 f"{path}: unknown section '{section}' (or not a mapping). "
                 f"Valid sections: seed, {', '.join(_SECTION_CLASSES)}"
             )
-        for key, value in values.items():
-            try:
-                cfg = _apply(cfg, f"{section}.{key}", value)
-            except ValueError as err:
-                raise ValueError(f"{path}: {err}") from None
+        try:
+            cfg = _apply_section(cfg, section, values)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     return cfg
 
 
@@ -338,9 +409,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def config_to_dict(cfg: Config) -> dict:
-    out = dataclasses.asdict(cfg)
-    return _lists(out)
+def config_to_dict(cfg: Config, every: bool = False) -> dict:
+    """Nested plain data (config.yaml, records): each section's settings, with the chosen component's own settings
+    (all of them, defaults included) and any other component's that were set, as nested mappings (`every`: every
+    registered component's)."""
+    out: dict = {"seed": cfg.seed}
+    for section in _SECTION_CLASSES:
+        sub = getattr(cfg, section)
+        values = {k: getattr(sub, k) for k in settings_of(type(sub))}
+        if isinstance(sub, _Owner):
+            chosen = sub.component()
+            parts = {**({sub.name: chosen} if chosen is not None else {}), **dict(sub.own)}
+            if every:
+                parts.update({comp: getattr(sub, comp) for comp in owned(section) if comp not in parts})
+            values.update({comp: dataclasses.asdict(settings) for comp, settings in parts.items()})
+        out[section] = _lists(values)
+    return out
 
 
 def _lists(obj: object) -> object:
@@ -351,64 +435,44 @@ def _lists(obj: object) -> object:
     return obj
 
 
-def config_from_dict(raw: dict) -> Config:
-    """Rebuild a Config from `config_to_dict` output (e.g. a run's config.yaml)."""
-    cfg = Config()
+def upgrade(raw: dict) -> dict:
+    """A stored nested config written before components owned their settings (one flat `model:` mapping) in
+    today's shape: a flat key the chosen component owns moves into its mapping (under its `RENAMED` name, if
+    renamed); one only other components own is dropped (that component was not chosen, so nothing read it)."""
+    out = {}
     for section, values in raw.items():
-        if section == "seed":
-            cfg = _apply(cfg, "seed", values)
+        cls, owners = _SECTION_CLASSES.get(section), owned(section)
+        if cls is None or not isinstance(values, dict) or not owners:
+            out[section] = values
             continue
+        common = settings_of(cls)
+        chosen = owners.get(values.get("name", cls().name))
+        renamed = getattr(chosen, "RENAMED", {}) if chosen else {}
+        new: dict = {}
         for key, value in values.items():
-            cfg = _apply(cfg, f"{section}.{key}", value)
-    return cfg
-
-
-def first_values() -> dict[str, object]:
-    """Dotted key -> the value of each setting declared with `added`: what runs made before the key existed used."""
-    return {
-        f"{section}.{f.name}": f.metadata["before"]
-        for section, cls in _SECTION_CLASSES.items()
-        for f in dataclasses.fields(cls)
-        if "before" in f.metadata
-    }
-
-
-def key_comments() -> dict[str, str]:
-    """Each dotted key's comment in this file: its trailing `# ...`, or the comment lines above it."""
-    import inspect
-    import re
-
-    out: dict[str, str] = {"seed": "seed of every random choice (sampling, initialisation, batches)"}
-    for section, cls in _SECTION_CLASSES.items():
-        above: list[str] = []
-        for line in inspect.getsource(cls).splitlines()[1:]:
-            text = line.strip()
-            if text.startswith("#"):
-                above.append(text.lstrip("# "))
-                continue
-            match = re.match(r"(\w+): [^=]+=.*?(?:  # (.*))?$", text)
-            if match:
-                out[f"{section}.{match[1]}"] = match[2] or " ".join(above)
-            above = []
+            key_now = renamed.get(key, key)
+            if key in common or isinstance(value, dict):
+                new[key] = value
+            elif chosen is not None and key_now in settings_of(chosen):
+                new.setdefault(values.get("name", cls().name), {})[key_now] = value
+            elif not any(key in settings_of(own) or key in getattr(own, "RENAMED", {}) for own in owners.values()):
+                new[key] = value  # nobody owns it: left for _apply to reject
+        out[section] = new
     return out
 
 
-def describe(cfg: Config, keep: set[str] | None = None) -> str:
-    """The resolved config as YAML, each key followed by its comment; only the dotted keys in `keep`, if given."""
-    comments = key_comments()
-    lines = [f"seed: {cfg.seed}  # {comments['seed']}"]
-    for section, values in config_to_dict(cfg).items():
-        if section == "seed":
-            continue
-        values = {k: v for k, v in values.items() if keep is None or f"{section}.{k}" in keep}
-        if not values:
-            continue
-        lines.append(f"{section}:")
-        for key, value in values.items():
-            text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
-            note = comments.get(f"{section}.{key}", "")
-            lines.append(f"  {key}: {text}" + (f"  # {note}" if note else ""))
-    return "\n".join(lines)
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a Config from `config_to_dict` output (e.g. a run's config.yaml, also one from before `upgrade`)."""
+    cfg = Config()
+    for section, values in upgrade(raw).items():
+        cfg = _apply(cfg, "seed", values) if section == "seed" else _apply_section(cfg, section, values)
+    return cfg
+
+
+def sections() -> list[tuple[str, type]]:
+    """(dotted prefix, config dataclass) of every section and of every component's own settings."""
+    out = list(_SECTION_CLASSES.items())
+    return out + [(f"{s}.{comp}", own) for s in _SECTION_CLASSES for comp, own in owned(s).items()]
 
 
 __all__ = [
@@ -422,5 +486,9 @@ __all__ = [
     "load_config",
     "config_to_dict",
     "config_from_dict",
+    "owned",
+    "sections",
+    "settings_of",
+    "upgrade",
     "valid_keys",
 ]

@@ -20,14 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidrec import io
-from sidrec.config import Config, config_to_dict, first_values
+from sidrec.config import Config, config_to_dict, sections, settings_of, upgrade
 
 FINGERPRINTS = "fingerprints.json"
-# Settings added after runs recorded fingerprints, with the value that does what the code did before they existed
-# (declared beside each setting in config.py with `added(default, before=...)`). A stored fingerprint without such
-# a key was made with that value, so a run asking for it is still current (adding a setting must not make every
-# earlier run stale). Any other key absent from a stored fingerprint counts as a change.
-FIRST_VALUES = first_values()
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
     {
@@ -55,15 +50,45 @@ class Fingerprint:
         return {"config": self.config, "inputs": self.inputs}
 
 
-def flatten(config: dict) -> dict:
-    """A nested config dict (config.yaml, a record's `config`) as dotted keys: {'seed': 42, 'data.name': ...}."""
+def flatten(config: dict, prefix: str = "") -> dict:
+    """A nested config dict (config.yaml, a record's `config`) as dotted keys: {'seed': 42, 'model.rpg.pooling': ...}.
+    A config stored before components owned their settings is read in today's shape (`config.upgrade`)."""
     out = {}
-    for section, values in config.items():
-        if isinstance(values, dict):
-            out.update({f"{section}.{k}": v for k, v in values.items()})
+    for key, value in (upgrade(config) if not prefix else config).items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            out[section] = values
+            out[f"{prefix}{key}"] = value
     return out
+
+
+def unflatten(flat: dict) -> dict:
+    """Dotted keys -> the nested dict `flatten` reads."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def first_values() -> dict[str, object]:
+    """Dotted key -> the value of each setting declared with `config.added`: what runs made before it existed used."""
+    return {
+        f"{prefix}.{f.name}": f.metadata["before"]
+        for prefix, cls in sections()
+        for f in settings_of(cls).values()
+        if "before" in f.metadata
+    }
+
+
+def _unset(key: str) -> object:
+    """What a stored config or fingerprint without `key` was made with: a setting added after it was stored has
+    the value that does what the code did before (declared with `config.added(default, before=...)`, so adding a
+    setting never makes an earlier run stale); any other missing key counts as a change."""
+    return first_values().get(key, "<unset>")
 
 
 def flat_config(cfg: Config) -> dict:
@@ -74,11 +99,11 @@ def flat_config(cfg: Config) -> dict:
 def differences(recorded: dict, cfg: Config, read: set[str]) -> list[str]:
     """The settings in `read` whose value in `cfg` differs from a recorded nested config ("key: old -> new").
 
-    A key the record lacks counts with its `FIRST_VALUES` value (what the code did before the key existed)."""
+    A key the record lacks counts with the value of the code before the key existed (`_unset`)."""
     before, now = flatten(recorded), flat_config(cfg)
     out = []
     for key in sorted(read):
-        a = before.get(key, FIRST_VALUES.get(key, "<unset>"))
+        a = before.get(key, _unset(key))
         if a != now.get(key, "<unset>"):
             out.append(f"{key}: {a!r} -> {now.get(key)!r}")
     return out
@@ -130,11 +155,11 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
     if old is None:
         return ["no fingerprint recorded (files made by an older sidrec or by hand)"]
     lines = []
-    before, now = old.get("config", {}), new.config
+    before, now = flatten(unflatten(old.get("config", {}))), new.config
     for key in sorted(set(before) | set(now)):
         if key in RUNTIME_KEYS or key not in now:  # a setting the stage no longer reads cannot make it stale
             continue
-        a, b = before.get(key, FIRST_VALUES.get(key, "<unset>")), now[key]
+        a, b = before.get(key, _unset(key)), now[key]
         if a != b:
             lines.append(f"{key}: {a!r} -> {b!r}")
     old_inputs = old.get("inputs", {})
@@ -166,7 +191,9 @@ __all__ = [
     "compute",
     "differences",
     "flat_config",
+    "first_values",
     "flatten",
+    "unflatten",
     "save",
     "select",
     "stale_message",

@@ -36,7 +36,7 @@ TINY = dict(d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_lay
 
 def tiny(name: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    cfg = ModelConfig(**{"name": name, **TINY, **VARIANTS.get(name, {}), **overrides})
+    cfg = ModelConfig().replace(**{"name": name, **TINY, **VARIANTS.get(name, {}), **overrides})
     return build_model(cfg, level_sizes=SIZES, max_history=4)
 
 

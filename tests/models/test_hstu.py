@@ -55,7 +55,7 @@ def test_layer_matches_the_paper_equations():
 
 
 def test_build_from_config_and_reload(tmp_path):
-    cfg = ModelConfig(name="hstu", d_model=32, n_heads=2, d_head=8, n_enc_layers=3, loss="bce")
+    cfg = ModelConfig().replace(name="hstu", d_model=32, n_heads=2, d_head=8, n_enc_layers=3, loss="bce")
     model = build_model(cfg, max_history=12, n_items=50)
     assert isinstance(model, HSTU) and model_kind("hstu") == "id"
     assert len(model.layers) == 3 and model.layers[0].uvqk.weight.shape == (4 * 2 * 8, 32)

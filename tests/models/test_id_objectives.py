@@ -62,5 +62,5 @@ def test_cosine_model_overfits_one_batch(make_id_model, make_id_batch, name):
 
 
 def test_negative_temperature_fails_clearly(make_id_model):
-    with pytest.raises(ValueError, match="model.temperature must be >= 0"):
+    with pytest.raises(ValueError, match="model.sasrec.temperature must be >= 0"):
         make_id_model("sasrec", temperature=-1.0)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import sidrec
 from sidrec import io
 from sidrec.cli import app
-from sidrec.config import Config, ModelConfig
+from sidrec.config import Config, ModelConfig, config_from_dict, config_to_dict, load_config
 from sidrec.embed import EMBEDDERS
 from sidrec.models import REGISTRY, ModelEntry, build_model, entry, register, unregister
 from sidrec.models.registry import KINDS
@@ -36,16 +36,31 @@ def test_shipped_models_are_registered_with_a_kind_and_a_paper():
 
 def test_a_model_reads_its_shape_fields_and_its_depth():
     m = ModelConfig()
-    assert "hstu_ffn" not in entry("sasrec").settings(m) and "d_ff" in entry("sasrec").settings(m)
+    assert "hstu.hstu_ffn" not in entry("sasrec").settings(m) and "d_ff" in entry("sasrec").settings(m)
     assert "d_ff" not in entry("hstu").settings(m)  # no MLP unless hstu_ffn
-    assert "d_ff" in entry("hstu").settings(dataclasses.replace(m, hstu_ffn=True))
-    assert {"n_enc_layers", "n_dec_layers", "loss_on"} <= set(entry("decoder").settings(m))
-    assert "n_dec_layers" not in entry("rpg").settings(m) and "pooling" in entry("rpg").settings(m)
-    assert "pooling" not in entry("tiger").settings(m)
-    assert "negatives" not in entry("rpg").settings(dataclasses.replace(m, item_loss=0.0))
+    assert "d_ff" in entry("hstu").settings(m.replace(name="hstu", hstu_ffn=True))
+    assert {"n_enc_layers", "n_dec_layers", "decoder.loss_on"} <= set(entry("decoder").settings(m))
+    assert "n_dec_layers" not in entry("rpg").settings(m) and "rpg.pooling" in entry("rpg").settings(m)
+    assert not [k for k in entry("tiger").settings(m) if "pooling" in k]
+    assert "rpg.negatives" not in entry("rpg").settings(m.replace(item_loss=0.0))
     shape = build_model(dataclasses.replace(m, name="decoder", n_enc_layers=3, n_dec_layers=2), max_history=5,
                         level_sizes=(4, 4)).shape  # fmt: skip
     assert shape.n_layers == 5
+
+
+def test_each_model_owns_its_settings():
+    """`model.<name>.*` is the model's own config; the shared settings stay `model.*`; the chosen model's own
+    settings are what a run's config.yaml holds, and a flat key names where it lives now."""
+    cfg = load_config(None, ["model.name=sasrec", "model.sasrec.temperature=0.05", "model.rpg.pooling=mean"])
+    assert cfg.model.sasrec.temperature == 0.05 and cfg.model.rpg.pooling == "mean"
+    assert cfg.model.hstu.temperature == entry("hstu").config().temperature  # another model's own: untouched
+    stored = config_to_dict(cfg)["model"]
+    assert stored["sasrec"]["temperature"] == 0.05 and stored["rpg"] == {**stored["rpg"], "pooling": "mean"}
+    assert "temperature" not in stored and config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="write model.rpg.pooling"):
+        load_config(None, ["model.pooling=mean"])
+    with pytest.raises(ValueError, match="Settings of model.rpg: temperature, pooling"):
+        load_config(None, ["model.rpg.nope=1"])
 
 
 def test_register_refuses_a_second_model_of_the_same_name():

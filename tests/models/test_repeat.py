@@ -22,9 +22,9 @@ def host(name: str, seed: int = 0, **overrides):
     base = dict(name=name, d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, dropout=0.0, repeat="mixture")
     if name == "rpg":
         codes = np.random.default_rng(seed).integers(0, 8, (N, 4))
-        cfg = ModelConfig(**{**base, "temperature": 0.1, "item_loss": 1.0, "negatives": 0, **overrides})
+        cfg = ModelConfig().replace(**{**base, "temperature": 0.1, "item_loss": 1.0, "negatives": 0, **overrides})
         return build_model(cfg, max_history=8, codes=codes, codebook_size=8)
-    cfg = ModelConfig(**{**base, "temperature": 0.05, "loss": "ce", **overrides})
+    cfg = ModelConfig().replace(**{**base, "temperature": 0.05, "loss": "ce", **overrides})
     return build_model(cfg, max_history=8, n_items=N)
 
 
@@ -109,7 +109,7 @@ def test_learns_to_promote_repeats_and_to_demote_history(name):
 
 
 def test_rpg_mixture_refuses_the_scalar_repeat_bias():
-    with pytest.raises(ValueError, match="set model.history_negatives=false and model.repeat_bias=false"):
+    with pytest.raises(ValueError, match="set model.rpg.history_negatives=false and model.rpg.repeat_bias=false"):
         host("rpg", history_negatives=True, repeat_bias=True)
     with pytest.raises(ValueError, match="unknown model.repeat"):
         host("sasrec", repeat="always")

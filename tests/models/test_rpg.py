@@ -17,7 +17,7 @@ N, M, K = 30, 4, 8
 def tiny(seed: int = 0, **overrides) -> RPG:
     torch.manual_seed(seed)
     codes = np.random.default_rng(seed).integers(0, K, (N, M))
-    cfg = ModelConfig(
+    cfg = ModelConfig().replace(
         **{"name": "rpg", "d_model": 32, "n_heads": 2, "d_head": 16, "d_ff": 64, "n_enc_layers": 1,
            "dropout": 0.0, "temperature": 0.1, "pooling": "mean", "item_loss": 0.0, "history_negatives": False,
            "repeat_bias": False, "repeat": "none", **overrides}
@@ -161,7 +161,7 @@ def test_history_negatives_join_each_positions_item_softmax(make_id_batch, negat
             expected = torch.zeros_like(gap).scatter_(1, inputs, repeat_bias)
             expected[:, 0] = 0.0
             torch.testing.assert_close(gap.nan_to_num(0.0), expected)
-    with pytest.raises(ValueError, match="set model.history_negatives=true"):
+    with pytest.raises(ValueError, match="set model.rpg.history_negatives=true"):
         tiny(item_loss=1.0, history_negatives=False, repeat_bias=True)
     paper = tiny(item_loss=0.0, history_negatives=True, repeat_bias=True)  # parts of the item softmax: off
     assert paper.repeat is None and torch.equal(paper.score_all(batch["inputs"]), tiny().score_all(batch["inputs"]))
@@ -193,11 +193,11 @@ def test_heads_start_as_identity_and_save_load_keeps_codes(tmp_path):
 def test_bad_settings_name_the_fix():
     with pytest.raises(ValueError, match="quantize.dedup=random"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4)).set_codes(torch.tensor([[0, 1], [2, 3], [1, 4]]))
-    with pytest.raises(ValueError, match="model.temperature must be > 0"):
+    with pytest.raises(ValueError, match="model.rpg.temperature must be > 0"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, temperature=0.0))
-    with pytest.raises(ValueError, match="model.pooling"):
+    with pytest.raises(ValueError, match="model.rpg.pooling"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, pooling="max"))
-    with pytest.raises(ValueError, match="model.item_loss >= 0"):
+    with pytest.raises(ValueError, match="model.rpg.item_loss >= 0"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, item_loss=-1.0))
-    with pytest.raises(ValueError, match="model.item_dropout and model.digit_dropout in"):
+    with pytest.raises(ValueError, match="model.rpg.item_dropout and model.rpg.digit_dropout in"):
         RPG(RPGShape(n_items=3, n_digits=2, codebook_size=4, item_dropout=1.0))

@@ -48,7 +48,9 @@ def test_sdpa_matches_math(make_id_model, make_id_batch):
 
 
 def test_build_from_config_and_reload(tmp_path):
-    cfg = ModelConfig(name="sasrec", d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=3, loss="sampled")
+    cfg = ModelConfig().replace(
+        name="sasrec", d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=3, loss="sampled"
+    )
     model = build_model(cfg, max_history=12, n_items=50)
     assert isinstance(model, SASRec) and model_kind("sasrec") == "id"
     assert model.shape.n_layers == 3 and model.shape.max_len == 12 and model.shape.n_items == 50
@@ -61,10 +63,10 @@ def test_build_from_config_and_reload(tmp_path):
 
 
 def test_bad_config_values_fail_with_the_choices():
-    with pytest.raises(ValueError, match="unknown model.loss 'softmax'.*ce, sampled, bce"):
-        build_model(ModelConfig(name="sasrec", loss="softmax"), max_history=8, n_items=10)
-    with pytest.raises(ValueError, match="model.negatives must be >= 1"):
-        build_model(ModelConfig(name="sasrec", loss="sampled", negatives=0), max_history=8, n_items=10)
+    with pytest.raises(ValueError, match="unknown model.sasrec.loss 'softmax'.*ce, sampled, bce"):
+        build_model(ModelConfig().replace(name="sasrec", loss="softmax"), max_history=8, n_items=10)
+    with pytest.raises(ValueError, match="model.sasrec.negatives must be >= 1"):
+        build_model(ModelConfig().replace(name="sasrec", loss="sampled", negatives=0), max_history=8, n_items=10)
     with pytest.raises(ValueError, match="needs n_items"):
         build_model(ModelConfig(name="sasrec"), max_history=8)
     with pytest.raises(ValueError, match="exceeds the model's max_len"):

@@ -62,7 +62,7 @@ def stepwise_logprobs(model: TIGER, batch: dict[str, torch.Tensor], codes: torch
 def test_build_model_from_config():
     from sidrec.config import ModelConfig
 
-    cfg = ModelConfig(
+    cfg = ModelConfig().replace(
         name="tiger", d_model=32, n_heads=2, d_head=16, d_ff=64, n_enc_layers=1, n_dec_layers=1, attention="math"
     )
     model = build_model(cfg, level_sizes=SIZES, max_history=6)

@@ -50,7 +50,7 @@ def test_opq_rotation_is_orthogonal_and_does_not_reconstruct_worse(make_data):
 
 def test_same_seed_same_codes_and_state_round_trip(make_data):
     x = make_data(n=200, dim=8)
-    cfg = QuantizeConfig(name="opq", levels=4, codebook_size=8, kmeans_iters=10, opq_iters=3)
+    cfg = QuantizeConfig().replace(name="opq", levels=4, codebook_size=8, kmeans_iters=10, iters=3)
     a = build_quantizer(cfg, 8, seed=3).fit(x)
     b = build_quantizer(cfg, 8, seed=3).fit(x)
     assert torch.equal(a.encode(x), b.encode(x))
@@ -62,8 +62,8 @@ def test_same_seed_same_codes_and_state_round_trip(make_data):
 def test_bad_shapes_name_the_fix(make_data):
     with pytest.raises(ValueError, match="does not divide the embedding dimension 10"):
         PQ(10, 4, 8)
-    with pytest.raises(ValueError, match="opq_iters"):
-        build_quantizer(QuantizeConfig(name="opq", levels=2, opq_iters=0), 8, seed=0)
+    with pytest.raises(ValueError, match="opq.iters"):
+        build_quantizer(QuantizeConfig().replace(name="opq", levels=2, iters=0), 8, seed=0)
     with pytest.raises(ValueError, match="too few items"):
         PQ(8, 2, 64).fit(make_data(n=20, dim=8))
     with pytest.raises(ValueError, match="not fitted"):

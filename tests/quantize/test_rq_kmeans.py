@@ -50,7 +50,7 @@ def test_error_does_not_increase_with_levels(normalize):
     # nearest assignment, so on the training data every level can only lower the squared error
     # (a cluster mean / LS scale is never worse than adding zero).
     x = _data()
-    q = build_quantizer(dataclasses.replace(CFG, normalize_residuals=normalize), 12, seed=0).fit(x)
+    q = build_quantizer(CFG.replace(normalize_residuals=normalize), 12, seed=0).fit(x)
     codes = q.encode(x)
     errs = [_mse(q.decode(codes[:, :level]), x) for level in (1, 2, 3)]
     assert _mse(torch.zeros_like(x), x) >= errs[0] >= errs[1] >= errs[2]
@@ -59,7 +59,7 @@ def test_error_does_not_increase_with_levels(normalize):
 
 def test_normalized_residuals_store_scales():
     x = 5.0 * _data()
-    q = build_quantizer(dataclasses.replace(CFG, normalize_residuals=True), 12, seed=0).fit(x)
+    q = build_quantizer(CFG.replace(normalize_residuals=True), 12, seed=0).fit(x)
     assert not torch.allclose(q.scales, torch.ones_like(q.scales))  # scales carry the magnitude
     assert q.codebooks[0].norm(dim=1).max() <= 1.0 + 1e-5  # centroids of unit vectors
 

@@ -7,7 +7,7 @@ import torch
 from sidrec.config import QuantizeConfig
 from sidrec.quantize import RQVAE, build_quantizer
 
-CFG = QuantizeConfig(
+CFG = QuantizeConfig().replace(
     name="rqvae",
     levels=3,
     codebook_size=8,

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from sidrec.config import QuantizeConfig
 from sidrec.quantize import RVQ, build_quantizer
 from sidrec.quantize.rvq import ResidualCodebooks
 
-CFG = QuantizeConfig(name="rvq", levels=3, codebook_size=8, kmeans_iters=20, epochs=15, batch_size=64)
+CFG = QuantizeConfig().replace(name="rvq", levels=3, codebook_size=8, kmeans_iters=20, epochs=15, batch_size=64)
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -42,7 +40,7 @@ def test_error_does_not_increase_with_levels(make_data):
 
 def test_training_improves_on_kmeans_init(make_data):
     x = make_data()
-    init = build_quantizer(dataclasses.replace(CFG, epochs=0), 16, seed=0).fit(x)
+    init = build_quantizer(CFG.replace(epochs=0), 16, seed=0).fit(x)
     trained = build_quantizer(CFG, 16, seed=0).fit(x)
     assert _mse(trained.decode(trained.encode(x)), x) <= 1.05 * _mse(init.decode(init.encode(x)), x)
 
@@ -97,6 +95,6 @@ def test_fit_resets_dead_codes_each_epoch_but_the_last(make_data, monkeypatch):
         return original(self, z, threshold, opt)
 
     monkeypatch.setattr(ResidualCodebooks, "reset_dead", spy)
-    cfg = dataclasses.replace(CFG, epochs=3, dead_code_threshold=1e9)  # every code counts as dead
+    cfg = CFG.replace(epochs=3, dead_code_threshold=1e9)  # every code counts as dead
     build_quantizer(cfg, 16, seed=0).fit(make_data())
     assert calls == [(256, 16), (256, 16)]  # the whole data set, after epochs 1 and 2

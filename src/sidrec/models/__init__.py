@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sidrec import config
 from sidrec.config import ModelConfig
 from sidrec.models import decoder_only, gru4rec, hstu, rpg, sasrec, tiger
 from sidrec.models.decoder_only import DecoderOnly, DecoderShape
@@ -23,6 +24,8 @@ from sidrec.models.tiger import TIGER, TIGERShape
 
 for _module in (rpg, tiger, decoder_only, sasrec, hstu, gru4rec):
     register(_module.ENTRY)
+# `model.<name>.*`: each registered model's own settings (its entry's config)
+config.OWNERS["model"] = lambda: {name: e.config for name, e in REGISTRY.items() if e.config is not None}
 
 
 def model_kind(name: str) -> str:

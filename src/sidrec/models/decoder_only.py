@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.generator import NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
-from sidrec.models.moe import ExpertReporting, aux_loss, feed_forward
+from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
@@ -45,7 +45,15 @@ class DecoderShape(SIDShape):
 
     def __post_init__(self) -> None:
         if self.loss_on not in ("target", "all"):
-            raise ValueError(f"model.loss_on must be target or all, got {self.loss_on!r}")
+            raise ValueError(f"model.decoder.loss_on must be target or all, got {self.loss_on!r}")
+
+
+@dataclass(frozen=True)
+class DecoderConfig(MoEConfig):
+    """`model.decoder.*`: the mixture of experts, the output embeddings and which positions the loss covers."""
+
+    tie_embeddings: bool = False  # output logits from the input embeddings of each level's codes
+    loss_on: str = "target"  # target (the target's codes) | all (every next SID token, history too)
 
 
 class DecoderCache(NamedTuple):
@@ -210,15 +218,16 @@ def _shared_prefix_attention(
 
 
 def describe(cfg: Config) -> str:
-    m = cfg.model
-    tied = " tied" if m.tie_embeddings else ""
-    return f"{m.n_enc_layers + m.n_dec_layers}L{tied} loss_on={m.loss_on}{moe(m)}{repeat(m)} {width(m)}"
+    m, own = cfg.model, cfg.model.decoder
+    tied = " tied" if own.tie_embeddings else ""
+    return f"{m.n_enc_layers + m.n_dec_layers}L{tied} loss_on={own.loss_on}{moe(own)}{repeat(m)} {width(m)}"
 
 
 ENTRY = ModelEntry(
-    "decoder", DecoderOnly, DecoderShape, kind="sid", describe=describe, layers=("n_enc_layers", "n_dec_layers"),
+    "decoder", DecoderOnly, DecoderShape, kind="sid", config=DecoderConfig, describe=describe,
+    layers=("n_enc_layers", "n_dec_layers"),
     paper="Ju et al., Generative Recommendation with Semantic IDs: A Practitioner's Handbook, CIKM 2025",
 )  # fmt: skip
 
 
-__all__ = ["ENTRY", "DecoderCache", "DecoderOnly", "DecoderShape", "left_pad"]
+__all__ = ["ENTRY", "DecoderCache", "DecoderConfig", "DecoderOnly", "DecoderShape", "left_pad"]

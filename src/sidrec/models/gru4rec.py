@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sidrec.config import Config
-from sidrec.models.id_objectives import PAD, IDSequenceModel, IDShape
+from sidrec.models.id_objectives import PAD, IDScoring, IDSequenceModel, IDShape, sampled_only
 from sidrec.models.registry import ModelEntry, scoring
 
 
@@ -49,12 +49,12 @@ class GRU4Rec(IDSequenceModel):
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    return f"{m.n_enc_layers}L gru {scoring(m)} d{m.d_model}"
+    return f"{m.n_enc_layers}L gru {scoring(m, m.gru4rec)} d{m.d_model}"
 
 
 ENTRY = ModelEntry(
-    "gru4rec", GRU4Rec, IDShape, kind="id", describe=describe,
-    unread=lambda m: ("n_heads", "d_head", "d_ff", "attention", "hstu_ffn"),  # a GRU has none of them
+    "gru4rec", GRU4Rec, IDShape, kind="id", config=IDScoring, describe=describe,
+    unread=lambda m: ("n_heads", "d_head", "d_ff", "attention", *sampled_only(m.gru4rec)),  # a GRU has no attention
     paper="Hidasi et al., Session-based Recommendations with Recurrent Neural Networks, ICLR 2016",
 )  # fmt: skip
 

@@ -25,12 +25,14 @@ Deviations from the paper:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.config import Config
-from sidrec.models.id_objectives import IDSequenceModel, IDShape
+from sidrec.models.id_objectives import IDScoring, IDSequenceModel, IDShape, sampled_only
 from sidrec.models.layers import Dropout, init_weights
 from sidrec.models.registry import ModelEntry, scoring, width
 
@@ -101,13 +103,20 @@ class HSTU(IDSequenceModel):
         return self.norm(x)
 
 
+@dataclass(frozen=True)
+class HSTUConfig(IDScoring):
+    """`model.hstu.*`: the item-ID scoring, and the optional MLP."""
+
+    hstu_ffn: bool = False  # a pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
+
+
 def describe(cfg: Config) -> str:
     m = cfg.model
-    return f"{m.n_enc_layers}L {scoring(m)} {width(m, ffn=m.hstu_ffn)}"
+    return f"{m.n_enc_layers}L {scoring(m, m.hstu)} {width(m, ffn=m.hstu.hstu_ffn)}"
 
 
 ENTRY = ModelEntry(
-    "hstu", HSTU, IDShape, kind="id", describe=describe,
-    unread=lambda m: () if m.hstu_ffn else ("d_ff",),  # no MLP without hstu_ffn
+    "hstu", HSTU, IDShape, kind="id", config=HSTUConfig, describe=describe,
+    unread=lambda m: (*(() if m.hstu.hstu_ffn else ("d_ff",)), *sampled_only(m.hstu)),  # no MLP without hstu_ffn
     paper="Zhai et al., Actions Speak Louder than Words: Trillion-Parameter Sequential Transducers, ICML 2024",
 )  # fmt: skip

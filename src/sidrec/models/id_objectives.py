@@ -39,6 +39,20 @@ OBJECTIVES = ("ce", "sampled", "bce")
 
 
 @dataclass(frozen=True)
+class IDScoring:
+    """`model.<name>.*` of the item-ID models (sasrec, hstu, gru4rec): how items are scored and trained."""
+
+    loss: str = "ce"  # ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's, one negative)
+    negatives: int = 2048  # loss=sampled: uniform negatives shared by the batch
+    temperature: float = 0.03  # 0 = dot-product scores; > 0 = cosine / temperature (HSTU's code: 0.05)
+
+
+def sampled_only(own: IDScoring) -> tuple[str, ...]:
+    """The `negatives` setting is read only with loss=sampled (an `unread` entry of the item-ID models)."""
+    return () if own.loss == "sampled" else ("negatives",)
+
+
+@dataclass(frozen=True)
 class IDShape:
     """Everything needed to rebuild an item-ID model (saved in model.pt)."""
 
@@ -58,11 +72,13 @@ class IDShape:
     repeat: str = "none"  # mixture: a repeat / explore mixture over the scores (models.repeat) | none
 
 
-def check_objective(loss: str, negatives: int) -> None:
+def check_objective(loss: str, negatives: int, model: str) -> None:
     if loss not in OBJECTIVES:
-        raise ValueError(f"unknown model.loss '{loss}'. Known: {', '.join(OBJECTIVES)} (e.g. model.loss=ce)")
+        raise ValueError(
+            f"unknown model.{model}.loss '{loss}'. Known: {', '.join(OBJECTIVES)} (e.g. model.{model}.loss=ce)"
+        )
     if loss == "sampled" and negatives < 1:
-        raise ValueError(f"model.negatives must be >= 1 with model.loss=sampled, got {negatives}")
+        raise ValueError(f"model.{model}.negatives must be >= 1 with loss=sampled, got {negatives}")
 
 
 class FullSoftmaxCE(torch.autograd.Function):
@@ -150,7 +166,7 @@ def sequence_loss(
         negative = (h * table[neg]).sum(-1)
         counted = ~(own == neg[:, None]).any(1)  # a negative from the position's own history is not one
         return -(F.logsigmoid(positive) + F.logsigmoid(-negative) * counted).mean()
-    raise ValueError(f"unknown model.loss '{objective}'. Known: {', '.join(OBJECTIVES)}")
+    raise ValueError(f"unknown loss '{objective}'. Known: {', '.join(OBJECTIVES)}")
 
 
 class IDSequenceModel(nn.Module):
@@ -158,9 +174,10 @@ class IDSequenceModel(nn.Module):
 
     def __init__(self, shape: IDShape) -> None:
         super().__init__()
-        check_objective(shape.loss, shape.negatives)
+        name = type(self).__name__.lower()  # its registry name: sasrec, hstu, gru4rec
+        check_objective(shape.loss, shape.negatives, name)
         if shape.temperature < 0:
-            raise ValueError(f"model.temperature must be >= 0 (0 = dot-product scores), got {shape.temperature}")
+            raise ValueError(f"model.{name}.temperature must be >= 0 (0 = dot-product scores), got {shape.temperature}")
         if shape.n_items < 2:
             raise ValueError(f"an item-ID model needs at least 2 items, got n_items={shape.n_items}")
         self.shape = shape

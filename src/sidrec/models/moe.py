@@ -10,17 +10,30 @@ probabilities renormalised over the k. With E = 1 the layer is exactly the dense
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from sidrec.models.layers import MLP, Dropout
 
 
+@dataclass(frozen=True)
+class MoEConfig:
+    """`model.<name>.*` of a generator whose feed-forward may be a mixture of experts (tiger, decoder)."""
+
+    experts: int = 0  # mixture-of-experts feed-forward with this many experts (0 = dense MLP)
+    expert_top_k: int = 2  # experts each token is routed to
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss (Switch Transformer) in the training loss
+
+
 class MoE(nn.Module):
     def __init__(self, *, d_model: int, d_ff: int, dropout: float, experts: int, top_k: int) -> None:
         super().__init__()
         if experts < 1 or top_k < 1:
-            raise ValueError(f"model.experts and model.expert_top_k must be >= 1, got {experts} and {top_k}")
+            raise ValueError(
+                f"experts and expert_top_k (model.<tiger|decoder>.*) must be >= 1, got {experts} and {top_k}"
+            )
         self.n_experts, self.top_k = experts, min(top_k, experts)
         self.router = nn.Linear(d_model, experts, bias=False)
         self.experts = nn.ModuleList(MLP(d_model=d_model, d_ff=d_ff, dropout=0.0) for _ in range(experts))
@@ -83,4 +96,4 @@ class ExpertReporting:
         return {"expert_load": expert_load(self)} if self.shape.experts else {}
 
 
-__all__ = ["ExpertReporting", "MoE", "aux_loss", "expert_load", "feed_forward"]
+__all__ = ["ExpertReporting", "MoE", "MoEConfig", "aux_loss", "expert_load", "feed_forward"]

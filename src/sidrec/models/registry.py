@@ -10,8 +10,11 @@ needs, the training fingerprint, the record's label) reads the entry:
   of a long SID in one pass and score items from those digits (contract: `score_all`; RPG), `id`
   models score item IDs directly (contract: `loss(batch)` on {"inputs", "targets"}, `score_all`).
   `sid` and `parallel` models need the embed and quantize stages.
-- The shape's fields are filled from the `model.*` settings of the same name; `layers` names the
-  settings summed into a shape field `n_layers`; `describe` gives the record's label.
+- `config` is the dataclass of the settings only this model reads, set as `model.<name>.<setting>`
+  (`model.rpg.pooling=mean`; YAML: `model: {rpg: {pooling: mean}}`); the settings every model shares
+  (width, depth, dropout, ...) are `ModelConfig`'s. The shape's fields are filled from the shared and
+  the model's own settings of the same name; `layers` names the shared settings summed into a shape
+  field `n_layers`; `describe` gives the record's label.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class ModelEntry:
     shape: type  # frozen dataclass of the model's hyper-parameters (saved with the weights)
     kind: str  # sid | parallel | id (see the module docstring)
     paper: str  # the reference the module implements
+    config: type | None = None  # dataclass of the settings only this model reads (`model.<name>.*`)
     layers: tuple[str, ...] = ("n_enc_layers",)  # model.* settings summed into the shape's n_layers
     describe: Callable[[Config], str] = field(default=_no_label)  # the architecture after the name in a record
     unread: Callable[[ModelConfig], tuple[str, ...]] = field(default=lambda m: ())  # shape fields a setting turns off
@@ -49,6 +53,8 @@ class ModelEntry:
             raise ValueError(f"model '{self.name}': kind must be one of {', '.join(KINDS)}, got '{self.kind}'")
         if not dataclasses.is_dataclass(self.shape):
             raise TypeError(f"model '{self.name}': shape must be a dataclass, got {self.shape!r}")
+        if self.config is not None and not dataclasses.is_dataclass(self.config):
+            raise TypeError(f"model '{self.name}': config must be a dataclass, got {self.config!r}")
 
     @property
     def needs_sids(self) -> bool:
@@ -58,21 +64,32 @@ class ModelEntry:
     def shape_fields(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self.shape)}
 
+    def own(self, m: ModelConfig):
+        """This model's own settings in `m` (its config's defaults where unset); None if it owns none."""
+        return None if self.config is None else dict(m.own).get(self.name) or self.config()
+
     def settings(self, m: ModelConfig) -> tuple[str, ...]:
-        """The `model.*` settings this model reads (its training fingerprint), sorted, without the prefix."""
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        names = self.shape_fields() & known
+        """The `model.*` settings this model reads (its training fingerprint), without the prefix: the shared ones
+        its shape takes, then its own as `<name>.<setting>`; those `unread` names are left out."""
+        names = self.shape_fields() & _shared()
         if "n_layers" in self.shape_fields():
             names |= set(self.layers)
-        return tuple(sorted((names | {"name"}) - set(self.unread(m))))
+        off = set(self.unread(m))
+        own = [f"{self.name}.{k}" for k in self._own_fields() if k not in off]
+        return (*sorted((names | {"name"}) - off), *sorted(own))
 
     def shape_kwargs(self, m: ModelConfig) -> dict:
-        """The shape's fields that come from settings: same-named `model.*` values, and n_layers from `layers`."""
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        kwargs = {k: getattr(m, k) for k in self.shape_fields() & known}
+        """The shape's fields that come from settings: same-named shared and own values, n_layers from `layers`."""
+        kwargs = {k: getattr(m, k) for k in self.shape_fields() & _shared()}
+        if self.config is not None:
+            own = dataclasses.asdict(self.own(m))
+            kwargs.update({k: own[k] for k in self.shape_fields() & set(own)})
         if "n_layers" in self.shape_fields():
             kwargs["n_layers"] = sum(getattr(m, k) for k in self.layers)
         return kwargs
+
+    def _own_fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.config)] if self.config is not None else []
 
     def label(self, cfg: Config) -> str:
         """The record's model label: the name, then what `describe` says."""
@@ -81,6 +98,10 @@ class ModelEntry:
 
 
 REGISTRY: dict[str, ModelEntry] = {}
+
+
+def _shared() -> set[str]:
+    return {f.name for f in dataclasses.fields(ModelConfig)} - {"own"}
 
 
 def register(entry: ModelEntry, *, replace: bool = False) -> ModelEntry:
@@ -107,14 +128,15 @@ def width(m: ModelConfig, ffn: bool = True) -> str:
     return f"d{m.d_model} {m.n_heads}x{m.d_head}" + (f" ff{m.d_ff}" if ffn else "")
 
 
-def moe(m: ModelConfig) -> str:
-    return f" moe{m.experts}top{m.expert_top_k}" if m.experts else ""
+def moe(own) -> str:
+    """A model's mixture-of-experts settings (`models.moe.MoEConfig`) as its record label says them."""
+    return f" moe{own.experts}top{own.expert_top_k}" if own.experts else ""
 
 
-def scoring(m: ModelConfig) -> str:
-    """An item-ID model's loss, cosine temperature and repeat mode, as its record label says them."""
-    cos = f" cos/{m.temperature:g}" if m.temperature > 0 else ""
-    return f"loss={m.loss}{cos}{repeat(m)}"
+def scoring(m: ModelConfig, own) -> str:
+    """An item-ID model's loss, cosine temperature (its `IDScoring`) and repeat mode, as its record label says them."""
+    cos = f" cos/{own.temperature:g}" if own.temperature > 0 else ""
+    return f"loss={own.loss}{cos}{repeat(m)}"
 
 
 def repeat(m: ModelConfig) -> str:

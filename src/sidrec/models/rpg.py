@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.config import Config
+from sidrec.config import Config, added
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights, sampled_softmax_loss
 from sidrec.models.registry import ModelEntry, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_items
@@ -83,6 +83,23 @@ class RPGShape:
     repeat: str = "none"  # mixture: a repeat / explore mixture over the item scores (models.repeat) | none
 
 
+@dataclass(frozen=True)
+class RPGConfig:
+    """`model.rpg.*`: how RPG pools an item's digits, scores and trains (the shared width / depth are `model.*`)."""
+
+    temperature: float = 0.03  # cosine-similarity logits / temperature (the paper: 0.03)
+    pooling: str = "concat"  # an item's input from its M digit embeddings: concat (+ linear) | mean (the paper)
+    item_loss: float = 3.0  # weight of an item-level softmax (mean digit logits) beside the paper's digit loss
+    negatives: int = 2048  # item_loss > 0: uniform negatives shared by the batch (0 = every item: the full softmax)
+    id_embedding: bool = False  # add a learned per-item vector to each history item's input (not in the paper)
+    item_dropout: float = added(0.0, before=0.0)  # training: blank a history item's pooled digits, this often
+    digit_dropout: float = added(0.0, before=0.0)  # training: drop each of an input item's M digit embeddings
+    # repeat=none and item_loss > 0: the items each position has seen are negatives of its item-level softmax too,
+    # as in a full softmax (not in the paper), and `repeat_bias` adds one learned score to them
+    history_negatives: bool = added(False, before=False)
+    repeat_bias: bool = added(False, before=False)
+
+
 class DigitHeads(nn.Module):
     """M residual heads at once: h -> h + SiLU(W_m h + b_m), zero-initialised (identity at the start)."""
 
@@ -101,24 +118,24 @@ class RPG(nn.Module):
     def __init__(self, shape: RPGShape) -> None:
         super().__init__()
         if shape.pooling not in POOLINGS:
-            raise ValueError(f"unknown model.pooling '{shape.pooling}'. Known: {', '.join(POOLINGS)}")
+            raise ValueError(f"unknown model.rpg.pooling '{shape.pooling}'. Known: {', '.join(POOLINGS)}")
         if shape.temperature <= 0:
             t = shape.temperature
-            raise ValueError(f"model.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {t}")
+            raise ValueError(f"model.rpg.temperature must be > 0 for rpg (cosine / temperature; paper: 0.03), got {t}")
         if not (0.0 <= shape.item_dropout < 1.0 and 0.0 <= shape.digit_dropout < 1.0):
-            raise ValueError(f"rpg needs model.item_dropout and model.digit_dropout in [0, 1), got {shape}")
+            raise ValueError(f"rpg needs model.rpg.item_dropout and model.rpg.digit_dropout in [0, 1), got {shape}")
         if shape.item_loss < 0 or shape.negatives < 0:
-            raise ValueError(f"rpg needs model.item_loss >= 0 and model.negatives >= 0, got {shape}")
+            raise ValueError(f"rpg needs model.rpg.item_loss >= 0 and model.rpg.negatives >= 0, got {shape}")
         if shape.repeat_bias and shape.item_loss > 0 and not shape.history_negatives:
             raise ValueError(
-                "model.repeat_bias learns from the history's items as negatives: set model.history_negatives=true "
-                "(or model.repeat_bias=false)"
+                "model.rpg.repeat_bias learns from the history's items as negatives: set "
+                "model.rpg.history_negatives=true (or model.rpg.repeat_bias=false)"
             )
         check_mode(shape.repeat)
         if shape.repeat == "mixture" and (shape.history_negatives or shape.repeat_bias):
             raise ValueError(
                 "model.repeat=mixture leaves the history's items out of the item softmax and learns repeats in its own "
-                "head: set model.history_negatives=false and model.repeat_bias=false (or model.repeat=none)"
+                "head: set model.rpg.history_negatives=false and model.rpg.repeat_bias=false (or model.repeat=none)"
             )
         if shape.n_items < 2 or shape.n_digits < 1 or shape.codebook_size < 2:
             raise ValueError(f"rpg needs >= 2 items, >= 1 digit and >= 2 codes per digit, got {shape}")
@@ -323,27 +340,27 @@ class RPG(nn.Module):
 
 
 def describe(cfg: Config) -> str:
-    m = cfg.model
-    text = f"{m.n_enc_layers}L pool={m.pooling} cos/{m.temperature:g} decode={cfg.eval.decode}"
-    if m.item_loss > 0:  # the item-level softmax added to the paper's digit loss
-        text += f" item_loss={m.item_loss:g}/{m.negatives or 'all'}{'+seen' if m.history_negatives else ''}"
-        text += " +repeat_bias" if m.repeat_bias else ""
-    if m.id_embedding:
+    m, own = cfg.model, cfg.model.rpg
+    text = f"{m.n_enc_layers}L pool={own.pooling} cos/{own.temperature:g} decode={cfg.eval.decode}"
+    if own.item_loss > 0:  # the item-level softmax added to the paper's digit loss
+        text += f" item_loss={own.item_loss:g}/{own.negatives or 'all'}{'+seen' if own.history_negatives else ''}"
+        text += " +repeat_bias" if own.repeat_bias else ""
+    if own.id_embedding:
         text += " +id_emb"
-    if m.item_dropout or m.digit_dropout:  # input dropout of whole items / of single digits
-        text += f" in_drop={m.item_dropout:g}/{m.digit_dropout:g}"
+    if own.item_dropout or own.digit_dropout:  # input dropout of whole items / of single digits
+        text += f" in_drop={own.item_dropout:g}/{own.digit_dropout:g}"
     return f"{text}{repeat(m)} {width(m)}"
 
 
 def unread(m) -> tuple[str, ...]:
     """Without the item softmax (item_loss 0), its negatives and the history settings read nothing."""
-    return () if m.item_loss > 0 else ("history_negatives", "repeat_bias", "negatives")
+    return () if m.rpg.item_loss > 0 else ("history_negatives", "repeat_bias", "negatives")
 
 
 ENTRY = ModelEntry(
-    "rpg", RPG, RPGShape, kind="parallel", describe=describe, unread=unread,
+    "rpg", RPG, RPGShape, kind="parallel", config=RPGConfig, describe=describe, unread=unread,
     paper="Hou et al., Generating Long Semantic IDs in Parallel for Recommendation, KDD 2025",
 )  # fmt: skip
 
 
-__all__ = ["ENTRY", "RPG", "RPGShape", "POOLINGS"]
+__all__ = ["ENTRY", "RPG", "RPGConfig", "RPGShape", "POOLINGS"]

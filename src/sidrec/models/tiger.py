@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from sidrec.config import Config
 from sidrec.models.generator import BOS, NEG, PAD, SIDShape, history_states, left_pad_index
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
-from sidrec.models.moe import ExpertReporting, aux_loss, feed_forward
+from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
 from sidrec.models.repeat import RepeatHead, check_mode, last_target_loss
 
@@ -190,10 +190,10 @@ class TIGER(ExpertReporting, nn.Module):
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    return f"{m.n_enc_layers}+{m.n_dec_layers}{moe(m)}{repeat(m)} {width(m)}"
+    return f"{m.n_enc_layers}+{m.n_dec_layers}{moe(m.tiger)}{repeat(m)} {width(m)}"
 
 
 ENTRY = ModelEntry(
-    "tiger", TIGER, TIGERShape, kind="sid", describe=describe,
+    "tiger", TIGER, TIGERShape, kind="sid", config=MoEConfig, describe=describe,
     paper="Rajput et al., Recommender Systems with Generative Retrieval, NeurIPS 2023",
 )  # fmt: skip

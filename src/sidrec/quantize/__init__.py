@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from sidrec import config
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.pq import OPQ, PQ
 from sidrec.quantize.rkmeans_balanced import BalancedRQKMeans
@@ -65,20 +66,27 @@ QUANTIZERS = {
 }
 
 
+# `quantize.<name>.*`: the settings a quantizer class owns (its CONFIG dataclass), for every name in QUANTIZERS
+config.OWNERS["quantize"] = lambda: {n: c.CONFIG for n, c in QUANTIZERS.items() if getattr(c, "CONFIG", None)}
+
 # What every quantizer's stage reads besides its own SETTINGS: the name, de-duplication, the fit sample, the
 # collaborative part of the vectors (its weight and window only when collab_dim > 0).
 COMMON_SETTINGS = ("name", "dedup", "fit_sample", "collab_dim", "collab_weight", "collab_window")
 
 
 def quantizer_settings(cfg: QuantizeConfig) -> tuple[str, ...]:
-    """The quantize.* settings the configured quantizer stage reads (a class without SETTINGS: all of them)."""
+    """The quantize.* settings the configured quantizer stage reads: the common ones, the shared ones its class
+    lists in SETTINGS (all of them without SETTINGS), and its own (CONFIG) as `<name>.<setting>`."""
     if cfg.name not in QUANTIZERS:
         raise ValueError(f"unknown quantize.name '{cfg.name}'; choose one of {', '.join(QUANTIZERS)}")
-    own = getattr(QUANTIZERS[cfg.name], "SETTINGS", None)
-    if own is None:
-        return tuple(f.name for f in dataclasses.fields(cfg))
+    cls = QUANTIZERS[cfg.name]
+    shared = getattr(cls, "SETTINGS", None)
+    if shared is None:
+        shared = tuple(f.name for f in dataclasses.fields(cfg) if f.name != "own")
     common = COMMON_SETTINGS if cfg.collab_dim else COMMON_SETTINGS[:4]
-    return tuple(dict.fromkeys((*common, *own)))
+    own = getattr(cls, "CONFIG", None)
+    own_keys = tuple(f"{cfg.name}.{f.name}" for f in dataclasses.fields(own)) if own else ()
+    return (*dict.fromkeys((*common, *shared)), *own_keys)
 
 
 def build_quantizer(cfg: QuantizeConfig, dim: int, seed: int) -> Quantizer:

@@ -16,6 +16,9 @@ inner PQ runs warm-started Lloyd iterations; the final PQ runs `kmeans_iters` it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -90,13 +93,21 @@ def lloyd(xs: Tensor, centroids: Tensor, iters: int) -> Tensor:
     return centroids
 
 
+@dataclass(frozen=True)
+class OPQConfig:
+    """`quantize.opq.*`."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"opq_iters": "iters"}  # its name in configs stored before it moved here
+    iters: int = 20  # rounds of (PQ, Procrustes rotation) before the final PQ
+
+
 class PQ(nn.Module):
     """Product quantizer: M = `levels` subspaces of D / M dimensions, K = `codebook_size` codes each.
 
     With `opq_iters` > 0 it is OPQ: the vectors are rotated by a learned orthogonal (D, D) matrix first.
     """
 
-    SETTINGS = ("levels", "codebook_size", "kmeans_iters")  # the quantize.* settings it reads
+    SETTINGS = ("levels", "codebook_size", "kmeans_iters")  # the shared quantize.* settings it reads
 
     def __init__(
         self, dim: int, levels: int, codebook_size: int, *, kmeans_iters: int = 50, opq_iters: int = 0, seed: int = 0
@@ -112,7 +123,7 @@ class PQ(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> PQ:
-        """Plain PQ: no rotation is learned (`quantize.opq_iters` is OPQ's)."""
+        """Plain PQ: no rotation is learned (`quantize.opq.iters` is OPQ's)."""
         return cls(dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, seed=seed)
 
     def _split(self, x: Tensor) -> Tensor:
@@ -168,15 +179,14 @@ class PQ(nn.Module):
 class OPQ(PQ):
     """PQ after a rotation learned in `opq_iters` rounds of alternating optimisation (OPQ, above)."""
 
-    SETTINGS = (*PQ.SETTINGS, "opq_iters")  # the quantize.* settings it reads
+    CONFIG = OPQConfig  # its own, `quantize.opq.*`
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> OPQ:
-        if cfg.opq_iters < 1:
-            raise ValueError(f"quantize.name=opq needs quantize.opq_iters >= 1 (e.g. 20), got {cfg.opq_iters}")
-        return cls(
-            dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, opq_iters=cfg.opq_iters, seed=seed
-        )
+        iters = cfg.component().iters
+        if iters < 1:
+            raise ValueError(f"quantize.name=opq needs quantize.opq.iters >= 1 (e.g. 20), got {iters}")
+        return cls(dim, cfg.levels, cfg.codebook_size, kmeans_iters=cfg.kmeans_iters, opq_iters=iters, seed=seed)
 
 
-__all__ = ["OPQ", "PQ", "assign", "lloyd", "split_dims"]
+__all__ = ["OPQ", "OPQConfig", "PQ", "assign", "lloyd", "split_dims"]

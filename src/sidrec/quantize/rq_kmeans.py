@@ -16,6 +16,7 @@ training reconstruction error. Without normalisation all scales are 1.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,13 @@ def require_fitted(module: nn.Module) -> None:
         raise ValueError(f"{name} is not fitted: call fit(x) first or load_state_dict() a saved state")
 
 
+@dataclass(frozen=True)
+class RKMeansConfig:
+    """`quantize.rkmeans.*` (and `quantize.rkmeans_balanced.*`)."""
+
+    normalize_residuals: bool = False  # L2-normalise each residual before clustering
+
+
 class RQKMeans(nn.Module):
     """Residual k-means quantizer (GRID's RK-Means).
 
@@ -68,7 +76,8 @@ class RQKMeans(nn.Module):
     factors (all 1 unless `normalize_residuals`), `fitted` ().
     """
 
-    SETTINGS = ("levels", "codebook_size", "kmeans_iters", "normalize_residuals")  # the quantize.* settings it reads
+    SETTINGS = ("levels", "codebook_size", "kmeans_iters")  # the shared quantize.* settings it reads
+    CONFIG = RKMeansConfig  # its own, `quantize.<name>.*`
 
     def __init__(
         self,
@@ -95,7 +104,7 @@ class RQKMeans(nn.Module):
             levels=cfg.levels,
             codebook_size=cfg.codebook_size,
             kmeans_iters=cfg.kmeans_iters,
-            normalize_residuals=cfg.normalize_residuals,
+            normalize_residuals=cfg.component().normalize_residuals,
             seed=seed,
         )
 

@@ -15,13 +15,15 @@ resets follow `train_residual`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.kmeans import as_points
 from sidrec.quantize.rq_kmeans import require_fitted
-from sidrec.quantize.rvq import GRADIENT_SETTINGS, GradientRQ, RQOutput
+from sidrec.quantize.rvq import GRADIENT_SETTINGS, GradientConfig, GradientRQ, RQOutput
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -34,14 +36,23 @@ def mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class RQVAEConfig(GradientConfig):
+    """`quantize.rqvae.*`: the gradient training, and the encoder / decoder MLPs."""
+
+    hidden: tuple[int, ...] = (512, 256, 128)  # encoder MLP widths (the decoder mirrors them)
+    latent_dim: int = 32  # code vector dimension
+
+
 class RQVAE(GradientRQ):
     """TIGER's RQ-VAE. state_dict holds `encoder.*`, `decoder.*`, `rq.codebooks` and `fitted`."""
 
-    SETTINGS = (*GRADIENT_SETTINGS, "hidden", "latent_dim")  # the quantize.* settings it reads
+    SETTINGS = GRADIENT_SETTINGS  # the shared quantize.* settings it reads
+    CONFIG = RQVAEConfig  # its own, `quantize.rqvae.*`
 
     def __init__(self, *, dim: int, hidden: tuple[int, ...] = (512, 256, 128), latent_dim: int = 32, **kwargs) -> None:
         if latent_dim < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"quantize.latent_dim and quantize.hidden widths must be >= 1, got {latent_dim}, {hidden}")
+            raise ValueError(f"quantize.rqvae.latent_dim and .hidden widths must be >= 1, got {latent_dim}, {hidden}")
         super().__init__(dim=dim, code_dim=latent_dim, **kwargs)
         widths = [dim, *hidden, latent_dim]
         with torch.random.fork_rng(devices=[]):  # nn.Linear draws its init from the global RNG
@@ -51,7 +62,8 @@ class RQVAE(GradientRQ):
 
     @classmethod
     def from_config(cls, cfg: QuantizeConfig, dim: int, seed: int) -> RQVAE:
-        return cls(dim=dim, hidden=tuple(cfg.hidden), latent_dim=cfg.latent_dim, **cls.config_kwargs(cfg, seed))
+        own = cfg.component()
+        return cls(dim=dim, hidden=tuple(own.hidden), latent_dim=own.latent_dim, **cls.config_kwargs(cfg, seed))
 
     def _reset_parameters(self) -> None:
         """Seeded default init of the MLPs, leaving the global RNG untouched."""

@@ -25,9 +25,11 @@ codes kept dying under both rules until its reconstruction loss was weighted as 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -150,7 +152,7 @@ def train_residual(
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ValueError(
-            f"need quantize.epochs >= 0, quantize.batch_size >= 1 and quantize.lr > 0, got {epochs}, {batch_size}, {lr}"
+            f"need quantize.<name>.epochs >= 0, .batch_size >= 1 and .lr > 0, got {epochs}, {batch_size}, {lr}"
         )
     n = x.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
@@ -178,17 +180,19 @@ def train_residual(
     return mean_loss
 
 
-# the quantize.* settings the gradient-trained quantizers read
-GRADIENT_SETTINGS = (
-    "levels",
-    "codebook_size",
-    "kmeans_iters",
-    "epochs",
-    "batch_size",
-    "lr",
-    "beta",
-    "dead_code_threshold",
-)
+@dataclass(frozen=True)
+class GradientConfig:
+    """`quantize.rvq.*` (and part of `quantize.rqvae.*`): the gradient training of the codebooks."""
+
+    epochs: int = 200  # gradient epochs
+    batch_size: int = 1024
+    lr: float = 1e-3
+    beta: float = 0.25  # commitment weight
+    dead_code_threshold: float = 1.0  # reset codes used fewer times than this per epoch
+
+
+# the shared quantize.* settings the gradient-trained quantizers read
+GRADIENT_SETTINGS = ("levels", "codebook_size", "kmeans_iters")
 
 
 class GradientRQ(nn.Module):
@@ -219,8 +223,10 @@ class GradientRQ(nn.Module):
 
     @staticmethod
     def config_kwargs(cfg: QuantizeConfig, seed: int) -> dict:
-        """The constructor arguments both quantizers take from `quantize.*`."""
-        return {**{k: getattr(cfg, k) for k in GRADIENT_SETTINGS}, "seed": seed}
+        """The constructor arguments both quantizers take from `quantize.*`: the shared ones and the training's."""
+        own = cfg.component()
+        training = {f.name: getattr(own, f.name) for f in dataclasses.fields(GradientConfig)}
+        return {**{k: getattr(cfg, k) for k in GRADIENT_SETTINGS}, **training, "seed": seed}
 
     def _step(self, xb: Tensor) -> tuple[Tensor, RQOutput]:
         raise NotImplementedError
@@ -250,7 +256,8 @@ class GradientRQ(nn.Module):
 class RVQ(GradientRQ):
     """Gradient-trained residual VQ on the raw item vectors; state_dict holds `rq.codebooks` and `fitted`."""
 
-    SETTINGS = GRADIENT_SETTINGS  # the quantize.* settings it reads
+    SETTINGS = GRADIENT_SETTINGS  # the shared quantize.* settings it reads
+    CONFIG = GradientConfig  # its own, `quantize.rvq.*`
 
     def __init__(self, *, dim: int, **kwargs) -> None:
         super().__init__(dim=dim, code_dim=dim, **kwargs)
