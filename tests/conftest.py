@@ -104,7 +104,7 @@ def toy_run(tmp_path_factory) -> Path:
     from sidrec.cli import app
 
     out = tmp_path_factory.mktemp("toy")
-    result = CliRunner().invoke(app, ["run", "toy", "train.epochs=1", "--out", str(out)])
+    result = CliRunner().invoke(app, ["run", "toy_tiger", "train.epochs=1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

@@ -15,8 +15,11 @@ from sidrec.data.split import eval_examples
 
 
 def test_public_surface():
-    assert set(sidrec.__all__) == {"Model", "Recommendation", "UnknownItemsError", "load", "run"}
+    assert set(sidrec.__all__) == {
+        "Model", "Recommendation", "UnknownItemsError", "load", "run", "__version__", "version_text"
+    }  # fmt: skip
     assert sidrec.load is sidrec.api.load
+    assert sidrec.__version__ and sidrec.version_text() == f"sidrec {sidrec.__version__}"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sidrec.nope  # noqa: B018
 
@@ -70,7 +73,11 @@ def test_unknown_items_named(toy_model):
     with pytest.raises(UnknownItemsError, match="'nope-1'.*skip_unknown") as err:
         toy_model.recommend([toy_model.item_ids[0], "nope-1"])
     assert err.value.items == ["nope-1"]
+    assert "Model.search" in str(err.value) and "GET /items" not in str(err.value)  # said for Python
+    assert "--skip-unknown" in err.value.explain("cli") and '"skip_unknown": true' in err.value.explain("http")
     assert len(toy_model.recommend([toy_model.item_ids[0], "nope-1"], k=3, skip_unknown=True)) == 3
+    with pytest.raises(ValueError, match=r"a list of item ids, oldest first, not one string: write \['B000052XZP'\]"):
+        toy_model.recommend("B000052XZP")
 
 
 @pytest.mark.parametrize("k", [0, -1, 10**6])
@@ -91,7 +98,9 @@ def test_search_and_item(toy_model):
     assert hits and all(word.lower() in h["title"].lower() for h in hits)
     assert toy_model.search(toy_model.item_ids[7])[0]["item_id"] == toy_model.item_ids[7]
     assert toy_model.search("   ") == []
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"unknown item id 'nope'; Model.search\(text\) finds ids by title"):
+        toy_model.item("nope")
+    with pytest.raises(UnknownItemsError):  # a ValueError too: one except clause catches every unknown id
         toy_model.item("nope")
 
 
@@ -106,10 +115,10 @@ def test_run_maps_keyword_overrides(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(pipeline, "run", lambda cfg, out, force, command: seen.update(cfg=cfg, out=out) or {"ok": 1})
-    assert sidrec.run("toy", out=tmp_path, train__epochs=3, seed=7) == {"ok": 1}
+    assert sidrec.run("toy_tiger", out=tmp_path, train__epochs=3, seed=7) == {"ok": 1}
     assert seen["cfg"].train.epochs == 3 and seen["cfg"].seed == 7 and seen["cfg"].data.max_users == 300
     with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
-        sidrec.run("toy", out=tmp_path, train__nope=1)
+        sidrec.run("toy_tiger", out=tmp_path, train__nope=1)
 
 
 def test_titles_come_from_the_template_prepare_built(toy_model):

@@ -9,13 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "sidrec"
 TESTS = ROOT / "tests"
 
-BASE = {"config", "io"}
+BASE = {"config", "config_values", "io"}
 LEAVES = {"data", "embed", "quantize", "models", "decode"}
 COMPOSERS = {"recommender", "train", "metrics", "report"}
 # Each top-level unit of sidrec (a module, or a subpackage taken whole) -> the units it may import.
 # Imports inside a unit (sidrec.data.split -> sidrec.data.schema) are always allowed.
 ALLOWED: dict[str, set[str]] = {
-    "config": set(),
+    "config": {"config_values"},
+    "config_values": set(),  # text and YAML values -> a setting's type
     "io": {"config"},
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
     "distributed": set(),  # torch.distributed glue (torchrun): rank, barriers, broadcasts

@@ -42,7 +42,7 @@ def _run_recording_losses(run_dir: Path) -> list[list[float]]:
     original = pipeline.fit
     pipeline.fit = functools.partial(original, on_step=lambda step, loss: losses.append([step, loss]))
     try:
-        pipeline.run(load_config("toy", OVERRIDES), run_dir)
+        pipeline.run(load_config("toy_tiger", OVERRIDES), run_dir)
     finally:
         pipeline.fit = original
     return losses

@@ -33,14 +33,14 @@ def test_changes_name_settings_and_files(tmp_path):
 
 
 def test_runtime_settings_never_make_a_stage_stale(tmp_path):
-    cfg = load_config("toy")
+    cfg = load_config("toy_tiger")
     spec = pipeline.SPECS["train"]
     fingerprint.save(tmp_path, "train", fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg)))
     for name in spec.outputs(cfg):
         (tmp_path / name).write_text("{}")
-    faster = load_config("toy", ["train.threads=1", "train.max_minutes=5", "eval.batch_size=64"])
+    faster = load_config("toy_tiger", ["train.threads=1", "train.max_minutes=5", "eval.batch_size=64"])
     assert pipeline.stage_status(spec, faster, tmp_path)[0] == "current"
-    status, settings, files = pipeline.stage_status(spec, load_config("toy", ["model.dropout=0.3"]), tmp_path)
+    status, settings, files = pipeline.stage_status(spec, load_config("toy_tiger", ["model.dropout=0.3"]), tmp_path)
     assert status == "stale" and settings == ["model.dropout: 0.1 -> 0.3"] and files == []
 
 
@@ -131,14 +131,28 @@ def test_every_stage_reads_what_its_fingerprint_names():
     assert set(pipeline.SPECS["train"].inputs(load_config("beauty_sasrec"))) == {io.SEQUENCES, io.ITEMS}
     # per-epoch validation uses eval's beam width only when train.valid_beam_width is 0
     assert "eval.beam_width" not in fingerprint.select(cfg, pipeline.SPECS["train"].keys(cfg))
-    toy = load_config("toy")
+    toy = load_config("toy_tiger")
     assert "eval.beam_width" in fingerprint.select(toy, pipeline.SPECS["train"].keys(toy))
     assert pipeline.SPECS["evaluate"].outputs(load_config(None, ["eval.splits=[valid]"])) == (io.METRICS,)
 
 
 def test_large_catalog_settings_are_classified():
     """The quantizer's fit sample changes SIDs (fingerprinted); the embedding chunk size only memory (runtime)."""
-    cfg = load_config("toy")
+    cfg = load_config("toy_tiger")
     assert "quantize.fit_sample" in fingerprint.select(cfg, pipeline.SPECS["quantize"].keys(cfg))
     assert "embed.chunk_size" in fingerprint.RUNTIME_KEYS
     assert "embed.chunk_size" not in fingerprint.select(cfg, pipeline.SPECS["embed"].keys(cfg))
+
+
+def test_stages_name_only_the_eval_settings_their_recommender_reads():
+    """RPG validates and ranks by scoring every item: beam settings never make it stale; beam search reads them."""
+    train, evaluate = pipeline.SPECS["train"], pipeline.SPECS["evaluate"]
+    rpg, tiger, sasrec = load_config("beauty_rpg"), load_config("beauty_tiger"), load_config("beauty_sasrec")
+    for cfg in (rpg, sasrec):
+        keys = set(fingerprint.select(cfg, train.keys(cfg))) | set(fingerprint.select(cfg, evaluate.keys(cfg)))
+        assert not {"eval.beam_width", "eval.constrained", "eval.batch_size"} & keys
+    assert "eval.constrained" in fingerprint.select(tiger, train.keys(tiger))
+    assert {"eval.beam_width", "eval.constrained"} <= set(fingerprint.select(tiger, evaluate.keys(tiger)))
+    graph = load_config("beauty_rpg", ["eval.decode=graph"])
+    assert {"eval.graph_beams", "eval.graph_steps"} <= set(fingerprint.select(graph, evaluate.keys(graph)))
+    assert "eval.graph_beams" not in fingerprint.select(rpg, evaluate.keys(rpg))

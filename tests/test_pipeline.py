@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import sidrec
 from sidrec import io
 from sidrec.cli import app
 from sidrec.distributed import bf16_units
@@ -166,7 +168,7 @@ def test_validation_only_evaluation_never_scores_test(copy_of_run):
 def test_the_same_command_gives_the_same_numbers(toy_run, tmp_path):
     """Step-based training: same seed, same command, same machine class -> bitwise the same run (CPU)."""
     out = tmp_path / "again"
-    result = invoke("run", "toy", *FAST, "--out", str(out))
+    result = invoke("run", "toy_tiger", *FAST, "--out", str(out))
     assert result.exit_code == 0, result.output
     first, second = io.load_json(toy_run / "record.json"), io.load_json(out / "record.json")
     assert first["test"] == second["test"] and first["valid"] == second["valid"]
@@ -191,7 +193,7 @@ def test_malformed_items_line_stops_before_writing(tmp_path):
 
 
 def test_unknown_override_exits_2(tmp_path):
-    result = invoke("run", "toy", "train.epoch=1", "--out", str(tmp_path / "run"))
+    result = invoke("run", "toy_tiger", "train.epoch=1", "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
     assert "unknown config key 'train.epoch'" in result.output
     assert "train.epochs" in result.output  # the valid keys are listed
@@ -202,3 +204,63 @@ def test_unknown_config_name_exits_2(tmp_path):
     result = invoke("run", "no_such_config", "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
     assert "neither a file nor a shipped config" in result.output
+
+
+def _small_dataset(folder: Path, users: int = 6) -> Path:
+    folder.mkdir()
+    rows = "".join(f"U{u},I{i},{p}\n" for u in range(users) for p, i in enumerate(range(u, u + 5)))
+    (folder / "interactions.csv").write_text("user_id,item_id,position\n" + rows)
+    (folder / "items.jsonl").write_text(
+        "".join(json.dumps({"item_id": f"I{i}", "title": f"t{i}"}) + "\n" for i in range(10))
+    )
+    return folder
+
+
+def test_a_changed_data_file_makes_prepare_stale(tmp_path):
+    """prepare keys its outputs by the dataset's files: an edit is noticed, a touch without an edit is not."""
+    data, out = _small_dataset(tmp_path / "data"), tmp_path / "run"
+    assert invoke("prepare", f"data.path={data}", "--out", str(out)).exit_code == 0
+    assert "up to date" in invoke("prepare", f"data.path={data}", "--out", str(out)).output
+    csv = data / "interactions.csv"
+    os.utime(csv, ns=(csv.stat().st_atime_ns, csv.stat().st_mtime_ns + 10**9))  # same bytes, newer mtime
+    assert "up to date" in invoke("prepare", f"data.path={data}", "--out", str(out)).output
+    before = (out / io.SEQUENCES).read_bytes()
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:1] + [r for r in lines[1:] if not r.endswith(",4")]) + "\n")  # each last row
+    stale = invoke("prepare", f"data.path={data}", "--out", str(out))
+    assert stale.exit_code != 0 and "interactions.csv changed since this run read the dataset" in stale.output
+    assert (out / io.SEQUENCES).read_bytes() == before  # nothing rewritten
+    assert invoke("prepare", f"data.path={data}", "--out", str(out), "--force").exit_code == 0
+    assert (out / io.SEQUENCES).read_bytes() != before
+
+
+def test_a_stage_without_its_inputs_or_with_a_file_as_out_stops_before_writing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("train", "toy_tiger", "--out", str(empty))
+    assert result.exit_code == 1 and "has no sequences.parquet, which `sidrec train` reads" in result.output
+    assert "Traceback" not in result.output and list(empty.iterdir()) == []  # no config.yaml, no fingerprints
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = invoke("prepare", "toy_tiger", "--out", str(afile))
+    assert result.exit_code == 1 and "is a file, not a run directory" in result.output
+
+
+def test_an_unfinished_training_is_refused_unless_allowed(copy_of_run):
+    (copy_of_run / io.TRAIN_SUMMARY).unlink()  # as if killed mid-training: model.pt holds the best epoch so far
+    result = invoke("evaluate", "eval.beam_width=12", "--out", str(copy_of_run), "--force")
+    assert result.exit_code == 1 and "did not finish" in result.output and "--allow-unfinished" in result.output
+    with pytest.raises(ValueError, match="did not finish"):
+        sidrec.load(copy_of_run)
+    recommend = invoke("recommend", "--out", str(copy_of_run), "--history", "x", "--skip-unknown")
+    assert recommend.exit_code == 2 and "did not finish" in recommend.output
+    assert sidrec.load(copy_of_run, allow_unfinished=True).n_items > 0
+    args = ("evaluate", "eval.beam_width=12", "--out", str(copy_of_run), "--force", "--allow-unfinished")
+    assert invoke(*args).exit_code == 0
+
+
+def test_a_rerun_says_which_stages_were_up_to_date(copy_of_run):
+    result = invoke("run", "--out", str(copy_of_run))
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("wall "))
+    assert "prepare up to date" in line and "train up to date" in line and "evaluate up to date" in line

@@ -74,7 +74,7 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def sasrec_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sasrec")
-    result = invoke("run", "toy", "model.name=sasrec", *TINY, "--out", str(out))
+    result = invoke("run", "toy_tiger", "model.name=sasrec", *TINY, "--out", str(out))
     assert result.exit_code == 0, result.output
     return out
 
@@ -117,7 +117,7 @@ def test_second_run_skips_every_stage(sasrec_run):
 
 @pytest.mark.parametrize("loss", ["sampled", "bce"])
 def test_hstu_runs_end_to_end(tmp_path, loss):
-    result = invoke("run", "toy", "model.name=hstu", f"model.hstu.loss={loss}", "model.hstu.negatives=32", *TINY,
+    result = invoke("run", "toy_tiger", "model.name=hstu", f"model.hstu.loss={loss}", "model.hstu.negatives=32", *TINY,
                     "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / io.METRICS).exists() and not (tmp_path / io.EMBEDDINGS).exists()
@@ -125,13 +125,13 @@ def test_hstu_runs_end_to_end(tmp_path, loss):
 
 
 def test_unknown_loss_exits_with_the_choices(tmp_path):
-    result = invoke("run", "toy", "model.name=sasrec", "model.sasrec.loss=softmax", *TINY, "--out", str(tmp_path))
+    result = invoke("run", "toy_tiger", "model.name=sasrec", "model.sasrec.loss=softmax", *TINY, "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "unknown model.sasrec.loss 'softmax'" in result.output and "ce, sampled, bce" in result.output
 
 
 def test_unknown_model_name_fails_before_any_stage(tmp_path):
-    result = invoke("run", "toy", "model.name=caser", *TINY, "--out", str(tmp_path))
+    result = invoke("run", "toy_tiger", "model.name=caser", *TINY, "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "unknown model.name 'caser'" in result.output and "sasrec" in result.output
 
@@ -160,8 +160,8 @@ def test_evaluate_chooses_the_explore_temperature_on_validation(sasrec_run, tmp_
     assert io.load_json(sasrec_run / io.METRICS)["valid"]["ndcg@10"] == pytest.approx(best, abs=1e-6)
     result = invoke("evaluate", "eval.explore_temperature=[1]", "--out", str(sasrec_run), "--force")
     assert result.exit_code == 0 and "explore_temperature" not in io.load_json(sasrec_run / io.METRICS)
-    plain = invoke("run", "toy", "model.name=sasrec", "model.repeat=none", "eval.explore_temperature=[1,2]", *TINY,
-                   "--out", str(tmp_path))  # fmt: skip
+    plain = invoke("run", "toy_tiger", "model.name=sasrec", "model.repeat=none", "eval.explore_temperature=[1,2]",
+                   *TINY, "--out", str(tmp_path))  # fmt: skip
     assert plain.exit_code == 1 and "need model.repeat=mixture" in plain.output
     assert not (tmp_path / io.CONFIG).exists()  # refused before anything is written
 

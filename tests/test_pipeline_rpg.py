@@ -24,7 +24,7 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def rpg_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rpg")
-    result = invoke("run", "toy", *RPG, "--out", str(out))
+    result = invoke("run", "toy_tiger", *RPG, "--out", str(out))
     assert result.exit_code == 0, result.output
     return out
 
@@ -74,7 +74,7 @@ def test_shipped_rpg_configs_resolve():
 )
 def test_bad_rpg_settings_stop_before_any_file(tmp_path, extra, message):
     out = tmp_path / "run"
-    result = invoke("run", "toy", *RPG, extra, "--out", str(out))
+    result = invoke("run", "toy_tiger", *RPG, extra, "--out", str(out))
     assert result.exit_code != 0 and message in result.output
     assert not out.exists() or not any(out.iterdir())
 

@@ -10,7 +10,7 @@ METRICS = {"valid": dict.fromkeys(KEYS, 0.01), "test": dict.fromkeys(KEYS, 0.02)
 
 
 def test_published_rows_are_marked_and_a_subsample_is_said():
-    cfg = load_config("toy")
+    cfg = load_config("toy_tiger")
     assert data_difference(cfg) == "data.max_users=300"
     assert data_difference(load_config()) == ""
     table = results_table(METRICS, "beauty", data_difference(cfg))

@@ -13,7 +13,7 @@ from bench_scripts import load_benchmark
 def test_a_killed_and_resumed_toy_run_ends_with_the_weights_of_one_never_stopped(tmp_path, monkeypatch, capsys):
     script = load_benchmark("resume_exact")
     work, record = tmp_path / "work", tmp_path / "record.json"
-    argv = ["resume_exact.py", "toy", "train.epochs=3", "--work", str(work), "--kill-after", "0"]
+    argv = ["resume_exact.py", "toy_tiger", "train.epochs=3", "--work", str(work), "--kill-after", "0"]
     monkeypatch.setattr("sys.argv", [*argv, "--record", str(record)])
     with pytest.raises(SystemExit) as done:
         script.main()
@@ -37,6 +37,6 @@ def test_compare_finds_a_changed_tensor_and_a_changed_value():
 
 def test_a_non_empty_work_folder_is_refused(tmp_path, monkeypatch):
     (tmp_path / "old").write_text("x")
-    monkeypatch.setattr("sys.argv", ["resume_exact.py", "toy", "--work", str(tmp_path)])
+    monkeypatch.setattr("sys.argv", ["resume_exact.py", "toy_tiger", "--work", str(tmp_path)])
     with pytest.raises(SystemExit, match="not empty"):
         load_benchmark("resume_exact").main()

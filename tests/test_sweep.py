@@ -198,7 +198,7 @@ def test_the_table_names_every_machine_a_resumed_cell_trained_on():
     seeds = {"42": cell("cpu A"), "43": cell("cpu A", "cpu B")}
     variant = {"name": "a", "overrides": [], "published": None, "seeds": seeds, "valid": {"ndcg@10": stats},
                "test": {k: stats for k in METRIC_KEYS}, "cell_seconds": {"mean": 60.0}}  # fmt: skip
-    rec = {"title": "t", "note": "", "commit": "def", "machine": "cpu C", "variants": [variant], "base": "toy",
+    rec = {"title": "t", "note": "", "commit": "def", "machine": "cpu C", "variants": [variant], "base": "toy_tiger",
            "overrides": [], "seeds": [42, 43], "chosen_on_validation": "a"}  # fmt: skip
     table = markdown(rec)
     assert "cells run at abc on cpu A, fp32; cpu B, fp32; table written at def" in table

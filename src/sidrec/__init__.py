@@ -15,10 +15,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sidrec.api import Model, Recommendation, UnknownItemsError, load, run
 
-__all__ = ["Model", "Recommendation", "UnknownItemsError", "load", "run"]
+__all__ = ["Model", "Recommendation", "UnknownItemsError", "__version__", "load", "run", "version_text"]
+
+
+def version_text() -> str:
+    """'sidrec X.Y.Z', from the installed package's metadata (no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"sidrec {version('sidrec')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "sidrec (not installed: version unknown)"
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        return version_text().removeprefix("sidrec ")
     if name in __all__:
         from sidrec import api
 

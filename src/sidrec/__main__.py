@@ -1,5 +1,18 @@
-"""`python -m sidrec ...` is the `sidrec` command."""
+"""The `sidrec` command (`python -m sidrec ...` too). `--version` / `-V` answers without importing torch."""
 
-from sidrec.cli import app
+import sys
 
-app(prog_name="sidrec")
+
+def main() -> None:
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        from sidrec import version_text
+
+        print(version_text())
+        return
+    from sidrec.cli import app
+
+    app(prog_name="sidrec")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,17 +21,30 @@ from sidrec import io
 from sidrec.config import Config
 from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
 
+# How each surface says "find an id" and "drop the unknown ones": the Python API, the CLI, the HTTP API.
+SURFACES = {
+    "python": ("Model.search(text) finds ids by title", "pass skip_unknown=True to drop them"),
+    "cli": ("items.parquet in the run directory lists them", "pass --skip-unknown to drop them"),
+    "http": ("GET /items?q= searches titles", 'send "skip_unknown": true to drop them'),
+}
 
-class UnknownItemsError(ValueError):
-    """History items that the run's catalogue does not contain (`.items` lists them)."""
 
-    def __init__(self, items: list[str]) -> None:
-        self.items = items
+class UnknownItemsError(ValueError, KeyError):
+    """Item ids that the run's catalogue does not contain (`.items` lists them); a ValueError, and a KeyError
+    for lookups by id."""
+
+    def __init__(self, items: list[str], what: str = "in history") -> None:
+        self.items, self.what = items, what
+        super().__init__(self.explain("python"))
+
+    def explain(self, surface: str) -> str:
+        """The message as `surface` (python | cli | http) should say it."""
+        items, (find, skip) = self.items, SURFACES[surface]
         shown = ", ".join(repr(i) for i in items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
-        super().__init__(
-            f"unknown item ids in history: {shown}; use ids from items.parquet (GET /items?q= searches titles) "
-            "or pass skip_unknown=True to drop them"
-        )
+        return f"unknown item ids {self.what}: {shown}; use ids of the run's catalogue ({find}) or {skip}"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,9 @@ class Model:
     between calls, but callers serialise calls into one torch model (the server does).
     """
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu", beam_width: int | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, device: str = "cpu", beam_width: int | None = None, allow_unfinished: bool = False
+    ) -> None:
         from sidrec.pipeline import build_recommender
 
         self.run_dir = Path(run_dir)
@@ -81,7 +96,7 @@ class Model:
             fewer = dataclasses.replace(self.config.eval, beam_width=beam_width)
             self.config = dataclasses.replace(self.config, eval=fewer)
         start = time.perf_counter()
-        self.recommender, self.meta = build_recommender(self.config, self.run_dir, device)
+        self.recommender, self.meta = build_recommender(self.config, self.run_dir, device, allow_unfinished)
         self.load_seconds = time.perf_counter() - start
         items = pl.read_parquet(self.run_dir / io.ITEMS).sort(ITEM_IDX)
         self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
@@ -111,7 +126,11 @@ class Model:
         return len(self.item_ids)
 
     def item(self, item_id: str) -> dict:
-        """{item_id, title, sid} of one catalogue item (KeyError if unknown)."""
+        """{item_id, title, sid} of one catalogue item (UnknownItemsError, a KeyError, if unknown)."""
+        if str(item_id) not in self.index:
+            error = UnknownItemsError([str(item_id)], "")
+            error.args = (f"unknown item id {str(item_id)!r}; Model.search(text) finds ids by title",)
+            raise error
         idx = self.index[str(item_id)]
         sid = None if self.sids is None else [int(c) for c in self.sids[idx - 1]]
         return {"item_id": self.item_ids[idx - 1], "title": self.titles[idx - 1], "sid": sid}
@@ -133,6 +152,8 @@ class Model:
 
     def encode_history(self, history: Sequence[str], skip_unknown: bool = False) -> np.ndarray:
         """Original item ids -> item_idx, oldest first; unknown ids raise UnknownItemsError (or are skipped)."""
+        if isinstance(history, str | bytes):
+            raise ValueError(f"a history is a list of item ids, oldest first, not one string: write [{history!r}]")
         unknown = [str(i) for i in history if str(i) not in self.index]
         if unknown and not skip_unknown:
             raise UnknownItemsError(list(dict.fromkeys(unknown)))
@@ -218,13 +239,16 @@ class Model:
         return out
 
 
-def load(run_dir: str | Path, device: str = "cpu", beam_width: int | None = None) -> Model:
+def load(
+    run_dir: str | Path, device: str = "cpu", beam_width: int | None = None, allow_unfinished: bool = False
+) -> Model:
     """Load a trained run directory (written by `sidrec run --out DIR`) for recommendations.
 
     `beam_width` overrides the run's `eval.beam_width` for SID models (fewer beams: faster, and items
-    past the beams come from popularity).
+    past the beams come from popularity). A run whose training was stopped before it finished is refused
+    unless `allow_unfinished` (its model is then the best epoch so far).
     """
-    return Model(run_dir, device, beam_width)
+    return Model(run_dir, device, beam_width, allow_unfinished)
 
 
 def run(config: str | None = None, out: str | Path = "runs/beauty", force: bool = False, **overrides) -> dict:

@@ -17,14 +17,24 @@ from sidrec import distributed, io, pipeline, plugins
 from sidrec.config import Config, load_config, packaged_configs
 from sidrec.config_show import describe
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative recommendation with Semantic IDs.")
+HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings=HELP,
+    help="Generative recommendation with Semantic IDs.",
+)
 config_app = typer.Typer(
-    no_args_is_help=True, help="Inspect configs: `sidrec config show CONFIG` prints one resolved, with comments."
+    no_args_is_help=True,
+    context_settings=HELP,
+    help="Inspect configs: `sidrec config show CONFIG` prints one resolved, with comments.",
 )
 app.add_typer(config_app, name="config")
 
 ARGS = typer.Argument(None, help="[CONFIG] [key=value ...]: a shipped config name or YAML path, then overrides")
 OUT = typer.Option(Path("runs/beauty"), "--out", "-o", help="run directory (created; artifacts are reused)")
+UNFINISHED = "use a run whose training was stopped before it finished (its best epoch so far)"
+RUN = typer.Option(Path("runs/beauty"), "--out", "-o", help="a trained run directory (as `sidrec run --out` made it)")
 FORCE = typer.Option(
     False, "--force", help="recompute stages whose settings or inputs changed, and the stages after them"
 )
@@ -32,18 +42,17 @@ FORCE = typer.Option(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from sidrec import version_text
 
-        try:
-            typer.echo(f"sidrec {version('sidrec')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("sidrec (not installed: version unknown)")
+        typer.echo(version_text())
         raise typer.Exit()
 
 
 @app.callback()
 def main(
-    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+    _: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """Generative recommendation with Semantic IDs."""
     try:
@@ -72,12 +81,12 @@ def _config(args: list[str] | None, out: Path, default: str | None = None) -> Co
         raise typer.Exit(2) from None
 
 
-def _stage(fn, args: list[str] | None, out: Path, force: bool) -> None:
+def _stage(fn, args: list[str] | None, out: Path, force: bool, **how) -> None:
     _setup()
     cfg = _config(args, out)
     try:
         cfg = pipeline.check(cfg, out, (fn.stage,), force)  # nothing is written before the checks pass
-        result = fn(cfg, out, force)  # writes config.yaml once the stage's fingerprint check has passed
+        result = fn(cfg, out, force, **how)  # writes config.yaml once the stage's fingerprint check has passed
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -107,8 +116,23 @@ def run(
     if record:
         io.save_json(record, rec)
     typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else "", data_difference(cfg)))
-    stages = "  ".join(f"{k} {v:.0f}s" for k, v in rec["stage_seconds"].items())
-    typer.echo(f"\nwall {rec['wall_seconds']:.0f}s ({stages}); run directory {out}")
+    typer.echo(f"\n{_time_line(rec, out)}")
+
+
+def _time_line(rec: dict, out: Path) -> str:
+    """This command's wall time and what each stage took in it: skipped ones say so; a resumed training says
+    how much of its time an earlier command spent."""
+    summary = io.load_json(out / io.TRAIN_SUMMARY) if (out / io.TRAIN_SUMMARY).exists() else {}
+    parts = []
+    for stage, seconds in rec["stage_seconds"].items():
+        if stage not in rec.get("stages_run", rec["stage_seconds"]):
+            parts.append(f"{stage} up to date")
+        elif stage == "train" and summary.get("earlier_seconds"):
+            now = seconds - summary["earlier_seconds"]
+            parts.append(f"train {now:.0f}s (+{summary['earlier_seconds']:.0f}s before it resumed)")
+        else:
+            parts.append(f"{stage} {seconds:.0f}s")
+    return f"wall {rec['wall_seconds']:.0f}s ({', '.join(parts)}); run directory {out}"
 
 
 @app.command()
@@ -136,11 +160,16 @@ def train(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
 
 
 @app.command("evaluate")
-def evaluate_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+def evaluate_cmd(
+    args: list[str] = ARGS,
+    out: Path = OUT,
+    force: bool = FORCE,
+    allow_unfinished: bool = typer.Option(False, help=UNFINISHED),
+) -> None:
     """Score all users on validation and test (metrics.json, predictions.csv)."""
     from sidrec.report import data_difference, results_table
 
-    _stage(pipeline.evaluate_model, args, out, force)
+    _stage(pipeline.evaluate_model, args, out, force, allow_unfinished=allow_unfinished)
     if not distributed.is_main():
         return
     cfg = io.load_run_config(out)
@@ -235,21 +264,26 @@ def config_show(
 
 @app.command()
 def recommend(
-    out: Path = OUT,
+    out: Path = RUN,
     history: str = typer.Option(..., help="item ids, oldest first, comma-separated: ID,ID,..."),
-    k: int = typer.Option(10, help="how many items"),
+    k: int = typer.Option(10, "--k", "-k", min=1, help="how many items"),
     exclude_history: bool = typer.Option(False, help="drop items already in the history"),
     skip_unknown: bool = typer.Option(False, help="drop unknown item ids instead of failing"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    allow_unfinished: bool = typer.Option(False, help=UNFINISHED),
 ) -> None:
     """Top-k items for one history, with titles and Semantic IDs, from a trained run."""
     import json
 
-    from sidrec.api import load
+    from sidrec.api import UnknownItemsError, load
 
     ids = [i.strip() for i in history.split(",") if i.strip()]
     try:
-        recs = load(out).recommend(ids, k, exclude_history=exclude_history, skip_unknown=skip_unknown)
+        model = load(out, allow_unfinished=allow_unfinished)
+        recs = model.recommend(ids, k, exclude_history=exclude_history, skip_unknown=skip_unknown)
+    except UnknownItemsError as err:
+        typer.secho(f"error: {err.explain('cli')}", fg="red", err=True)
+        raise typer.Exit(2) from None
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -266,13 +300,14 @@ def recommend(
 
 @app.command()
 def serve(
-    out: Path = OUT,
+    out: Path = RUN,
     host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)"),
     port: int = typer.Option(8000, help="TCP port"),
     max_batch: int = typer.Option(64, help="most histories per micro-batched model call"),
     max_wait_ms: float = typer.Option(2.0, help="how long a batch waits for more requests"),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
     beam_width: int = typer.Option(0, help="beams per request (0 = the run's eval.beam_width); fewer is faster"),
+    allow_unfinished: bool = typer.Option(False, help=UNFINISHED),
 ) -> None:
     """HTTP API and web page over a trained run: POST /recommend, GET /items?q=, / (needs the serve extra)."""
     try:
@@ -287,14 +322,14 @@ def serve(
         torch.set_num_threads(threads)
     try:
         typer.echo(f"loading {out} ...")
-        run_server(out, host, port, beam_width=beam_width or None, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        run_server(out, host, port, beam_width or None, allow_unfinished, max_batch=max_batch, max_wait_ms=max_wait_ms)
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
 
 
 @app.command()
-def report(out: Path = OUT) -> None:
+def report(out: Path = RUN) -> None:
     """Write DIR/report.html: config, data and SID statistics, training curves, metrics, speed."""
     from sidrec.report_html import write_report
 

@@ -9,15 +9,15 @@ overrides. Unknown keys and values of the wrong type fail loudly with the list o
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
+
+from sidrec.config_values import annotation, coerce, parse_value
 
 
 def added(default, *, before):
@@ -96,6 +96,9 @@ class DataConfig:
     allow_missing_text: bool = False  # run even when most items have no text (their text is then their id)
     encoding_errors: str = "strict"  # strict (stop at a non-UTF-8 byte) | replace (U+FFFD, counted and logged)
     max_users: int = 0  # keep a deterministic sample of this many users (0 = all); for toy runs
+    # drop rows whose item is the user's previous one (kept by default: a revisit, as on Yelp; rows repeating
+    # another row's user, item and time are always dropped)
+    drop_consecutive_repeats: bool = added(False, before=False)
 
 
 @dataclass(frozen=True)
@@ -234,56 +237,9 @@ def settings_of(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.name != "own"}
 
 
-def _annotation(f: dataclasses.Field) -> str:
-    """A field's annotation as text ('float', 'tuple[int, ...]'), whether or not its module defers annotations."""
-    return f.type if isinstance(f.type, str) else f.type.__name__ if isinstance(f.type, type) else str(f.type)
-
-
 def valid_keys() -> list[str]:
     """All dotted keys a YAML file or override may set: `section.setting` and `section.component.setting`."""
     return ["seed", *(f"{prefix}.{k}" for prefix, cls in sections() for k in settings_of(cls))]
-
-
-def _coerce(value: object, annotation: str, key: str) -> object:
-    """Check `value` against a field's (string) annotation and convert where lossless."""
-    typ = eval(annotation, {"tuple": tuple, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307 - our own annotations only
-    origin = typing.get_origin(typ)
-    if origin is tuple:
-        (inner, _) = typing.get_args(typ)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number or (isinstance(value, str) and inner is str):
-            value = (value,)  # one bare value is a one-element list: `eval.splits=valid`
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"config key '{key}' expects a list, got {value!r}: write {key}=[a,b] (YAML: [a, b])")
-        return tuple(_coerce(v, inner.__name__, key) for v in value)
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typ is float and isinstance(value, str) and _finite_float(value) is not None:
-        return _finite_float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
-    if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    if typ is bool and isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ValueError(f"config key '{key}' expects {annotation}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _finite_float(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if abs(value) < float("inf") else None
-
-
-def _parse_value(text: str) -> object:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        if text.startswith("[") and text.endswith("]"):  # a list of bare words: `eval.splits=[valid,test]`
-            return [_parse_value(part.strip()) for part in text[1:-1].split(",") if part.strip()]
-        return text  # a bare string such as `quantize.name=rvq`
 
 
 def _field_type(key: str) -> str:
@@ -292,16 +248,16 @@ def _field_type(key: str) -> str:
     comp, _, name = rest.partition(".")
     cls = owned(section).get(comp) if name else _SECTION_CLASSES.get(section)
     field_ = settings_of(cls).get(name or comp) if cls else None
-    return _annotation(field_) if field_ else ""
+    return annotation(field_) if field_ else ""
 
 
 def _apply(cfg: Config, key: str, value: object) -> Config:
     if key == "seed":
-        return dataclasses.replace(cfg, seed=_coerce(value, "int", key))
+        return dataclasses.replace(cfg, seed=coerce(value, "int", key))
     section, _, rest = key.partition(".")
     cls = _SECTION_CLASSES.get(section)
     if cls is None:
-        raise ValueError(f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}")
+        raise ValueError(_unknown(key))
     sub, owners = getattr(cfg, section), owned(section)
     comp, _, name = rest.partition(".")
     if name:  # section.component.setting: a setting the component owns
@@ -311,7 +267,7 @@ def _apply(cfg: Config, key: str, value: object) -> Config:
         fields = settings_of(owners[comp])
         if name not in fields:
             raise ValueError(f"unknown config key '{key}'. Settings of {section}.{comp}: {', '.join(fields)}")
-        settings = dataclasses.replace(getattr(sub, comp), **{name: _coerce(value, _annotation(fields[name]), key)})
+        settings = dataclasses.replace(getattr(sub, comp), **{name: coerce(value, annotation(fields[name]), key)})
         own = {k: v for k, v in sub.own if k != comp}
         if settings != owners[comp]():
             own[comp] = settings
@@ -321,9 +277,19 @@ def _apply(cfg: Config, key: str, value: object) -> Config:
         homes = [f"{section}.{c}.{comp}" for c, own in owners.items() if comp in settings_of(own)]
         if homes:
             raise ValueError(f"config key '{key}' is a setting of a component: write {' or '.join(homes)}")
-        raise ValueError(f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}")
-    sub = dataclasses.replace(sub, **{comp: _coerce(value, _annotation(fields[comp]), key)})
+        raise ValueError(_unknown(key))
+    sub = dataclasses.replace(sub, **{comp: coerce(value, annotation(fields[comp]), key)})
     return dataclasses.replace(cfg, **{section: sub})
+
+
+def _unknown(key: str) -> str:
+    """The error for an unknown dotted key: the closest valid keys, else every valid key."""
+    import difflib
+
+    close = difflib.get_close_matches(key, valid_keys(), n=3, cutoff=0.75)
+    if close:
+        return f"unknown config key '{key}': did you mean {' or '.join(close)}? (`sidrec config show --all` lists all)"
+    return f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}"
 
 
 def _apply_section(cfg: Config, section: str, values: dict) -> Config:
@@ -402,7 +368,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not sep:
             raise ValueError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
         key, text = key.strip(), text.strip()
-        value = _parse_value(text)
+        value = parse_value(text)
         if not isinstance(value, str) and _field_type(key) == "str":
             value = text  # `data.path=0.10` means the text typed, not str(0.1)
         cfg = _apply(cfg, key, value)

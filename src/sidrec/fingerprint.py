@@ -23,6 +23,8 @@ from sidrec import io
 from sidrec.config import Config, config_to_dict, sections, settings_of, upgrade
 
 FINGERPRINTS = "fingerprints.json"
+SOURCE = "data:"  # an input named `data:<absolute path>` is a file outside the run directory (the dataset's)
+FILE_STATS = "file_stats.json"  # path -> [size, mtime_ns, sha256] of those files: a file left alone is not re-read
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
     {
@@ -128,10 +130,31 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def source_digest(path: Path, run_dir: Path) -> str:
+    """SHA-256 of a data file outside the run directory; the one stored in the run's FILE_STATS while the file's
+    size and modification time are those it was hashed at (make's fast path), else hashed again."""
+    if not path.exists():
+        return "missing"
+    stat, stats_path = path.stat(), run_dir / FILE_STATS
+    stats = io.load_json(stats_path) if stats_path.exists() else {}
+    size, mtime, digest = stats.get(str(path), (None, None, None))
+    if (size, mtime) != (stat.st_size, stat.st_mtime_ns):
+        digest = file_digest(path)
+        if run_dir.exists():
+            io.save_json(stats_path, {**stats, str(path): [stat.st_size, stat.st_mtime_ns, digest]})
+    return digest
+
+
 def compute(cfg: Config, run_dir: Path, keys: Iterable[str], inputs: Iterable[str]) -> Fingerprint:
-    """The fingerprint a stage would have now: its settings, and the digests of its input files (if present)."""
+    """The fingerprint a stage would have now: its settings, and the digests of its input files (if present):
+    run-directory files by name, data files outside it as `data:<path>`."""
     run_dir = Path(run_dir)
-    digests = {name: file_digest(run_dir / name) if (run_dir / name).exists() else "missing" for name in inputs}
+    digests = {}
+    for name in inputs:
+        if name.startswith(SOURCE):
+            digests[name] = source_digest(Path(name.removeprefix(SOURCE)), run_dir)
+        else:
+            digests[name] = file_digest(run_dir / name) if (run_dir / name).exists() else "missing"
     return Fingerprint(select(cfg, keys), digests)
 
 
@@ -150,6 +173,14 @@ def save(run_dir: Path, stage: str, fp: Fingerprint) -> None:
     io.save_json(Path(run_dir) / FINGERPRINTS, records)
 
 
+def note_new_inputs(run_dir: Path, stage: str, now: Fingerprint) -> None:
+    """A current stage whose stored fingerprint predates the hashing of some of its inputs (the dataset's files, in
+    runs made by an older sidrec) stores them now, so that a later change of those files is seen."""
+    old = stored(run_dir, stage)
+    if old is not None and set(now.inputs) - set(old.get("inputs", {})):
+        save(run_dir, stage, now)
+
+
 def changes(old: dict | None, new: Fingerprint) -> list[str]:
     """Human-readable differences, e.g. "train.lr: 0.002 -> 0.001", "input sids.npy changed"."""
     if old is None:
@@ -163,8 +194,14 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
         if a != b:
             lines.append(f"{key}: {a!r} -> {b!r}")
     old_inputs = old.get("inputs", {})
+    unhashed = not any(name.startswith(SOURCE) for name in old_inputs)  # stored before data files were hashed
     for name in sorted(set(old_inputs) | set(new.inputs)):
-        if old_inputs.get(name) != new.inputs.get(name):
+        if old_inputs.get(name) == new.inputs.get(name) or (unhashed and name.startswith(SOURCE)):
+            continue
+        if name.startswith(SOURCE):
+            what = "added" if name not in old_inputs else "removed" if name not in new.inputs else "changed"
+            lines.append(f"input {name.removeprefix(SOURCE)} {what} since this run read the dataset")
+        else:
             lines.append(f"input {name} changed (an earlier stage was redone or the file was replaced)")
     return lines
 
@@ -185,6 +222,7 @@ def stale_message(run_dir: Path, problems: dict[str, list[str]]) -> str:
 __all__ = [
     "FINGERPRINTS",
     "RUNTIME_KEYS",
+    "SOURCE",
     "Fingerprint",
     "StaleRunError",
     "changes",
@@ -193,6 +231,7 @@ __all__ = [
     "flat_config",
     "first_values",
     "flatten",
+    "note_new_inputs",
     "unflatten",
     "save",
     "select",

@@ -7,10 +7,15 @@ missing scores 0. This is the protocol of TIGER, GRID and RPG.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import polars as pl
 from tqdm.auto import tqdm
+
+from sidrec import io
+from sidrec.data.schema import ITEM, USER
 
 
 def target_ranks(top_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -88,3 +93,17 @@ def choose_explore_temperature(recommender, examples, candidates, *, ks=(5, 10),
     best = max(scores, key=lambda t: (scores[t], -abs(t - 1.0)))
     head.temperature.fill_(best)
     return {"chosen": best, "valid_ndcg@10": {f"{t:g}": v for t, v in scores.items()}}
+
+
+def write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame, top: np.ndarray) -> None:
+    """predictions.csv: each user's top items by original ids (user_id, rank, item_id), written atomically."""
+    item_ids = np.asarray(items.sort("item_idx")[ITEM].to_list(), dtype=object)
+    n_users, n = top.shape
+    table = pl.DataFrame(
+        {
+            USER: np.repeat(np.asarray(sequences[USER].to_list(), dtype=object), n).tolist(),
+            "rank": np.tile(np.arange(1, n + 1), n_users),
+            ITEM: item_ids[top.reshape(-1) - 1].tolist(),
+        }
+    )
+    io.write_atomic(path, table.write_csv)

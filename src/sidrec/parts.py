@@ -54,6 +54,7 @@ DECODERS: dict[str, Callable[[torch.nn.Module, Config, bool], object]] = {
         seed=cfg.seed,
     ),  # fmt: skip
 }
+DECODER_SETTINGS = {"exact": (), "graph": ("eval.graph_beams", "eval.graph_edges", "eval.graph_steps", "seed")}
 
 
 class Parts(NamedTuple):
@@ -63,6 +64,8 @@ class Parts(NamedTuple):
     build: Callable[[], torch.nn.Module]  # a fresh model
     examples: Callable[[torch.nn.Module, pl.DataFrame], object]  # (model, sequences) -> .batches / .n_batches
     recommender: Callable[..., object]  # (model, sequences, beam_width=None, per_epoch=False) -> a Recommender
+    validates: tuple[str, ...] = ()  # the eval.* settings the per-epoch validation's recommender reads
+    evaluates: tuple[str, ...] = ()  # ... and the final evaluation's (both: fingerprint keys)
 
 
 def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
@@ -104,6 +107,7 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
             ),
             examples=windows,
             recommender=parallel_recommender,
+            evaluates=("eval.decode", *DECODER_SETTINGS[cfg.eval.decode]),
         )
 
     def examples(model, sequences: pl.DataFrame) -> SIDExamples:
@@ -123,7 +127,14 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
             model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
         )
 
-    return Parts(True, build, examples, recommender)
+    beam = ("eval.constrained",) + (() if cfg.train.valid_beam_width else ("eval.beam_width",))
+    return Parts(True, build, examples, recommender, validates=beam, evaluates=("eval.beam_width", "eval.constrained"))
 
 
-__all__ = ["DECODERS", "Parts", "level_sizes", "parts_for", "popularity"]
+def recommender_settings(cfg: Config, per_epoch: bool = False) -> tuple[str, ...]:
+    """The eval.* settings the recommender reads, in per-epoch validation or in the final evaluation."""
+    built = parts_for(cfg, Path("."), torch.device("cpu"))  # builders only: nothing is read
+    return built.validates if per_epoch else built.evaluates
+
+
+__all__ = ["DECODERS", "DECODER_SETTINGS", "Parts", "recommender_settings", "level_sizes", "parts_for", "popularity"]

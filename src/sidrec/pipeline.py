@@ -8,10 +8,9 @@
 
 A stage whose artifacts exist and match its fingerprint (the config keys and input files it read,
 `sidrec.fingerprint`) is skipped; one that does not match stops the command unless `force`.
-`run` checks every stage first, chains them and writes record.json.
-Item-ID models (registry kind "id": SASRec, HSTU) need no SIDs: `run` skips embed and
-quantize for them; `parts.parts_for` (the one place that branches on the model kind) swaps the
-model, the training examples and the recommender.
+`run` checks every stage first, chains them and writes record.json. Item-ID models need no SIDs: `run`
+skips embed and quantize for them; `parts.parts_for` (the one place that branches on the model kind)
+swaps the model, the training examples and the recommender.
 """
 
 from __future__ import annotations
@@ -30,12 +29,13 @@ from sidrec import distributed, fingerprint, io
 from sidrec.baselines import BASELINES, LABELS, item_counts, repeat_breakdown
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
-from sidrec.data.schema import ITEM, TEXT, USER
+from sidrec.data.schema import TEXT
+from sidrec.data.sources import source_files
 from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
-from sidrec.metrics import choose_explore_temperature, evaluate
+from sidrec.metrics import choose_explore_temperature, evaluate, write_predictions
 from sidrec.models import entry, load_model, needs_sids
-from sidrec.parts import parts_for
+from sidrec.parts import parts_for, recommender_settings
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
 from sidrec.quantize.collab import collab_vectors, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_stats
@@ -107,7 +107,7 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
     SPECS[name] = spec
 
     def wrap(fn: Callable) -> Callable:
-        def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None):
+        def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None, **how):
             run_dir = Path(run_dir)
             redone = set() if redone is None else redone
             distributed.init(cfg.train.device)
@@ -115,6 +115,7 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
             def begin() -> str:  # rank 0 (torchrun): check, then record the config and the fingerprint
                 status, settings, files = stage_status(spec, cfg, run_dir)
                 if status == "current":
+                    fingerprint.note_new_inputs(run_dir, name, _fp(spec, cfg, run_dir))
                     return status
                 has_record = fingerprint.stored(run_dir, name) is not None
                 if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
@@ -134,9 +135,9 @@ def _stage(name: str, *, keys, inputs, outputs) -> Callable:
                 torch.set_num_threads(cfg.train.threads)
             start = time.perf_counter()
             if name == "train":  # every rank trains; the other stages run once, on rank 0, the others waiting
-                out = fn(cfg, run_dir, status == "stale")
+                out = fn(cfg, run_dir, status == "stale", **how)
             else:
-                out = distributed.on_main(lambda: fn(cfg, run_dir, status == "stale"))
+                out = distributed.on_main(lambda: fn(cfg, run_dir, status == "stale", **how))
             redone.add(name)
             if distributed.is_main():
                 timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
@@ -187,18 +188,23 @@ def _sid(cfg: Config) -> bool:
 
 
 def _train_keys(cfg: Config) -> tuple[str, ...]:
-    # The model's own settings (its registry entry says which), then per-epoch validation's: eval.ks and
-    # eval.constrained (and eval.beam_width when valid_beam_width is 0).
+    # The model's own settings (its registry entry says which), then per-epoch validation's: eval.ks and what
+    # its recommender reads (beam search: eval.constrained, and eval.beam_width when valid_beam_width is 0).
     model = tuple(f"model.{k}" for k in entry(cfg.model.name).settings(cfg.model))
-    keys = model + ("train", "seed", "data.max_history", "eval.ks", "eval.constrained")
-    keys += ("eval.beam_width",) if not cfg.train.valid_beam_width else ()
+    keys = model + ("train", "seed", "data.max_history", "eval.ks", *recommender_settings(cfg, per_epoch=True))
     return keys + (("quantize.levels", "quantize.codebook_size") if _sid(cfg) else ())
+
+
+def _eval_keys(cfg: Config) -> tuple[str, ...]:
+    # precision: bf16 or fp32 decoding; seed: the draw among items that share a SID (quantize.dedup=none)
+    what = ("eval.ks", "eval.splits", "eval.top_n", "eval.explore_temperature", *recommender_settings(cfg))
+    return (*what, "data.max_history", "train.precision", "seed")
 
 
 @_stage(
     "prepare",
     keys=lambda cfg: ("data", "seed") if cfg.data.max_users else ("data",),  # the seed draws the user sample
-    inputs=lambda cfg: (),
+    inputs=lambda cfg: tuple(fingerprint.SOURCE + str(p) for p in source_files(cfg.data)),  # the data files
     outputs=lambda cfg: (io.ITEMS, io.SEQUENCES),
 )
 def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
@@ -317,14 +323,23 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return summary
 
 
-def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = None) -> tuple[object, dict]:
+def build_recommender(
+    cfg: Config, run_dir: str | Path, device: str | None = None, allow_unfinished: bool = False
+) -> tuple[object, dict]:
     """The trained model of `run_dir` as a Recommender (evaluation and serving), with the model's metadata.
 
     `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...). A model with a repeat head gets its explore
     temperature: eval.explore_temperature's one value, or the one `evaluate` chose on validation (metrics.json),
-    so serving ranks as the test did.
+    so serving ranks as the test did. A run whose training did not finish (killed: no train_summary.json) is
+    refused unless `allow_unfinished`.
     """
     run_dir = Path(run_dir)
+    if not allow_unfinished and not (run_dir / io.TRAIN_SUMMARY).exists():
+        raise ValueError(
+            f"training in {run_dir} did not finish (no {io.TRAIN_SUMMARY}: {io.MODEL} is its best epoch so far). "
+            f"Resume it with `sidrec train --out {run_dir}`, or use it as it is with --allow-unfinished "
+            "(Python: allow_unfinished=True)"
+        )
     dev = _device(device or cfg.train.device)
     model, meta = load_model(str(run_dir / io.MODEL), dev)
     if getattr(model, "repeat_head", None) is not None:
@@ -338,14 +353,13 @@ def build_recommender(cfg: Config, run_dir: str | Path, device: str | None = Non
 
 @_stage(
     "evaluate",
-    # precision: bf16 or fp32 beam search; seed: the draw among items that share a SID (quantize.dedup=none)
-    keys=lambda cfg: ("eval", "data.max_history", "train.precision", "seed"),
+    keys=_eval_keys,
     inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS,) if _sid(cfg) else ()),
     outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
 )
-def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
+def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfinished: bool = False) -> dict:
     """Score all users on validation and test; write metrics.json and predictions.csv (test)."""
-    rec, meta = build_recommender(cfg, run_dir)
+    rec, meta = build_recommender(cfg, run_dir, allow_unfinished=allow_unfinished)
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
     splits = check_splits(cfg.eval.splits)
@@ -374,7 +388,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
             scores["repeats"] = repeat_breakdown(base.top_items, examples.histories, examples.targets)
             out["baselines"][name][split] = scores
         if split == "test":
-            _write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
+            write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
     return out
 
@@ -407,19 +421,6 @@ def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in ("valid", "test") if s in splits)
 
 
-def _write_predictions(path: Path, sequences: pl.DataFrame, items: pl.DataFrame, top: np.ndarray) -> None:
-    item_ids = np.asarray(items.sort("item_idx")[ITEM].to_list(), dtype=object)
-    n_users, n = top.shape
-    table = pl.DataFrame(
-        {
-            USER: np.repeat(np.asarray(sequences[USER].to_list(), dtype=object), n).tolist(),
-            "rank": np.tile(np.arange(1, n + 1), n_users),
-            ITEM: item_ids[top.reshape(-1) - 1].tolist(),
-        }
-    )
-    io.write_atomic(path, table.write_csv)
-
-
 def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, force: bool = False) -> Config:
     """Pre-flight (data/preflight.py) for the stages about to run: nothing is written; returns the config to run."""
     names = {"embed.name": tuple(EMBEDDERS), "quantize.name": tuple(QUANTIZERS), "quantize.dedup": DEDUP_METHODS}
@@ -438,8 +439,12 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
         )
     distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
 
+    made_by = _producers(cfg)  # files the stages read that a stage not about to run makes
+    needed = {f: made_by[f] for s in stages for f in SPECS[s].inputs(cfg) if made_by.get(f) not in (*stages, None)}
+
     def checked() -> Config:
-        return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names if sid else {})
+        names_ = names if sid else {}
+        return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names_, needed=needed)
 
     return distributed.broadcast(distributed.on_main(checked))
 

@@ -174,12 +174,14 @@ def plot_training(history: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4))
     lines = ax.plot(
         [r["epoch"] for r in history], [r["loss"] for r in history], "o-", color="tab:blue", label="train loss"
     )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("train loss", color="tab:blue")
     evals = [r for r in history if "valid" in r]
     if evals:

@@ -56,8 +56,10 @@ def _table(header: list[str], rows: list[list], classes: list[str] | None = None
     def cell(v) -> str:
         if isinstance(v, float):
             return f'<td class="n">{v:.4f}</td>' if abs(v) < 100 else f'<td class="n">{v:,.1f}</td>'
-        if isinstance(v, int):
+        if isinstance(v, int) and not isinstance(v, bool):
             return f'<td class="n">{v:,}</td>'
+        if isinstance(v, dict | list | tuple):
+            return f"<td>{_nested(v)}</td>"
         return f"<td>{html.escape(str(v))}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -66,6 +68,18 @@ def _table(header: list[str], rows: list[list], classes: list[str] | None = None
         for i, row in enumerate(rows)
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _nested(value) -> str:
+    """A dict as one `key: value` line per entry (zero counts left out), a list one item per line, as HTML."""
+    if isinstance(value, dict):
+        lines = [f"{html.escape(str(k))}: {_nested(v)}" for k, v in value.items() if v not in (0, 0.0, {}, [])]
+        return "<br>".join(lines) or "none"
+    if isinstance(value, list | tuple):
+        return "<br>".join(_nested(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
 
 
 def _load(run_dir: Path, name: str) -> dict | None:
@@ -108,17 +122,23 @@ def training_section(run_dir: Path) -> str:
     log = io.load_train_log(run_dir)
     if not log:
         return '<p class="note">The training log is empty.</p>'
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _figure()
-    ax.plot([r["epoch"] for r in log], [r["loss"] for r in log], "o-", color="tab:blue", ms=3)
+    lines = ax.plot(
+        [r["epoch"] for r in log], [r["loss"] for r in log], "o-", color="tab:blue", ms=3, label="train loss"
+    )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("train loss", color="tab:blue")
     evals = [r for r in log if "valid" in r]
     if evals:
         ax2 = ax.twinx()
-        for key, style in (("ndcg@10", "s-"), ("recall@10", "^--")):
-            ax2.plot([r["epoch"] for r in evals], [r["valid"].get(key, np.nan) for r in evals], style, ms=3, label=key)
+        for key, style, color in (("ndcg@10", "s-", "tab:red"), ("recall@10", "^--", "tab:orange")):
+            values = [r["valid"].get(key, np.nan) for r in evals]
+            lines += ax2.plot([r["epoch"] for r in evals], values, style, color=color, ms=3, label=f"valid {key}")
         ax2.set_ylabel("validation", color="tab:red")
-        ax2.legend(loc="lower right", fontsize=8)
+    (ax2 if evals else ax).legend(lines, [x.get_label() for x in lines], loc="best", fontsize=8)
     summary = _load(run_dir, io.TRAIN_SUMMARY) or {}
     rows = [[k, v] for k, v in summary.items() if not isinstance(v, dict)]
     return _png(fig) + (_table(["training", "value"], rows) if rows else "")

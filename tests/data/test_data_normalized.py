@@ -94,12 +94,12 @@ def test_missing_column_lists_found_and_config_key(tmp_path):
 
 def test_non_numeric_time_names_line(tmp_path):
     csv = "user_id,item_id,position\nA,B1,0\nA,B2,yesterday\n"
-    with pytest.raises(ValueError, match=r"interactions\.csv, line 3: 'position' value 'yesterday' is not a number"):
+    with pytest.raises(ValueError, match=r"interactions\.csv, line 3: 'position' value 'yesterday' is not a time"):
         load_normalized(folder(tmp_path, csv=csv))
 
 
 def test_nan_time_is_not_a_number(tmp_path):
-    with pytest.raises(ValueError, match=r"line 2: .*not a number"):
+    with pytest.raises(ValueError, match=r"line 2: .*not a time"):
         load_normalized(folder(tmp_path, csv="user_id,item_id,position\nA,B1,nan\n"))
 
 

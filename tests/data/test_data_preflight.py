@@ -55,7 +55,7 @@ def test_small_codebook():
 
 def test_readme_own_csv_example_on_200_items_runs_end_to_end(tmp_path, caplog):
     out = tmp_path / "mine"
-    fast = ["toy", "data.max_users=0", "quantize.codebook_size=256", "train.epochs=1"]
+    fast = ["toy_tiger", "data.max_users=0", "quantize.codebook_size=256", "train.epochs=1"]
     with caplog.at_level(logging.INFO):
         result = invoke("run", *fast, *own_csv(tmp_path), "data.text_template={name}; {brand}", "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -125,3 +125,23 @@ def test_render_text():
     assert render_text({"item_id": "B01"}, template) == "B01"
     assert render_text({"title": "Gel", "price": 9.5}, "{title} ({price} USD)") == "Gel (9.5 USD)"
     assert render_text({"title": "Gel"}, "{title} by {brand}") == "Gel by"
+
+
+def test_duplicated_rows_are_dropped_and_counted():
+    """Every row twice (a doubled CSV) gives the same split as once, not targets equal to validation targets."""
+    once = prepare(RawDataset(frame(ROWS), ITEMS, "hand"), DataConfig())
+    twice = prepare(RawDataset(frame(ROWS + ROWS), ITEMS, "hand"), DataConfig())
+    assert twice.sequences.rows() == once.sequences.rows()
+    assert twice.stats["dropped"]["exact_duplicate_rows"] == len(ROWS)
+    assert once.stats["dropped"]["exact_duplicate_rows"] == 0 and once.stats["consecutive_repeats"] == 0
+
+
+def test_a_repeated_previous_item_is_kept_unless_asked():
+    """Without distinct times a repeat of the previous item may be a revisit: kept and counted, or dropped."""
+    rows = [*ROWS, ("a", "u", 41), ("a", "u", 42), ("b", "s", 4)]  # a: ... u u u, b: ... s s
+    kept = prepare(RawDataset(frame(rows), ITEMS, "hand"), DataConfig())
+    assert kept.stats["consecutive_repeats"] == 3 and kept.stats["dropped"]["consecutive_repeat_rows"] == 0
+    assert kept.sequences["items"].to_list()[0][-3:] == [6, 6, 6]  # u = item 6, three visits
+    dropped = prepare(RawDataset(frame(rows), ITEMS, "hand"), DataConfig(drop_consecutive_repeats=True))
+    assert dropped.sequences.rows() == prepare(RawDataset(frame(ROWS), ITEMS, "hand"), DataConfig()).sequences.rows()
+    assert dropped.stats["dropped"]["consecutive_repeat_rows"] == 3

@@ -147,7 +147,7 @@ def test_malformed_jsonl_items_line(tmp_path):
 def test_jsonl_interaction_errors(tmp_path):
     path = tmp_path / "e.jsonl"
     write(path, '{"uid": "u", "asin": "i", "ts": 1}\n\n{"uid": "u", "asin": "i", "ts": "soon"}\n')
-    with pytest.raises(ValueError, match=r"e\.jsonl, line 3: 'ts' value 'soon' is not a number"):
+    with pytest.raises(ValueError, match=r"e\.jsonl, line 3: 'ts' value 'soon' is not a time"):
         load_table(path, **COLS)
     write(path, '{"uid": "u", "asin": "i", "ts": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"e\.jsonl, line 2: malformed JSON"):
@@ -159,7 +159,9 @@ def test_jsonl_interaction_errors(tmp_path):
 
 def test_non_numeric_time_csv(tmp_path):
     path = write(tmp_path / "e.tsv", "uid\tasin\tts\nu\ti\t1\nu\ti\t2014-01-30\n")
-    with pytest.raises(ValueError, match=r"e\.tsv, line 3: 'ts' value '2014-01-30' is not a number"):
+    with pytest.raises(
+        ValueError, match=r"e\.tsv, line 3: 'ts' value '2014-01-30' is not a time. Accepted, one kind per column"
+    ):
         load_table(path, **COLS)
 
 
@@ -178,3 +180,21 @@ def test_bad_paths(tmp_path):
     events = write(tmp_path / "events.csv", delimited(","))
     with pytest.raises(ValueError, match="data.items_path=.*no such file"):
         load_table(events, items_path=tmp_path / "nope.csv", **COLS)
+
+
+def test_iso_times_in_csv_and_jsonl_order_like_parquet_datetimes(tmp_path):
+    """ISO 8601 strings (dates, date-times, 'T' or space, Z or an offset, fractions) order the events as the same
+    moments stored as Parquet datetimes do."""
+    stamps = ["2023-11-16 19:45:49", "2023-11-16T19:45:48.5Z", "2023-11-16T21:45:50+02:00", "2023-11-15", "2023-11-17"]
+    rows = [("u", f"i{k}", t) for k, t in enumerate(stamps)]
+    csv = write(tmp_path / "e.csv", "uid,asin,ts\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    jsonl = write(tmp_path / "e.jsonl", "".join(json.dumps({"uid": u, "asin": i, "ts": t}) + "\n" for u, i, t in rows))
+    moments = [datetime.datetime.fromisoformat(t) for t in stamps]
+    utc = [m.astimezone(datetime.timezone.utc).replace(tzinfo=None) if m.tzinfo else m for m in moments]
+    pl.DataFrame({"uid": ["u"] * 5, "asin": [i for _, i, _ in rows], "ts": utc}).write_parquet(tmp_path / "e.parquet")
+    orders = []
+    for path in (csv, jsonl, tmp_path / "e.parquet"):
+        df = load_table(path, **COLS).interactions
+        orders.append(df.sort("time")["item_id"].to_list())
+        assert df["time"].dtype == pl.Int64
+    assert orders[0] == orders[1] == orders[2] == ["i3", "i1", "i0", "i2", "i4"]

@@ -29,7 +29,7 @@ def test_objective_and_padding_targets(make_id_model, make_id_batch):
 
 
 def test_runs_end_to_end_and_labels_its_record(tmp_path):
-    args = ["run", "toy", "model.name=gru4rec", "model.d_model=16", "train.epochs=1", "--out", str(tmp_path)]
+    args = ["run", "toy_tiger", "model.name=gru4rec", "model.d_model=16", "train.epochs=1", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert io.load_json(tmp_path / "record.json")["model"].startswith("gru4rec 1L gru loss=ce")

@@ -114,7 +114,7 @@ def test_a_model_registered_outside_src_runs_end_to_end(tmp_path):
     register(ModelEntry("bag", BagOfItems, IDBag, kind="id", paper="a test model", describe=lambda c: "mean"))
     try:
         out = tmp_path / "bag"
-        result = CliRunner().invoke(app, ["run", "toy", "model.name=bag", "train.epochs=1", "--out", str(out)])
+        result = CliRunner().invoke(app, ["run", "toy_tiger", "model.name=bag", "train.epochs=1", "--out", str(out)])
         assert result.exit_code == 0, result.output
         metrics = io.load_json(out / io.METRICS)
         assert 0 <= metrics["test"]["ndcg@10"] <= 1

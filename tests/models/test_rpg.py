@@ -137,6 +137,7 @@ def test_history_negatives_join_each_positions_item_softmax(make_id_batch, negat
         model.repeat.data.fill_(repeat_bias)
     batch = make_id_batch(n=4, n_items=N, max_len=8)
     batch["inputs"][0, -1] = batch["targets"][0, -1]  # a repeat: the target is not its own negative
+    batch["inputs"][1, -1] = batch["inputs"][1, -2]  # an item seen twice is one negative, not two
     seen = RPG.seen_items(batch["inputs"])
     assert torch.equal(seen[:, 2, :3], batch["inputs"][:, :3]) and (seen[:, 2, 3:] == 0).all()
     keep = batch["targets"] > 0
@@ -150,7 +151,8 @@ def test_history_negatives_join_each_positions_item_softmax(make_id_batch, negat
         item = []
         for p, (target, own) in enumerate(zip(y.tolist(), seen[keep].tolist(), strict=True)):
             score = items[p] + repeat_bias * torch.isin(torch.arange(1, N + 1), torch.tensor(own))
-            others = [i for i in neg if i != target] + ([i for i in own if i not in (0, target)] if negatives else [])
+            mine = list(dict.fromkeys(i for i in own if i not in (0, target)))  # each seen item once
+            others = [i for i in neg if i != target and not (negatives and i in own)] + (mine if negatives else [])
             row = torch.cat([score[target - 1 : target], score[torch.tensor(others, dtype=torch.long) - 1]])
             item.append(-row.log_softmax(0)[0])
         torch.manual_seed(3)
@@ -176,6 +178,20 @@ def test_repeat_bias_learns_that_histories_do_not_repeat(make_id_batch):
     start = model.loss(batch).item()
     assert id_contract.check_overfits(model, batch, steps=200) < 0.25 * start
     assert float(model.repeat.detach()) < -0.1
+
+
+def test_repeat_bias_learns_that_histories_repeat(make_id_batch):
+    """On data whose every target is an item of the history (a user coming back), the learned bias turns
+    positive: the seen items enter the softmax once each, so nothing pushes it down but the data."""
+    model = tiny(item_loss=1.0, negatives=5, history_negatives=True, repeat_bias=True)
+    batch = make_id_batch(n=8, n_items=N, max_len=8)
+    back = torch.randint(0, 3, batch["inputs"].shape, generator=torch.Generator().manual_seed(0))
+    pos = (torch.arange(batch["inputs"].shape[1]) - back).clamp(min=0)  # one of the last three items
+    batch["targets"] = torch.where(batch["targets"] > 0, batch["inputs"].gather(1, pos.expand_as(back)), 0)
+    batch["targets"][batch["targets"] == 0] = 0
+    start = model.loss(batch).item()
+    assert id_contract.check_overfits(model, batch, steps=200) < 0.5 * start
+    assert float(model.repeat.detach()) > 0.1
 
 
 def test_heads_start_as_identity_and_save_load_keeps_codes(tmp_path):

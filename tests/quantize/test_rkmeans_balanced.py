@@ -38,7 +38,7 @@ def test_every_level_is_exactly_balanced_and_encode_reproduces_it():
 
 def test_runs_end_to_end_on_the_toy_data(tmp_path):
     result = CliRunner().invoke(
-        app, ["run", "toy", "quantize.name=rkmeans_balanced", "train.epochs=1", "--out", str(tmp_path)]
+        app, ["run", "toy_tiger", "quantize.name=rkmeans_balanced", "train.epochs=1", "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     stats = io.load_json(tmp_path / io.SID_STATS)

@@ -107,8 +107,12 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(client, toy_model):
 def test_unknown_items_are_listed(client, toy_model):
     r = client.post("/recommend", json={"history": ["a", toy_model.item_ids[0], "b", "a"]})
     assert r.json()["unknown_items"] == ["a", "b"]
+    assert '"skip_unknown": true' in r.json()["error"] and "skip_unknown=True" not in r.json()["error"]  # HTTP's words
     ok = client.post("/recommend", json={"history": ["a", toy_model.item_ids[0]], "skip_unknown": True, "k": 2})
     assert ok.status_code == 200 and ok.json()["skipped"] == ["a"]
+    good = {"history": [toy_model.item_ids[0]]}
+    batch = client.post("/recommend/batch", json={"requests": [good, good, {"history": ["zz"]}]})
+    assert batch.status_code == 422 and "in requests[2].history: 'zz'" in batch.json()["error"]
 
 
 def test_chunked_oversized_body_is_refused(client):
@@ -123,3 +127,16 @@ def test_wrong_method_and_path(client):
     bad_utf8 = client.post("/recommend", content=b"\x80", headers={"content-type": "application/json"})
     assert bad_utf8.json()["error"].startswith("the body is not valid UTF-8")
     assert json.loads(client.get("/items").text)["error"].startswith("query.q: Field required")
+
+
+def test_a_busy_port_is_an_error_before_the_run_loads(toy_run, tmp_path):
+    import socket
+
+    from sidrec.serve import serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ValueError, match=f"cannot serve on 127.0.0.1:{port}: .*choose --port"):
+            serve(tmp_path / "no_run_here", port=port)  # the port is checked first: the missing run is not reached

@@ -44,5 +44,13 @@ def test_search_add_to_history_and_recommend(page, server, toy_model):
     shown = [rows.nth(i).get_attribute("data-id") for i in range(10)]
     expected = [r.item_id for r in toy_model.recommend([chosen], k=10)]
     assert shown == expected
-    assert rows.nth(0).locator("td").nth(1).inner_text() == toy_model.item(expected[0])["title"]
+    first = rows.nth(0).locator("td").nth(1).inner_text()
+    assert first.startswith(toy_model.item(expected[0])["title"]) and first.endswith(expected[0])  # title, then id
     assert page.locator("#error").inner_text() == ""
+    rows.nth(1).click()  # a recommended item goes into the history too
+    sync_api.expect(page.locator("#history li")).to_have_count(2)
+    sync_api.expect(page.locator("#took")).to_contain_text("10 items in")
+    page.fill("#k", "0")
+    page.dispatch_event("#k", "change")
+    sync_api.expect(page.locator("#error")).to_have_text("k must be a whole number from 1 to 100")
+    assert page.locator("#took").inner_text() == "" and rows.count() == 0  # no stale timing under no table

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -95,16 +96,39 @@ def to_canonical(
                 f"{path}, {where(row)}: empty '{original[col]}' value. "
                 "Every interaction needs a user, an item and a time"
             )
-    times = df[TIME].str.strip_chars().cast(pl.Float64, strict=False)
+    text = df[TIME].str.strip_chars()
+    times = text.cast(pl.Float64, strict=False)
     ok = times.is_finite() & (times.abs() < 2.0**62)  # NaN, inf and int64 overflow are not times
-    times = times.to_frame(TIME).select(pl.when(ok).then(pl.col(TIME))).to_series()
+    times = times.to_frame(TIME).select(pl.when(ok).then(pl.col(TIME))).to_series().cast(pl.Int64)
+    if times.null_count() == len(times):  # no number at all: ISO 8601 dates / date-times
+        times = iso_times(text)
     if times.null_count():
         row = int(df.with_row_index("row").filter(times.is_null())["row"][0])
-        raise ValueError(
-            f"{path}, {where(row)}: '{time_col}' value {short(df[TIME][row])} is not a number. "
-            "Use a unix timestamp or a 0-based position"
-        )
-    return df.with_columns(times.cast(pl.Int64).alias(TIME))
+        raise ValueError(f"{path}, {where(row)}: '{time_col}' value {short(df[TIME][row])} is not a time. {TIMES}")
+    return df.with_columns(times.alias(TIME))
+
+
+TIMES = (
+    "Accepted, one kind per column: a unix timestamp, a 0-based position, or ISO 8601 dates and date-times "
+    "(2023-11-16, 2023-11-16 19:45:49, 2023-11-16T19:45:49.5Z, 2023-11-16T19:45:49+02:00; no zone = UTC)"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_time(text: str) -> int | None:
+    """An ISO 8601 date or date-time -> unix seconds (no zone: UTC; fractions dropped, ties keep file order);
+    None if not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(seconds=1)
+
+
+def iso_times(text: pl.Series) -> pl.Series:
+    """ISO 8601 strings -> int64 unix seconds, null where a value is not one."""
+    return text.map_elements(iso_time, return_dtype=pl.Int64, skip_nulls=True)
 
 
 def read_items_jsonl(path: Path, key: str = ITEM) -> pl.DataFrame:

@@ -100,6 +100,7 @@ def preflight(
     force: bool = False,
     needs_sids: bool = True,
     names: Mapping[str, Iterable[str]] | None = None,
+    needed: Mapping[str, str] | None = None,
 ) -> Config:
     """Check the config and (when prepare will run) the data; return the config to run.
 
@@ -110,11 +111,21 @@ def preflight(
         force: the stages will redo existing artifacts.
         needs_sids: the model trains on Semantic IDs (embed and quantize run).
         names: config key -> valid values (registries: quantize.name, embed.name, ...).
+        needed: run-directory files the stages read that an earlier stage, not about to run, makes -> that stage.
 
     Raises:
         ValueError: a check failed; the message names the key or file and the fix.
     """
     stages = tuple(stages)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a run directory: name a folder (created if missing)")
+    missing = {f: stage for f, stage in (needed or {}).items() if not (run_dir / f).exists()}
+    if missing:
+        (name, stage), first = next(iter(missing.items())), stages[0]
+        raise ValueError(
+            f"{run_dir} has no {name}, which `sidrec {first}` reads: run `sidrec {stage}` (and the stages before it) "
+            f"on this directory first, or the whole pipeline with `sidrec run ... --out {run_dir}`"
+        )
     _config_checks(cfg, names or {})
     if not needs_sids and set(stages) <= {"embed", "quantize"}:
         raise ValueError(

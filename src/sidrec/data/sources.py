@@ -74,6 +74,16 @@ def detect_format(path: Path) -> str:
     )
 
 
+def source_files(cfg: DataConfig) -> list[Path]:
+    """The files the dataset is read from (their content keys the prepare stage): `data.path` itself when it is
+    a file, else every file directly in its folder (or the bundled dataset's), plus `data.items_path`."""
+    path = Path(cfg.path).expanduser() if cfg.path else bundled_path(cfg.name)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    if cfg.items_path:
+        files.append(Path(cfg.items_path).expanduser())
+    return [f.resolve() for f in files]
+
+
 def load_dataset(cfg: DataConfig) -> RawDataset:
     """Load the dataset a config names: the bundled one, or `cfg.path` in `cfg.format`."""
     with decoding(cfg.encoding_errors) as replaced:

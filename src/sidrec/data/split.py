@@ -75,7 +75,15 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         logger.warning(
             "%s: %d duplicate item id row(s) in the items file; the first of each is kept", raw.source, duplicates
         )
-    df = raw.interactions.with_row_index("row")
+    df, drops["exact_duplicate_rows"], repeats = _duplicates(raw.interactions.with_row_index("row"), cfg)
+    drops["consecutive_repeat_rows"] = repeats if cfg.drop_consecutive_repeats else 0
+    if repeats and not cfg.drop_consecutive_repeats:
+        logger.info(
+            "%s: %d interaction(s) repeat the user's previous item: kept as revisits (data.drop_consecutive_repeats"
+            "=true drops them if they are duplicated rows)",
+            raw.source,
+            repeats,
+        )
     users_in, items_in = df[USER].n_unique(), df[ITEM].n_unique()
     df = kcore_filter(df, cfg.kcore)
     drops["users_kcore"], drops["items_kcore"] = users_in - df[USER].n_unique(), items_in - df[ITEM].n_unique()
@@ -122,6 +130,7 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         "interactions": int(lengths.sum()),
         "dropped_users": raw.interactions[USER].n_unique() - seqs.height,
         "dropped": drops,
+        "consecutive_repeats": repeats,  # rows that repeat the user's previous item (dropped if the setting says)
         "replaced_non_utf8_bytes": raw.replaced_bytes,
         "text": text,
         "mean_sequence_length": round(float(lengths.mean()), 3),
@@ -134,8 +143,20 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
 
 
+def _duplicates(df: pl.DataFrame, cfg: DataConfig) -> tuple[pl.DataFrame, int, int]:
+    """Drop rows that repeat a (user, item, time) row: the same event twice. Count the rows whose item is the
+    user's previous one: without distinct times a duplicated row cannot be told from a return visit, so they are
+    kept unless `data.drop_consecutive_repeats`. Returns (rows, exact duplicates dropped, consecutive repeats)."""
+    unique = df.unique([USER, ITEM, TIME], keep="first", maintain_order=True)
+    again = unique.sort([USER, TIME, "row"]).filter(pl.col(ITEM) == pl.col(ITEM).shift(1).over(USER))
+    kept = unique.filter(~pl.col("row").is_in(again["row"].implode())) if cfg.drop_consecutive_repeats else unique
+    return kept, df.height - unique.height, again.height
+
+
 def _log_drops(source: str, drops: dict[str, int], cfg: DataConfig) -> None:
     why = {
+        "exact_duplicate_rows": "rows that repeat another row's user, item and time (the same event twice)",
+        "consecutive_repeat_rows": "rows that repeat the user's previous item (data.drop_consecutive_repeats=true)",
         "users_kcore": f"users with < {cfg.kcore} interactions (data.kcore={cfg.kcore}, applied repeatedly)",
         "items_kcore": f"items with < {cfg.kcore} interactions (data.kcore={cfg.kcore})",
         "users_not_sampled": f"users left out of the data.max_users={cfg.max_users} sample",

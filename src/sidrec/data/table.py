@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from sidrec.data.encoding import check, open_text, polars_encoding
-from sidrec.data.normalized import bad_csv_line, read_interactions_csv, read_items_jsonl, to_canonical
+from sidrec.data.normalized import TIMES, bad_csv_line, iso_time, read_interactions_csv, read_items_jsonl, to_canonical
 from sidrec.data.schema import ITEM, TIME, USER, RawDataset, names, short
 
 _KINDS = {
@@ -87,12 +87,9 @@ def _read_jsonl_interactions(path: Path, user_col: str, item_col: str, time_col:
             try:
                 ok = not isinstance(t, bool) and math.isfinite(float(t))
             except (TypeError, ValueError):
-                ok = False
+                ok = isinstance(t, str) and iso_time(t.strip()) is not None
             if not ok:
-                raise ValueError(
-                    f"{where}: '{time_col}' value {short(t)} is not a number. "
-                    "Use a unix timestamp or a 0-based position"
-                )
+                raise ValueError(f"{where}: '{time_col}' value {short(t)} is not a time. {TIMES}")
             for col in cols:
                 values[col].append(str(obj[col]))
     if not values[user_col]:

@@ -69,6 +69,13 @@ def in_rows(items: Tensor, seen: Tensor) -> Tensor:
     return (found > 0)[:, inverse]
 
 
+def seen_before(seen: Tensor) -> Tensor:
+    """(P, T) item ids per row -> (P, T) bool: the item at [p, j] occurs earlier in row p (a repeated visit)."""
+    t = seen.shape[1]
+    earlier = torch.ones(t, t, dtype=torch.bool, device=seen.device).tril(-1)  # [j, i]: i < j
+    return ((seen[:, :, None] == seen[:, None, :]) & earlier).any(-1)
+
+
 class RepeatHead(nn.Module):
     """The gate and the pointer of the repeat / explore mixture, over a causal model's outputs (B, T, d)."""
 

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from sidrec.config import Config, added
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights, sampled_softmax_loss
 from sidrec.models.registry import ModelEntry, repeat, width
-from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_items
+from sidrec.models.repeat import RepeatHead, check_mode, in_rows, seen_before, seen_items
 
 PAD = 0
 NEG = -1e9
@@ -277,11 +277,13 @@ class RPG(nn.Module):
             return sampled_softmax_loss(positive, negative.masked_fill(in_rows(neg, seen), float("-inf")), neg, y)
         if seen is not None:  # each position's own items: (M, P, S) gathered digit logits, mean over digits
             own = logits.gather(2, self.codes[seen].permute(2, 0, 1)).mean(0)  # (P, S)
-            if self.repeat is not None:  # a seen item's score gets the repeat bias: own items, sampled, target
+            if self.repeat is not None:  # a seen item's score gets the repeat bias: own items and the target
                 own = own + self.repeat
                 positive = positive + self.repeat * (seen == y[:, None]).any(1)
-                negative = negative + self.repeat * in_rows(neg, seen)
-            own = own.masked_fill((seen == PAD) | (seen == y[:, None]), float("-inf"))
+            # every item once in the denominator: a seen item twice in the history, or also drawn among the
+            # uniform negatives, counts once (as an own item)
+            own = own.masked_fill((seen == PAD) | (seen == y[:, None]) | seen_before(seen), float("-inf"))
+            negative = negative.masked_fill(in_rows(neg, seen), float("-inf"))
             return sampled_softmax_loss(positive, negative, neg, y, own)
         return sampled_softmax_loss(positive, negative, neg, y)
 

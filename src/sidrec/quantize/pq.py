@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from sidrec.config import QuantizeConfig
 from sidrec.quantize.kmeans import as_points, kmeans_plus_plus
@@ -147,6 +148,7 @@ class PQ(nn.Module):
                 f"lower quantize.codebook_size to at most {x.shape[0]}"
             )
         rotation = torch.eye(self.dim, device=x.device)
+        bar = tqdm(total=self.opq_iters + 1, desc="opq" if self.opq_iters else "pq", unit="round", mininterval=2)
         centroids = self._seed(self._split(x))
         for _ in range(self.opq_iters):  # OPQ: alternate a few Lloyd steps and the Procrustes rotation
             xs = self._split(x @ rotation)
@@ -154,7 +156,10 @@ class PQ(nn.Module):
             codes, _ = assign(xs, centroids)
             u, _, vh = torch.linalg.svd(x.T @ self._reconstruct(codes, centroids), full_matrices=False)
             rotation = u @ vh  # (D, D) orthogonal: minimises ||x R - y_hat||
+            bar.update()
         centroids = lloyd(self._split(x @ rotation), centroids, iters=self.kmeans_iters)
+        bar.update()
+        bar.close()
         self.rotation.copy_(rotation)
         self.centroids.copy_(centroids)
         self.fitted.fill_(True)

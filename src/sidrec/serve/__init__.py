@@ -51,10 +51,20 @@ def start_background(model: Model, host: str = "127.0.0.1", port: int = 0, **app
 
 
 def serve(
-    run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, beam_width: int | None = None, **app_options
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    beam_width: int | None = None,
+    allow_unfinished: bool = False,
+    **app_options,
 ) -> None:
-    """Load the run once, then serve until Ctrl-C / SIGTERM."""
-    model = Model(run_dir, beam_width=beam_width)
+    """Load the run once, then serve until Ctrl-C / SIGTERM. A port in use is an error before anything loads."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"cannot serve on {host}:{port}: {err.strerror} (another server? choose --port)") from None
+    model = Model(run_dir, beam_width=beam_width, allow_unfinished=allow_unfinished)
     print(f"serving {run_dir} ({model.n_items} items) on http://{host}:{port}  (Ctrl-C stops)", flush=True)
     make_server(model, host, port, **app_options).run()
 

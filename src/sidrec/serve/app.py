@@ -161,7 +161,7 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
 
     @app.exception_handler(UnknownItemsError)
     async def unknown(request: Request, exc: UnknownItemsError):
-        return _error(422, str(exc), unknown_items=exc.items[:100])
+        return _error(422, exc.explain("http"), unknown_items=exc.items[:100])
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError):
@@ -169,8 +169,13 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
 
     async def _run(reqs: list[RecommendRequest]) -> list[dict]:
         histories, skipped = [], []
-        for r in reqs:
-            histories.append(model.encode_history(r.history, r.skip_unknown))
+        for i, r in enumerate(reqs):
+            try:
+                histories.append(model.encode_history(r.history, r.skip_unknown))
+            except UnknownItemsError as err:  # a batch says which request
+                raise UnknownItemsError(
+                    err.items, "in history" if len(reqs) == 1 else f"in requests[{i}].history"
+                ) from None
             skipped.append([i for i in dict.fromkeys(r.history) if i not in model.index])
         if any(len(h) == 0 for h in histories):
             raise ValueError("no known item in history (all were skipped); give at least one id from GET /items?q=")

@@ -1,0 +1,57 @@
+"""Typed values of config settings: text from the command line and YAML values, checked against a field's type."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import typing
+
+
+def annotation(f: dataclasses.Field) -> str:
+    """A field's annotation as text ('float', 'tuple[int, ...]'), whether or not its module defers annotations."""
+    return f.type if isinstance(f.type, str) else f.type.__name__ if isinstance(f.type, type) else str(f.type)
+
+
+def coerce(value: object, type_text: str, key: str) -> object:
+    """Check `value` against a field's annotation (text) and convert where lossless."""
+    typ = eval(type_text, {"tuple": tuple, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        (inner, _) = typing.get_args(typ)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number or (isinstance(value, str) and inner is str):
+            value = (value,)  # one bare value is a one-element list: `eval.splits=valid`
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key '{key}' expects a list, got {value!r}: write {key}=[a,b] (YAML: [a, b])")
+        return tuple(coerce(v, inner.__name__, key) for v in value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is float and isinstance(value, str) and _finite_float(value) is not None:
+        return _finite_float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
+    if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if typ is bool and isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ValueError(f"config key '{key}' expects {type_text}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _finite_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if abs(value) < float("inf") else None
+
+
+def parse_value(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if text.startswith("[") and text.endswith("]"):  # a list of bare words: `eval.splits=[valid,test]`
+            return [parse_value(part.strip()) for part in text[1:-1].split(",") if part.strip()]
+        return text  # a bare string such as `quantize.name=rvq`
+
+
+__all__ = ["annotation", "coerce", "parse_value"]
