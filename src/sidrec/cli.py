@@ -22,11 +22,13 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     context_settings=HELP,
+    rich_markup_mode=None,  # "[CONFIG] [key=value ...]" in a help text is text, not markup
     help="Generative recommendation with Semantic IDs.",
 )
 config_app = typer.Typer(
     no_args_is_help=True,
     context_settings=HELP,
+    rich_markup_mode=None,
     help="Inspect configs: `sidrec config show CONFIG` prints one resolved, with comments.",
 )
 app.add_typer(config_app, name="config")
