@@ -28,21 +28,25 @@ ALLOWED: dict[str, set[str]] = {
     "baselines": BASE | {"recommender"},  # rules with no training (popular, recent items), as Recommenders
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "config_show": {"config"},  # `sidrec config show`: the resolved config with each setting's comment
+    "catalog": BASE | LEAVES,  # items added to a trained run: their SIDs from their text
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
     # everything but the CLI
-    "parts": BASE | LEAVES | COMPOSERS,  # what differs between the model kinds (model, examples, recommender)
+    "parts": BASE
+    | LEAVES
+    | COMPOSERS
+    | {"catalog"},  # what differs between the model kinds (model, examples, recommender)
     "pipeline": BASE
     | LEAVES
     | COMPOSERS
-    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines"},
-    "api": BASE | LEAVES | COMPOSERS | {"pipeline"},  # a trained run by original ids (`sidrec.load`)
-    "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api"},
+    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines", "catalog"},
+    "api": BASE | LEAVES | COMPOSERS | {"pipeline", "catalog"},  # a trained run by original ids (`sidrec.load`)
+    "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api", "catalog"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},
     "cli": BASE
     | LEAVES
     | COMPOSERS
     | {"pipeline", "bench", "serve", "api", "report_html", "fingerprint", "sweep"}
-    | {"distributed", "plugins", "config_show"},
+    | {"distributed", "plugins", "config_show", "catalog"},
     "__init__": {"api"},  # only lazily, in __getattr__: `import sidrec` must stay cheap (test_api checks)
     "__main__": {"cli"},  # `python -m sidrec`: the one module that may import the CLI
 }

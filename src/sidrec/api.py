@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import io
+from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
 
@@ -85,6 +85,7 @@ class Model:
         from sidrec.pipeline import build_recommender
 
         self.run_dir = Path(run_dir)
+        self._device, self._beam_width, self._allow_unfinished = device, beam_width, allow_unfinished
         if not (self.run_dir / io.MODEL).exists():
             raise ValueError(
                 f"{self.run_dir} has no trained model ({io.MODEL}); run `sidrec run --out {run_dir}` first"
@@ -98,15 +99,36 @@ class Model:
         start = time.perf_counter()
         self.recommender, self.meta = build_recommender(self.config, self.run_dir, device, allow_unfinished)
         self.load_seconds = time.perf_counter() - start
-        items = pl.read_parquet(self.run_dir / io.ITEMS).sort(ITEM_IDX)
+        self.catalog_version = catalog.version(self.run_dir)  # before reading it: a later addition is seen
+        items = catalog.items(self.run_dir).sort(ITEM_IDX)  # the trained items, then any added since
         self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
         self.titles: list[str] = _titles(items, self._template())
         self._titles_lower = [t.lower() for t in self.titles]
         self.index: dict[str, int] = {item: r + 1 for r, item in enumerate(self.item_ids)}
         users = pl.read_parquet(self.run_dir / io.SEQUENCES, columns=[USER_IDX, USER])
         self.users: dict[str, int] = dict(zip(map(str, users[USER].to_list()), users[USER_IDX].to_list(), strict=True))
-        sids_path = self.run_dir / io.SIDS
-        self.sids: np.ndarray | None = np.load(sids_path) if sids_path.exists() and self.is_sid_model else None
+        has_sids = (self.run_dir / io.SIDS).exists() and self.is_sid_model
+        self.sids: np.ndarray | None = catalog.sids(self.run_dir) if has_sids else None
+
+    def add_items(self, path: str | Path) -> dict:
+        """Add the items of a JSONL file (`item_id` and text fields per line) to this run, without retraining
+        (`sidrec.catalog.add_items`), and reload so that they are recommended; returns what was added."""
+        added = catalog.add_items(self.run_dir, path)
+        self.refresh()
+        return added
+
+    def changed(self) -> bool:
+        """Whether items were added to the run since this model loaded (the server then reloads it)."""
+        return catalog.version(self.run_dir) != self.catalog_version
+
+    def refresh(self) -> bool:
+        """Reload the run if items were added since it loaded; returns whether it did. The new state is built
+        aside and then swapped in: items only append, so a request in flight sees old or new ids, both valid."""
+        if not self.changed():
+            return False
+        fresh = Model(self.run_dir, self._device, self._beam_width, self._allow_unfinished)
+        self.__dict__.update(fresh.__dict__)
+        return True
 
     def _template(self) -> str:
         """The item-text template the run used: the configured one, or the one prepare built (data_stats.json)."""

@@ -300,6 +300,25 @@ def recommend(
         typer.echo(f"{r.rank:>4}  {r.item_id:<{width}}  {score}  {sid:<16}  {r.title[:80]}")
 
 
+@app.command("add-items")
+def add_items_cmd(
+    items: Path = typer.Argument(..., help="JSONL, one new item per line: item_id and its text fields"),
+    out: Path = RUN,
+) -> None:
+    """Add items to a trained SID run without retraining: their SIDs come from their text (a running
+    `sidrec serve` on the run picks them up within a second)."""
+    from sidrec.catalog import add_items
+
+    _setup()
+    try:
+        added = add_items(out, items)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    first, n = added["first_item_idx"], added["items"]
+    typer.echo(f"added {n} items (item_idx {first}..{first + n - 1}) to {out} in {added['seconds']:.1f}s")
+
+
 @app.command()
 def serve(
     out: Path = RUN,

@@ -198,6 +198,8 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
     for name in sorted(set(old_inputs) | set(new.inputs)):
         if old_inputs.get(name) == new.inputs.get(name) or (unhashed and name.startswith(SOURCE)):
             continue
+        if name not in old_inputs and new.inputs.get(name) == "missing":  # not there then, not there now
+            continue
         if name.startswith(SOURCE):
             what = "added" if name not in old_inputs else "removed" if name not in new.inputs else "changed"
             lines.append(f"input {name.removeprefix(SOURCE)} {what} since this run read the dataset")

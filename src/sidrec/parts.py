@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import io
+from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.split import train_sequences, training_examples
@@ -88,8 +88,12 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         )
 
     @cache
-    def sids() -> np.ndarray:
+    def sids() -> np.ndarray:  # the trained items' (training and its validation)
         return np.load(run_dir / io.SIDS)
+
+    @cache
+    def every_sid() -> np.ndarray:  # the whole catalog's: the trained items', then any added since (sidrec.catalog)
+        return catalog.sids(run_dir)
 
     if model_kind(cfg.model.name) == "parallel":
         if cfg.eval.decode not in DECODERS:
@@ -98,6 +102,8 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
 
         def parallel_recommender(model, sequences, beam_width=None, per_epoch=False):
             decode = "exact" if per_epoch else cfg.eval.decode  # per-epoch validation scores every item (cheap)
+            if not per_epoch and len(every_sid()) > model.shape.n_items:  # items added after training: by codes
+                model.add_items(torch.from_numpy(every_sid()[model.shape.n_items :]))
             return DECODERS[decode](model, cfg, bf16)
 
         return Parts(
@@ -121,10 +127,11 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         return build_model(cfg.model, level_sizes=sizes, max_history=hist)
 
     def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None, per_epoch=False) -> SIDRecommender:
-        pop = popularity(sequences, sids().shape[0])
+        table = sids() if per_epoch else every_sid()  # the trie holds added items' SIDs too
+        pop = popularity(sequences, table.shape[0])
         beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
         return SIDRecommender(
-            model, sids(), beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
+            model, table, beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
         )
 
     beam = ("eval.constrained",) + (() if cfg.train.valid_beam_width else ("eval.beam_width",))

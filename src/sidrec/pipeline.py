@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sidrec import distributed, fingerprint, io
+from sidrec import catalog, distributed, fingerprint, io
 from sidrec.baselines import BASELINES, LABELS, item_counts, repeat_breakdown
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
@@ -354,7 +354,7 @@ def build_recommender(
 @_stage(
     "evaluate",
     keys=_eval_keys,
-    inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS,) if _sid(cfg) else ()),
+    inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS, catalog.ADDED_SIDS) if _sid(cfg) else ()),
     outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
 )
 def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfinished: bool = False) -> dict:

@@ -38,6 +38,7 @@ Options beyond the paper (the shipped configs' values in brackets):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -173,6 +174,20 @@ class RPG(nn.Module):
         self.codes[1:] = sids.to(self.codes.device)
         self._csr = None
         return self
+
+    def add_items(self, sids: Tensor) -> RPG:
+        """Score A more items (items N+1..N+A, never trained on) by their (A, M) codes; an item-ID input vector
+        (`id_embedding`) of a new item starts at zero."""
+        sids = torch.as_tensor(sids, dtype=torch.long).to(self.codes.device)
+        s = self.shape = dataclasses.replace(self.shape, n_items=self.shape.n_items + len(sids))
+        self.codes = torch.cat([self.codes, torch.zeros_like(self.codes[: len(sids)])])
+        if self.item is not None:
+            grown = nn.Embedding(s.n_items + 1, self.item.embedding_dim, padding_idx=PAD).to(self.codes.device)
+            with torch.no_grad():
+                grown.weight.zero_()
+                grown.weight[: self.item.num_embeddings] = self.item.weight
+            self.item = grown
+        return self.set_codes(torch.cat([self.codes[1 : s.n_items + 1 - len(sids)], sids]))
 
     def tokens(self, items: Tensor) -> Tensor:
         """(...) item_idx -> (..., M) digit token ids m*K + code."""

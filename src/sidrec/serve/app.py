@@ -6,6 +6,7 @@ and the web page at /. Every bad request gets a 4xx whose `error` names the fiel
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
@@ -127,6 +128,15 @@ class Guard:
             self.metrics.observe(_route(scope["path"]), status[0], (time.perf_counter() - start) * 1000)
 
 
+async def _watch_catalog(model: Model, every: float = 1.0) -> None:
+    """Reload the model, off the event loop, when items are added to its run (`sidrec add-items`): no restart."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        if model.changed():
+            await loop.run_in_executor(None, model.refresh)
+
+
 def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -> FastAPI:
     """The app over an already loaded model (it loads once, in `sidrec serve`, before the port opens)."""
     metrics = Metrics()
@@ -136,7 +146,9 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
     async def lifespan(app: FastAPI):
         state["batcher"] = Batcher(model, max_batch=max_batch, max_wait_ms=max_wait_ms)
         state["batcher"].start()
+        watch = asyncio.create_task(_watch_catalog(model))
         yield
+        watch.cancel()
         await state["batcher"].stop()  # uvicorn has finished the in-flight requests by now
 
     options: dict = {}

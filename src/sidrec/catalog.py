@@ -1,0 +1,165 @@
+"""Items added to a trained run without retraining: their Semantic IDs come from their text.
+
+A SID model scores an item through its codes, so an item it never saw in training can be recommended
+once it has a SID: its text is embedded with the run's embedder, the collaborative part of its
+quantizer input (it has no co-occurrences yet) is the mean of its nearest text neighbours' (LIGER's
+observation that cold items need a content route; Yang et al., 2024), the run's fitted quantizer
+encodes it, and a SID already taken is made unique the run's way (`quantize.dedup`). The trained
+catalog's files stay as they are; the added items live beside them:
+
+    added_items.parquet  item_idx (N+1, ...), item_id, text
+    added_sids.npy       their SIDs, row i is item N + 1 + i
+    catalog.json         one entry per `add_items` call: file, SHA-256, items, time
+
+`items(run_dir)` and `sids(run_dir)` read the whole catalog; the recommenders, the Python API, the
+server (which reloads when catalog.json changes) and a later `evaluate` (whose fingerprint names the
+added items, so it is stale after an addition) use them. Item-ID models cannot score an unseen item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from sidrec import io
+from sidrec.data.normalized import read_items_jsonl
+from sidrec.data.schema import ITEM, ITEM_IDX, TEXT
+from sidrec.data.split import train_sequences
+from sidrec.data.text import render_texts
+from sidrec.embed import build_embedder
+from sidrec.models import entry
+from sidrec.quantize import build_quantizer
+from sidrec.quantize.collab import collab_vectors, with_collab
+
+ADDED_ITEMS = "added_items.parquet"
+ADDED_SIDS = "added_sids.npy"
+CATALOG = "catalog.json"
+NEIGHBOURS = 10  # text neighbours whose collaborative vectors a new item takes the mean of
+
+
+def items(run_dir: Path) -> pl.DataFrame:
+    """Every item of the run: the trained catalog, then the added items (item_idx 1..N+A)."""
+    base = pl.read_parquet(Path(run_dir) / io.ITEMS)
+    added = Path(run_dir) / ADDED_ITEMS
+    return pl.concat([base, pl.read_parquet(added)]) if added.exists() else base
+
+
+def sids(run_dir: Path) -> np.ndarray:
+    """(N+A, L) SIDs of every item: the trained catalog's, then the added items'."""
+    base = np.load(Path(run_dir) / io.SIDS)
+    added = Path(run_dir) / ADDED_SIDS
+    return np.concatenate([base, np.load(added)]) if added.exists() else base
+
+
+def version(run_dir: Path) -> float:
+    """When the catalog last changed (catalog.json's modification time; 0 before any addition)."""
+    path = Path(run_dir) / CATALOG
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def _collab(run_dir: Path, cfg, text: np.ndarray) -> np.ndarray:
+    """A new item's collaborative vector: the mean of its NEIGHBOURS nearest trained items' (cosine on text)."""
+    q = cfg.quantize
+    base_text = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")
+    seqs = train_sequences(pl.read_parquet(run_dir / io.SEQUENCES))
+    base = collab_vectors(seqs, base_text.shape[0], q.collab_dim, q.collab_window, cfg.seed)
+    a = torch.nn.functional.normalize(torch.from_numpy(np.asarray(text, dtype=np.float32)), dim=1)
+    b = torch.nn.functional.normalize(torch.from_numpy(np.array(base_text, dtype=np.float32)), dim=1)
+    near = (a @ b.T).topk(min(NEIGHBOURS, b.shape[0]), dim=1).indices.numpy()  # (A, NEIGHBOURS)
+    return base[near].mean(axis=1)
+
+
+def _unique(codes: np.ndarray, taken: np.ndarray, cfg, level_sizes: tuple[int, ...] | None) -> np.ndarray:
+    """New items' codes made unique against every SID already taken, the run's way (quantize.dedup)."""
+    method, k = cfg.quantize.dedup, cfg.quantize.codebook_size
+    if method == "none":
+        return codes
+    levels = codes.shape[1]
+    used = {tuple(row) for row in taken.tolist()}
+    lasts: dict[tuple[int, ...], set[int]] = {}  # prefix -> the last codes taken under it
+    groups: dict[tuple[int, ...], int] = {}  # the L codes -> how many items share them
+    for row in taken[:, :levels].tolist():
+        groups[tuple(row)] = groups.get(tuple(row), 0) + 1
+        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
+    rng = np.random.default_rng(cfg.seed + len(taken))
+    out = []
+    for i, row in enumerate(codes.tolist()):
+        if method == "tiger":  # the collision digit: the item's place in its group
+            digit = groups.get(tuple(row), 0)
+            if level_sizes is not None and digit >= level_sizes[-1]:
+                raise ValueError(
+                    f"added item {i + 1}: {digit + 1} items share its codes {row}, more than the trained model's "
+                    f"collision digit holds ({level_sizes[-1]}); retrain to add it"
+                )
+            groups[tuple(row)] = digit + 1
+            row = [*row, digit]
+        elif tuple(row) in used:  # random: re-draw the last code among those free under the prefix
+            free = sorted(set(range(k)) - lasts.get(tuple(row[:-1]), set()))
+            if not free:
+                raise ValueError(f"added item {i + 1}: every last code under {row[:-1]} is taken")
+            row = [*row[:-1], int(rng.choice(free))]
+        used.add(tuple(row))
+        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
+        out.append(row)
+    return np.asarray(out, dtype=np.int64).reshape(len(codes), -1)
+
+
+def add_items(run_dir: str | Path, path: str | Path) -> dict:
+    """Add the items of a JSONL file (one object per item: `item_id` and its text fields) to a trained SID run.
+
+    Returns what was added: {"items": A, "first_item_idx": N+1, "seconds": ..., "ids": [...]}.
+    Raises ValueError for an item-ID model, an id the catalog has, or an unfinished run.
+    """
+    start, run_dir, path = time.perf_counter(), Path(run_dir), Path(path)
+    cfg = io.load_run_config(run_dir)
+    spec = entry(cfg.model.name)
+    if not spec.needs_sids:
+        raise ValueError(
+            f"model.name={cfg.model.name} scores item ids it learned in training: it cannot score a new item. "
+            "A Semantic-ID model (the default, tiger, decoder) can: its items' SIDs come from their text"
+        )
+    for name in (io.QUANTIZER, io.MODEL, io.EMBEDDINGS):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} has no {name}: add items to a trained run (`sidrec run --out {run_dir}`)")
+    new = read_items_jsonl(path)
+    catalog = items(run_dir)
+    known = set(catalog[ITEM].to_list())
+    clash = [i for i in new[ITEM].to_list() if i in known]
+    if clash:
+        raise ValueError(f"{path}: {len(clash)} item id(s) the run already has, first {clash[0]!r}; give new ids")
+    if new[ITEM].n_unique() != new.height:
+        raise ValueError(f"{path}: an item id occurs twice; each line is one new item")
+    stats = io.load_json(run_dir / io.DATA_STATS) if (run_dir / io.DATA_STATS).exists() else {}
+    template = cfg.data.text_template or stats.get("text", {}).get("template", "")
+    texts = render_texts(new, template)
+    x = build_embedder(cfg.embed).encode(texts)
+    if cfg.quantize.collab_dim:
+        x = with_collab(x, _collab(run_dir, cfg, x), cfg.quantize.collab_weight)
+    quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
+    quantizer.load_state_dict(torch.load(run_dir / io.QUANTIZER, weights_only=False)["state_dict"])
+    codes = quantizer.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+    shape = torch.load(run_dir / io.MODEL, map_location="cpu", weights_only=False)["shape"]
+    level_sizes = tuple(shape["level_sizes"]) if "level_sizes" in shape else None
+    added_sids = _unique(codes, sids(run_dir), cfg, level_sizes)
+    first = catalog.height + 1
+    rows = pl.DataFrame(
+        {ITEM_IDX: np.arange(first, first + new.height, dtype=np.int64), ITEM: new[ITEM], TEXT: texts}
+    ).select(catalog.columns)
+    old_items = pl.read_parquet(run_dir / ADDED_ITEMS) if (run_dir / ADDED_ITEMS).exists() else rows.clear()
+    old_sids = np.load(run_dir / ADDED_SIDS) if (run_dir / ADDED_SIDS).exists() else added_sids[:0]
+    io.write_atomic(run_dir / ADDED_ITEMS, pl.concat([old_items, rows]).write_parquet)
+    io.save_npy(run_dir / ADDED_SIDS, np.concatenate([old_sids, added_sids]))
+    log = io.load_json(run_dir / CATALOG) if (run_dir / CATALOG).exists() else {"trained_items": first - 1, "added": []}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    log["added"].append({"file": str(path.resolve()), "sha256": digest, "items": new.height, "time": time.time()})
+    io.save_json(run_dir / CATALOG, log)  # last: its change is what the server watches
+    return {"items": new.height, "first_item_idx": first, "seconds": round(time.perf_counter() - start, 2),
+            "ids": new[ITEM].to_list()}  # fmt: skip
+
+
+__all__ = ["ADDED_ITEMS", "ADDED_SIDS", "CATALOG", "add_items", "items", "sids", "version"]
