@@ -97,9 +97,9 @@ class Model:
             fewer = dataclasses.replace(self.config.eval, beam_width=beam_width)
             self.config = dataclasses.replace(self.config, eval=fewer)
         start = time.perf_counter()
+        self.catalog_version = catalog.version(self.run_dir)  # before reading the catalog: a later addition is seen
         self.recommender, self.meta = build_recommender(self.config, self.run_dir, device, allow_unfinished)
         self.load_seconds = time.perf_counter() - start
-        self.catalog_version = catalog.version(self.run_dir)  # before reading it: a later addition is seen
         items = catalog.items(self.run_dir).sort(ITEM_IDX)  # the trained items, then any added since
         self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
         self.titles: list[str] = _titles(items, self._template())
