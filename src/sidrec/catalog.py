@@ -35,6 +35,7 @@ from sidrec.embed import build_embedder
 from sidrec.models import entry
 from sidrec.quantize import build_quantizer
 from sidrec.quantize.collab import collab_vectors, with_collab
+from sidrec.quantize.sids import EXTRA_DIGIT, extend_unique
 
 ADDED_ITEMS = "added_items.parquet"
 ADDED_SIDS = "added_sids.npy"
@@ -74,46 +75,11 @@ def _collab(run_dir: Path, cfg, text: np.ndarray) -> np.ndarray:
     return base[near].mean(axis=1)
 
 
-def _unique(codes: np.ndarray, taken: np.ndarray, cfg, level_sizes: tuple[int, ...] | None) -> np.ndarray:
-    """New items' codes made unique against every SID already taken, the run's way (quantize.dedup)."""
-    method, k = cfg.quantize.dedup, cfg.quantize.codebook_size
-    if method == "none":
-        return codes
-    levels = codes.shape[1]
-    used = {tuple(row) for row in taken.tolist()}
-    lasts: dict[tuple[int, ...], set[int]] = {}  # prefix -> the last codes taken under it
-    groups: dict[tuple[int, ...], int] = {}  # the L codes -> how many items share them
-    for row in taken[:, :levels].tolist():
-        groups[tuple(row)] = groups.get(tuple(row), 0) + 1
-        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
-    rng = np.random.default_rng(cfg.seed + len(taken))
-    out = []
-    for i, row in enumerate(codes.tolist()):
-        if method == "tiger":  # the collision digit: the item's place in its group
-            digit = groups.get(tuple(row), 0)
-            if level_sizes is not None and digit >= level_sizes[-1]:
-                raise ValueError(
-                    f"added item {i + 1}: {digit + 1} items share its codes {row}, more than the trained model's "
-                    f"collision digit holds ({level_sizes[-1]}); retrain to add it"
-                )
-            groups[tuple(row)] = digit + 1
-            row = [*row, digit]
-        elif tuple(row) in used:  # random: re-draw the last code among those free under the prefix
-            free = sorted(set(range(k)) - lasts.get(tuple(row[:-1]), set()))
-            if not free:
-                raise ValueError(f"added item {i + 1}: every last code under {row[:-1]} is taken")
-            row = [*row[:-1], int(rng.choice(free))]
-        used.add(tuple(row))
-        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
-        out.append(row)
-    return np.asarray(out, dtype=np.int64).reshape(len(codes), -1)
-
-
 def add_items(run_dir: str | Path, path: str | Path) -> dict:
     """Add the items of a JSONL file (one object per item: `item_id` and its text fields) to a trained SID run.
 
     Returns what was added: {"items": A, "first_item_idx": N+1, "seconds": ..., "ids": [...]}.
-    Raises ValueError for an item-ID model, an id the catalog has, or an unfinished run.
+    Raises ValueError for an item-ID model, a run without a trained model, or an id the catalog has.
     """
     start, run_dir, path = time.perf_counter(), Path(run_dir), Path(path)
     cfg = io.load_run_config(run_dir)
@@ -145,7 +111,8 @@ def add_items(run_dir: str | Path, path: str | Path) -> dict:
     codes = quantizer.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
     shape = torch.load(run_dir / io.MODEL, map_location="cpu", weights_only=False)["shape"]
     level_sizes = tuple(shape["level_sizes"]) if "level_sizes" in shape else None
-    added_sids = _unique(codes, sids(run_dir), cfg, level_sizes)
+    limit = level_sizes[-1] if level_sizes and cfg.quantize.dedup in EXTRA_DIGIT else None  # the digit's vocabulary
+    added_sids = extend_unique(sids(run_dir), codes, cfg.quantize.dedup, cfg.quantize.codebook_size, cfg.seed, limit)
     first = catalog.height + 1
     rows = pl.DataFrame(
         {ITEM_IDX: np.arange(first, first + new.height, dtype=np.int64), ITEM: new[ITEM], TEXT: texts}

@@ -64,3 +64,18 @@ def test_sid_stats_hand_example():
     assert stats["dedup_extra_levels"] == 1 and stats["dedup_max"] == 1
     plain = sid_stats(codes, codes, codebook_size=4)
     assert plain["unique_sid_share"] == 0.75 and plain["dedup_extra_levels"] == 0 and plain["dedup_max"] == 0
+
+
+def test_extend_unique_keeps_the_taken_sids_and_dedups_the_new_ones_their_way():
+    from sidrec.quantize.sids import extend_unique
+
+    taken = deduplicate(np.array([[0, 1], [0, 1], [2, 3]]), "tiger", 4, 0)  # (0,1,0) (0,1,1) (2,3,0)
+    new = np.array([[0, 1], [1, 1], [0, 1]])
+    assert extend_unique(taken, new, "tiger", 4, 0).tolist() == [[0, 1, 2], [1, 1, 0], [0, 1, 3]]
+    with pytest.raises(ValueError, match="more than the trained model's collision digit holds"):
+        extend_unique(taken, new, "tiger", 4, 0, limit=3)
+    taken = np.array([[0, 1], [2, 3]])
+    out = extend_unique(taken, np.array([[0, 1], [0, 1], [5, 5]]), "random", 4, 0)
+    rows = {tuple(r) for r in [*taken.tolist(), *out.tolist()]}
+    assert len(rows) == 5 and out[:, 0].tolist() == [0, 0, 5] and out[2].tolist() == [5, 5]
+    assert extend_unique(taken, np.array([[0, 1]]), "none", 4, 0).tolist() == [[0, 1]]
