@@ -55,8 +55,10 @@ def main(
     _: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also the libraries' own logs and progress bars"),
 ) -> None:
     """Generative recommendation with Semantic IDs."""
+    VERBOSE["on"] = verbose
     try:
         plugins.load()  # your own components (SIDREC_PLUGINS, entry points): their register lines run first
     except ImportError as err:
@@ -64,9 +66,15 @@ def main(
         raise typer.Exit(2) from err
 
 
+THIRD_PARTY = ("sentence_transformers", "transformers", "huggingface_hub", "httpx", "urllib3", "filelock", "matplotlib")
+VERBOSE = {"on": False}  # -v: the libraries' own INFO logs and progress bars too
+
+
 def _setup() -> None:
     level = logging.INFO if distributed.is_main() else logging.WARNING  # torchrun: rank 0 logs progress
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in THIRD_PARTY:  # quiet unless -v: sidrec's own logs and bars say what happens
+        logging.getLogger(name).setLevel(level if VERBOSE["on"] else logging.WARNING)
 
 
 def _config(args: list[str] | None, out: Path, default: str | None = None) -> Config:

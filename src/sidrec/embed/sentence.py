@@ -9,10 +9,13 @@ is already in the local cache (or the network is allowed).
 from __future__ import annotations
 
 import logging
+import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from sidrec.config import EmbedConfig
 
@@ -69,14 +72,49 @@ class SentenceEmbedder:
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Args: texts (N,). Returns: float32 (N, D)."""
-        model = self._load()
+        """Args: texts (N,). Returns: float32 (N, D). Progress is sidrec's own bar, one step per batch (a forward
+        hook counts them, so the batches are exactly those of one `encode` call); the library's bars show with -v."""
+        with _third_party_bars():
+            model = self._load()
         logger.info("embedding %d texts with %s", len(texts), self.model_name)
-        vectors = model.encode(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=True,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-        )
+        bar = tqdm(total=math.ceil(len(texts) / self.batch_size), desc="embed", unit="batch", mininterval=2)
+
+        def step(*_) -> None:  # a forward hook that returns nothing leaves the output as it is
+            bar.update()
+
+        hook = model.register_forward_hook(step)
+        try:
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                show_progress_bar=_verbose(),
+                convert_to_numpy=True,
+                normalize_embeddings=self.normalize,
+            )
+        finally:
+            hook.remove()
+            bar.close()
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _verbose() -> bool:
+    """Whether the libraries' own logs and bars show: their loggers at INFO (the CLI's -v sets that)."""
+    return logging.getLogger("sentence_transformers").isEnabledFor(logging.INFO)
+
+
+@contextmanager
+def _third_party_bars():
+    """transformers' "Loading weights" bar only when verbose."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers depends on transformers
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    if not _verbose():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
