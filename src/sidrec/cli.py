@@ -312,12 +312,18 @@ def recommend(
 def add_items_cmd(
     items: Path = typer.Argument(..., help="JSONL, one new item per line: item_id and its text fields"),
     out: Path = RUN,
+    nice: int = typer.Option(
+        10, min=0, max=19, help="lower CPU priority, so that a server on this machine keeps its latency"
+    ),
 ) -> None:
     """Add items to a trained SID run without retraining: their SIDs come from their text (a running
     `sidrec serve` on the run picks them up within a second)."""
+    import os
+
     from sidrec.catalog import add_items
 
     _setup()
+    os.nice(nice)
     try:
         added = add_items(out, items)
     except ValueError as err:
