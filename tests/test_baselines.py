@@ -67,3 +67,16 @@ def test_results_table_carries_the_rules_and_flags_a_model_below_them():
     assert "WARNING" not in results_table(metrics, "yelp")
     record = {"valid": metrics["valid"], "test": metrics["test"], "eval": {"baselines": metrics["baselines"]}}
     assert "recent items + popular (rule), test" in results_table(record, "yelp")  # a run record works too
+
+
+def test_cold_breakdown_splits_the_metrics_by_whether_training_saw_the_target():
+    from sidrec.baselines import cold_breakdown
+
+    top = np.array([[5, 1, 2], [3, 5, 1], [1, 2, 3], [2, 3, 4]])
+    targets = np.array([5, 5, 4, 2])  # item 5 never in training: users 0 and 1 are cold
+    counts = np.array([0, 3, 2, 1, 1, 0], dtype=float)
+    out = cold_breakdown(top, targets, counts, ks=(1, 2))
+    assert out["cold_share"] == 0.5 and out["cold_users"] == 2
+    assert out["cold"]["recall@1"] == 0.5 and out["cold"]["recall@2"] == 1.0
+    assert out["cold"]["ndcg@2"] == round((1 + 1 / np.log2(3)) / 2, 6)
+    assert out["warm"]["recall@2"] == 0.5 and out["warm"]["ndcg@1"] == 0.5  # item 4 missed, item 2 first

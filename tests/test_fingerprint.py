@@ -156,3 +156,13 @@ def test_stages_name_only_the_eval_settings_their_recommender_reads():
     graph = load_config("beauty_rpg", ["eval.decode=graph"])
     assert {"eval.graph_beams", "eval.graph_steps"} <= set(fingerprint.select(graph, evaluate.keys(graph)))
     assert "eval.graph_beams" not in fingerprint.select(rpg, evaluate.keys(rpg))
+
+
+def test_a_bundled_dataset_is_named_the_same_wherever_sidrec_is_installed(tmp_path):
+    """A run made with one install (a clean clone) stays current under another: bundled files are keyed by name."""
+    cfg = load_config("toy_tiger")
+    spec = pipeline.SPECS["prepare"]
+    fp = fingerprint.compute(cfg, tmp_path, spec.keys(cfg), spec.inputs(cfg))
+    names = sorted(fp.inputs)
+    assert names and all(n.startswith("data:bundled/beauty/") for n in names)
+    assert "data:bundled/beauty/interactions.csv.gz" in names and "missing" not in fp.inputs.values()

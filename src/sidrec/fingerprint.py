@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from sidrec import io
 from sidrec.config import Config, config_to_dict, sections, settings_of, upgrade
 
 FINGERPRINTS = "fingerprints.json"
-SOURCE = "data:"  # an input named `data:<absolute path>` is a file outside the run directory (the dataset's)
+# An input named `data:<absolute path>` is a file outside the run directory (the dataset's);
+# `data:bundled/<name>/<file>` one of a bundled dataset's, found in the installed package.
+SOURCE = "data:"
 FILE_STATS = "file_stats.json"  # path -> [size, mtime_ns, sha256] of those files: a file left alone is not re-read
 # Where and how fast, not what: changing them never changes a stage's result (beyond float rounding).
 RUNTIME_KEYS = frozenset(
@@ -130,6 +133,16 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def source_path(name: str) -> Path:
+    """Where a `data:` input is: its absolute path, or a bundled dataset's file in the installed package."""
+    rest = name.removeprefix(SOURCE)
+    return (
+        Path(str(resources.files("sidrec") / "datasets" / rest.removeprefix("bundled/")))
+        if rest.startswith("bundled/")
+        else Path(rest)
+    )
+
+
 def source_digest(path: Path, run_dir: Path) -> str:
     """SHA-256 of a data file outside the run directory; the one stored in the run's FILE_STATS while the file's
     size and modification time are those it was hashed at (make's fast path), else hashed again."""
@@ -152,7 +165,7 @@ def compute(cfg: Config, run_dir: Path, keys: Iterable[str], inputs: Iterable[st
     digests = {}
     for name in inputs:
         if name.startswith(SOURCE):
-            digests[name] = source_digest(Path(name.removeprefix(SOURCE)), run_dir)
+            digests[name] = source_digest(source_path(name), run_dir)
         else:
             digests[name] = file_digest(run_dir / name) if (run_dir / name).exists() else "missing"
     return Fingerprint(select(cfg, keys), digests)

@@ -7,6 +7,7 @@ missing scores 0. This is the protocol of TIGER, GRID and RPG.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,6 +17,9 @@ from tqdm.auto import tqdm
 
 from sidrec import io
 from sidrec.data.schema import ITEM, USER
+from sidrec.data.split import eval_examples
+
+logger = logging.getLogger(__name__)
 
 
 def target_ranks(top_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -79,6 +83,19 @@ def evaluate(
         beams += (stop - start) * getattr(recommender, "beam_width", k)
     top = np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
     return EvalResult(ranking_metrics(top, examples.targets, ks), top[:, :top_n], invalid / max(beams, 1), filled)
+
+
+def explore_temperature_on_valid(cfg, rec, sequences: pl.DataFrame, splits: tuple[str, ...]) -> dict:
+    """`choose_explore_temperature` on the validation split of `sequences` with cfg.eval's candidates; ValueError
+    without a repeat head or without validation among the splits."""
+    if getattr(rec.model, "repeat_head", None) is None or "valid" not in splits:
+        raise ValueError(f"eval.explore_temperature={list(cfg.eval.explore_temperature)}: several values are chosen "
+                         f"on validation; they need model.repeat=mixture and valid in eval.splits")  # fmt: skip
+    examples = eval_examples(sequences, "valid", cfg.data.max_history)
+    out = choose_explore_temperature(rec, examples, cfg.eval.explore_temperature, ks=cfg.eval.ks,
+                                     batch_size=cfg.eval.batch_size)  # fmt: skip
+    logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", out["chosen"], out["valid_ndcg@10"])
+    return out
 
 
 def choose_explore_temperature(recommender, examples, candidates, *, ks=(5, 10), batch_size: int = 512) -> dict:

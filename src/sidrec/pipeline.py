@@ -26,14 +26,14 @@ import polars as pl
 import torch
 
 from sidrec import catalog, distributed, fingerprint, io
-from sidrec.baselines import BASELINES, LABELS, item_counts, repeat_breakdown
+from sidrec.baselines import BASELINES, LABELS, cold_breakdown, item_counts, repeat_breakdown
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import TEXT
 from sidrec.data.sources import source_files
 from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
-from sidrec.metrics import choose_explore_temperature, evaluate, write_predictions
+from sidrec.metrics import evaluate, explore_temperature_on_valid, write_predictions
 from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for, recommender_settings
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
@@ -204,7 +204,7 @@ def _eval_keys(cfg: Config) -> tuple[str, ...]:
 @_stage(
     "prepare",
     keys=lambda cfg: ("data", "seed") if cfg.data.max_users else ("data",),  # the seed draws the user sample
-    inputs=lambda cfg: tuple(fingerprint.SOURCE + str(p) for p in source_files(cfg.data)),  # the data files
+    inputs=lambda cfg: tuple(fingerprint.SOURCE + name for name in source_files(cfg.data)),  # the data files
     outputs=lambda cfg: (io.ITEMS, io.SEQUENCES),
 )
 def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
@@ -367,7 +367,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
     if parts_for(cfg, run_dir, _device(cfg.train.device)).needs_sids:
         out.update(beam_width=cfg.eval.beam_width, constrained=cfg.eval.constrained)
     if len(cfg.eval.explore_temperature) > 1:
-        out["explore_temperature"] = _choose_temperature(cfg, rec, sequences, splits)
+        out["explore_temperature"] = explore_temperature_on_valid(cfg, rec, sequences, splits)
     counts = item_counts(train_sequences(sequences), items.height)
     rules = {name: cls(counts) for name, cls in BASELINES.items()}
     out["baselines"] = {name: {"label": LABELS[name]} for name in rules}
@@ -382,6 +382,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
         out[f"{split}_invalid_beam_share"] = round(res.invalid_beam_share, 6)
         out[f"{split}_popularity_filled"] = res.filled
         out[f"{split}_repeats"] = repeat_breakdown(res.top_items, examples.histories, examples.targets)
+        out[f"{split}_cold"] = cold_breakdown(res.top_items, examples.targets, counts, cfg.eval.ks)
         for name, rule in rules.items():  # the trivial rows, on the same examples
             base = evaluate(rule, examples, ks=cfg.eval.ks, batch_size=4096, top_n=cfg.eval.top_n, desc=name)
             scores = {k: round(v, 6) for k, v in base.metrics.items()}
@@ -390,18 +391,6 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
         if split == "test":
             write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
-    return out
-
-
-def _choose_temperature(cfg: Config, rec, sequences: pl.DataFrame, splits: tuple[str, ...]) -> dict:
-    """metrics.choose_explore_temperature on the validation split; ValueError without a repeat head or validation."""
-    if getattr(rec.model, "repeat_head", None) is None or "valid" not in splits:
-        raise ValueError(f"eval.explore_temperature={list(cfg.eval.explore_temperature)}: several values are chosen "
-                         f"on validation; they need model.repeat=mixture and valid in eval.splits")  # fmt: skip
-    examples = eval_examples(sequences, "valid", cfg.data.max_history)
-    out = choose_explore_temperature(rec, examples, cfg.eval.explore_temperature, ks=cfg.eval.ks,
-                                     batch_size=cfg.eval.batch_size)  # fmt: skip
-    logger.info("explore temperature %g (validation NDCG@10 by temperature: %s)", out["chosen"], out["valid_ndcg@10"])
     return out
 
 

@@ -74,14 +74,17 @@ def detect_format(path: Path) -> str:
     )
 
 
-def source_files(cfg: DataConfig) -> list[Path]:
+def source_files(cfg: DataConfig) -> list[str]:
     """The files the dataset is read from (their content keys the prepare stage): `data.path` itself when it is
-    a file, else every file directly in its folder (or the bundled dataset's), plus `data.items_path`."""
-    path = Path(cfg.path).expanduser() if cfg.path else bundled_path(cfg.name)
+    a file, else every file directly in its folder, plus `data.items_path`, as absolute paths; a bundled dataset's
+    as `bundled/<name>/<file>`, the same wherever sidrec is installed."""
+    if not cfg.path:
+        return [f"bundled/{cfg.name}/{p.name}" for p in sorted(bundled_path(cfg.name).iterdir()) if p.is_file()]
+    path = Path(cfg.path).expanduser()
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
     if cfg.items_path:
         files.append(Path(cfg.items_path).expanduser())
-    return [f.resolve() for f in files]
+    return [str(f.resolve()) for f in files]
 
 
 def load_dataset(cfg: DataConfig) -> RawDataset:
