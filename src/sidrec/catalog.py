@@ -34,13 +34,12 @@ from sidrec.data.text import render_texts
 from sidrec.embed import build_embedder
 from sidrec.models import entry
 from sidrec.quantize import build_quantizer
-from sidrec.quantize.collab import collab_vectors, with_collab
+from sidrec.quantize.collab import collab_vectors, from_text_neighbours, with_collab
 from sidrec.quantize.sids import EXTRA_DIGIT, extend_unique
 
 ADDED_ITEMS = "added_items.parquet"
 ADDED_SIDS = "added_sids.npy"
 CATALOG = "catalog.json"
-NEIGHBOURS = 10  # text neighbours whose collaborative vectors a new item takes the mean of
 
 
 def items(run_dir: Path) -> pl.DataFrame:
@@ -64,15 +63,14 @@ def version(run_dir: Path) -> float:
 
 
 def _collab(run_dir: Path, cfg, text: np.ndarray) -> np.ndarray:
-    """A new item's collaborative vector: the mean of its NEIGHBOURS nearest trained items' (cosine on text)."""
+    """New items' collaborative vectors: the mean of their 10 nearest trained items' by text cosine."""
     q = cfg.quantize
     base_text = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")
     seqs = train_sequences(pl.read_parquet(run_dir / io.SEQUENCES))
     base = collab_vectors(seqs, base_text.shape[0], q.collab_dim, q.collab_window, cfg.seed)
-    a = torch.nn.functional.normalize(torch.from_numpy(np.asarray(text, dtype=np.float32)), dim=1)
-    b = torch.nn.functional.normalize(torch.from_numpy(np.array(base_text, dtype=np.float32)), dim=1)
-    near = (a @ b.T).topk(min(NEIGHBOURS, b.shape[0]), dim=1).indices.numpy()  # (A, NEIGHBOURS)
-    return base[near].mean(axis=1)
+    every = np.concatenate([np.asarray(base_text, dtype=np.float32), np.asarray(text, dtype=np.float32)])
+    rows = np.arange(len(base_text), len(every))
+    return from_text_neighbours(every, np.concatenate([base, np.zeros((len(text), base.shape[1]), np.float32)]), rows)
 
 
 def add_items(run_dir: str | Path, path: str | Path) -> dict:

@@ -135,6 +135,9 @@ class QuantizeConfig(_Owner):
     collab_dim: int = added(64, before=0)
     collab_weight: float = added(1.0, before=1.0)
     collab_window: int = added(3, before=3)
+    # items with no co-occurrence in training: zero (text alone) | neighbours (the mean of their 10 nearest items'
+    # collaborative vectors by text)
+    collab_cold: str = added("zero", before="zero")
     own: tuple = field(default=(), repr=False)  # (component name, its settings) set away from their defaults
 
 

@@ -37,7 +37,7 @@ from sidrec.metrics import evaluate, explore_temperature_on_valid, write_predict
 from sidrec.models import entry, load_model, needs_sids
 from sidrec.parts import parts_for, recommender_settings
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
-from sidrec.quantize.collab import collab_vectors, with_collab
+from sidrec.quantize.collab import item_collab, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
@@ -240,7 +240,8 @@ def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     q = cfg.quantize
     if q.collab_dim:  # text + collaborative vectors, in memory (N x (D + collab_dim) float32)
         seqs = train_sequences(pl.read_parquet(run_dir / io.SEQUENCES))
-        x = with_collab(x, collab_vectors(seqs, x.shape[0], q.collab_dim, q.collab_window, cfg.seed), q.collab_weight)
+        collab = item_collab(seqs, x, q.collab_dim, q.collab_window, cfg.seed, q.collab_cold)
+        x = with_collab(x, collab, q.collab_weight)
     quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
     quantizer.fit(fit_points(x, cfg.quantize.fit_sample, cfg.seed))
     codes = encode_chunked(quantizer, x)

@@ -80,3 +80,18 @@ def test_with_collab_appends_the_weighted_part():
         with_collab(text, collab, 0.0)
     with pytest.raises(ValueError, match="collab_dim"):
         collab_vectors([np.array([1, 2])], n_items=2, dim=0, window=1, seed=0)
+
+
+def test_an_item_without_cooccurrence_takes_its_text_neighbours_collaborative_vector():
+    from sidrec.quantize.collab import item_collab
+
+    seqs = [np.array([1, 2, 3, 1, 2]), np.array([2, 3, 1]), np.array([1, 3, 2])]
+    text = np.random.default_rng(0).normal(size=(8, 6)).astype(np.float32)
+    zero = item_collab(seqs, text, 2, 2, 0, "zero")
+    near = item_collab(seqs, text, 2, 2, 0, "neighbours")
+    warm = np.abs(zero).sum(1) > 0
+    assert warm.any() and (~warm).any()
+    assert np.allclose(near[warm], zero[warm])  # only the rows without co-occurrence change
+    assert np.allclose(np.linalg.norm(near[~warm], axis=1), 1, atol=1e-5)  # each a normalised mean of warm rows
+    with pytest.raises(ValueError, match="unknown quantize.collab_cold 'x': zero | neighbours"):
+        item_collab(seqs, text, 2, 2, 0, "x")

@@ -71,7 +71,7 @@ config.OWNERS["quantize"] = lambda: {n: c.CONFIG for n, c in QUANTIZERS.items() 
 
 # What every quantizer's stage reads besides its own SETTINGS: the name, de-duplication, the fit sample, the
 # collaborative part of the vectors (its weight and window only when collab_dim > 0).
-COMMON_SETTINGS = ("name", "dedup", "fit_sample", "collab_dim", "collab_weight", "collab_window")
+COMMON_SETTINGS = ("name", "dedup", "fit_sample", "collab_dim", "collab_weight", "collab_window", "collab_cold")
 
 
 def quantizer_settings(cfg: QuantizeConfig) -> tuple[str, ...]:

@@ -12,7 +12,9 @@ Implicit Matrix Factorization", NeurIPS 2014), rows L2-normalised, weighted and 
 vector before quantization (`quantize.collab_dim`, `quantize.collab_weight`, `quantize.collab_window`).
 
 Validation and test targets are never read (`train_sequences`). An item with no co-occurrence in training
-gets a zero collaborative part: its SID comes from its text alone.
+gets a zero collaborative part (its SID comes from its text alone), or, with `quantize.collab_cold=neighbours`,
+the mean of its nearest items' by text (`from_text_neighbours`; LIGER, Yang et al., 2024, on cold items
+needing a content route).
 """
 
 from __future__ import annotations
@@ -80,6 +82,39 @@ def collab_vectors(train_seqs: list[np.ndarray], n_items: int, dim: int, window:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out[:, :k] = np.where(has[:, None], x / np.maximum(norms, 1e-12), 0.0)
     return out
+
+
+def from_text_neighbours(text: np.ndarray, collab: np.ndarray, rows: np.ndarray, k: int = 10) -> np.ndarray:
+    """Collaborative vectors for the `rows` of `text` (A, D): the L2-normalised mean of the collaborative vectors
+    of their k nearest items by text cosine among the items that have one (`collab` rows not all zero)."""
+    has = np.flatnonzero(np.abs(collab).sum(1) > 0)
+    out = np.zeros((len(rows), collab.shape[1]), dtype=np.float32)
+    if len(has) == 0 or len(rows) == 0:
+        return out
+    norm = torch.nn.functional.normalize
+    a = norm(torch.from_numpy(np.array(text[rows], dtype=np.float32)), dim=1)
+    b = norm(torch.from_numpy(np.array(text[has], dtype=np.float32)), dim=1)
+    for start in range(0, len(rows), 4096):  # (chunk, items with collab) similarities at a time
+        near = (a[start : start + 4096] @ b.T).topk(min(k, len(has)), dim=1).indices.numpy()
+        mean = collab[has[near]].mean(axis=1)
+        out[start : start + 4096] = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+COLD = ("zero", "neighbours")  # quantize.collab_cold
+
+
+def item_collab(
+    train_seqs: list[np.ndarray], text: np.ndarray, dim: int, window: int, seed: int, cold: str
+) -> np.ndarray:
+    """Every item's collaborative vector (`collab_vectors`); items without co-occurrence per `cold` (COLD)."""
+    if cold not in COLD:
+        raise ValueError(f"unknown quantize.collab_cold '{cold}': {' | '.join(COLD)}")
+    collab = collab_vectors(train_seqs, text.shape[0], dim, window, seed)
+    if cold == "neighbours":
+        rows = np.flatnonzero(np.abs(collab).sum(1) == 0)
+        collab[rows] = from_text_neighbours(text, collab, rows)
+    return collab
 
 
 def with_collab(text: np.ndarray, collab: np.ndarray, weight: float) -> np.ndarray:
