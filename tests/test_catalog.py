@@ -117,3 +117,22 @@ def test_evaluate_knows_the_catalog_changed(family_run, tmp_path):
     catalog.add_items(run, new_item(tmp_path))
     stale = CliRunner().invoke(app, ["evaluate", "--out", str(run)])
     assert stale.exit_code == 1 and f"input {catalog.ADDED_SIDS} changed" in stale.output
+
+
+def test_a_beam_search_run_gets_added_items_in_its_trie(toy_run, tmp_path):
+    """TIGER-style runs (the session's toy run): an added item gets a SID with the run's collision digit, and the
+    trie the beam search is constrained to holds it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in toy_run.iterdir():
+        if f.is_file():
+            (run / f.name).write_bytes(f.read_bytes())
+    model = sidrec.load(run)
+    title = model.titles[0]
+    path = tmp_path / "twin.jsonl"
+    path.write_text(json.dumps({"item_id": "twin", "title": title}) + "\n")
+    model.add_items(path)
+    sid = model.item("twin")["sid"]
+    assert len(sid) == model.sids.shape[1] and len({tuple(s) for s in model.sids.tolist()}) == len(model.sids)
+    assert tuple(sid) in {tuple(p) for p in model.recommender.trie.paths().tolist()}  # beam search can reach it
+    assert "twin" in [r.item_id for r in model.recommend(model.item_ids[:3], k=model.n_items)]
