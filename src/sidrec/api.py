@@ -102,7 +102,7 @@ class Model:
         self.load_seconds = time.perf_counter() - start
         items = catalog.items(self.run_dir).sort(ITEM_IDX)  # the trained items, then any added since
         self.item_ids: list[str] = [str(i) for i in items[ITEM].to_list()]  # row r is item_idx r + 1
-        self.titles: list[str] = _titles(items, self._template())
+        self.titles: list[str] = _titles(items, io.text_template(self.run_dir, self.config))
         self._titles_lower = [t.lower() for t in self.titles]
         self.index: dict[str, int] = {item: r + 1 for r, item in enumerate(self.item_ids)}
         users = pl.read_parquet(self.run_dir / io.SEQUENCES, columns=[USER_IDX, USER])
@@ -129,13 +129,6 @@ class Model:
         fresh = Model(self.run_dir, self._device, self._beam_width, self._allow_unfinished)
         self.__dict__.update(fresh.__dict__)
         return True
-
-    def _template(self) -> str:
-        """The item-text template the run used: the configured one, or the one prepare built (data_stats.json)."""
-        if self.config.data.text_template:
-            return self.config.data.text_template
-        stats = self.run_dir / io.DATA_STATS
-        return str(io.load_json(stats).get("text", {}).get("template", "")) if stats.exists() else ""
 
     @property
     def is_sid_model(self) -> bool:

@@ -98,18 +98,15 @@ def add_items(run_dir: str | Path, path: str | Path) -> dict:
         raise ValueError(f"{path}: {len(clash)} item id(s) the run already has, first {clash[0]!r}; give new ids")
     if new[ITEM].n_unique() != new.height:
         raise ValueError(f"{path}: an item id occurs twice; each line is one new item")
-    stats = io.load_json(run_dir / io.DATA_STATS) if (run_dir / io.DATA_STATS).exists() else {}
-    template = cfg.data.text_template or stats.get("text", {}).get("template", "")
-    texts = render_texts(new, template)
+    texts = render_texts(new, io.text_template(run_dir, cfg))
     x = build_embedder(cfg.embed).encode(texts)
     if cfg.quantize.collab_dim:
         x = with_collab(x, _collab(run_dir, cfg, x), cfg.quantize.collab_weight)
     quantizer = build_quantizer(cfg.quantize, x.shape[1], cfg.seed)
     quantizer.load_state_dict(torch.load(run_dir / io.QUANTIZER, weights_only=False)["state_dict"])
     codes = quantizer.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
-    shape = torch.load(run_dir / io.MODEL, map_location="cpu", weights_only=False)["shape"]
-    level_sizes = tuple(shape["level_sizes"]) if "level_sizes" in shape else None
-    limit = level_sizes[-1] if level_sizes and cfg.quantize.dedup in EXTRA_DIGIT else None  # the digit's vocabulary
+    trained = np.load(run_dir / io.SIDS)  # a collision digit's vocabulary is its trained range (parts.level_sizes)
+    limit = int(trained[:, -1].max()) + 1 if cfg.quantize.dedup in EXTRA_DIGIT and len(trained) else None
     added_sids = extend_unique(sids(run_dir), codes, cfg.quantize.dedup, cfg.quantize.codebook_size, cfg.seed, limit)
     first = catalog.height + 1
     rows = pl.DataFrame(

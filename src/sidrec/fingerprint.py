@@ -80,20 +80,15 @@ def unflatten(flat: dict) -> dict:
 
 
 def first_values() -> dict[str, object]:
-    """Dotted key -> the value of each setting declared with `config.added`: what runs made before it existed used."""
+    """Dotted key -> the value of each setting declared with `config.added`: what runs made before it existed used.
+    A stored config or fingerprint without such a key counts at this value (adding a setting never makes an earlier
+    run stale); any other missing key counts as a change."""
     return {
         f"{prefix}.{f.name}": f.metadata["before"]
         for prefix, cls in sections()
         for f in settings_of(cls).values()
         if "before" in f.metadata
     }
-
-
-def _unset(key: str) -> object:
-    """What a stored config or fingerprint without `key` was made with: a setting added after it was stored has
-    the value that does what the code did before (declared with `config.added(default, before=...)`, so adding a
-    setting never makes an earlier run stale); any other missing key counts as a change."""
-    return first_values().get(key, "<unset>")
 
 
 def flat_config(cfg: Config) -> dict:
@@ -104,11 +99,11 @@ def flat_config(cfg: Config) -> dict:
 def differences(recorded: dict, cfg: Config, read: set[str]) -> list[str]:
     """The settings in `read` whose value in `cfg` differs from a recorded nested config ("key: old -> new").
 
-    A key the record lacks counts with the value of the code before the key existed (`_unset`)."""
-    before, now = flatten(recorded), flat_config(cfg)
+    A key the record lacks counts with the value of the code before the key existed (`first_values`)."""
+    before, now = {**first_values(), **flatten(recorded)}, flat_config(cfg)
     out = []
     for key in sorted(read):
-        a = before.get(key, _unset(key))
+        a = before.get(key, "<unset>")
         if a != now.get(key, "<unset>"):
             out.append(f"{key}: {a!r} -> {now.get(key)!r}")
     return out
@@ -143,18 +138,17 @@ def source_path(name: str) -> Path:
     )
 
 
-def source_digest(path: Path, run_dir: Path) -> str:
-    """SHA-256 of a data file outside the run directory; the one stored in the run's FILE_STATS while the file's
-    size and modification time are those it was hashed at (make's fast path), else hashed again."""
+def source_digest(path: Path, stats: dict) -> str:
+    """SHA-256 of a data file outside the run directory; the one in `stats` (the run's FILE_STATS: path -> [size,
+    mtime_ns, sha256]) while the file's size and modification time are those it was hashed at (make's fast path),
+    else hashed again and noted in `stats`."""
     if not path.exists():
         return "missing"
-    stat, stats_path = path.stat(), run_dir / FILE_STATS
-    stats = io.load_json(stats_path) if stats_path.exists() else {}
+    stat = path.stat()
     size, mtime, digest = stats.get(str(path), (None, None, None))
     if (size, mtime) != (stat.st_size, stat.st_mtime_ns):
         digest = file_digest(path)
-        if run_dir.exists():
-            io.save_json(stats_path, {**stats, str(path): [stat.st_size, stat.st_mtime_ns, digest]})
+        stats[str(path)] = [stat.st_size, stat.st_mtime_ns, digest]
     return digest
 
 
@@ -162,12 +156,17 @@ def compute(cfg: Config, run_dir: Path, keys: Iterable[str], inputs: Iterable[st
     """The fingerprint a stage would have now: its settings, and the digests of its input files (if present):
     run-directory files by name, data files outside it as `data:<path>`."""
     run_dir = Path(run_dir)
+    stats_path = run_dir / FILE_STATS
+    stats = io.load_json(stats_path) if stats_path.exists() else {}
+    known = dict(stats)
     digests = {}
     for name in inputs:
         if name.startswith(SOURCE):
-            digests[name] = source_digest(source_path(name), run_dir)
+            digests[name] = source_digest(source_path(name), stats)
         else:
             digests[name] = file_digest(run_dir / name) if (run_dir / name).exists() else "missing"
+    if stats != known and run_dir.exists():
+        io.save_json(stats_path, stats)
     return Fingerprint(select(cfg, keys), digests)
 
 
@@ -199,11 +198,11 @@ def changes(old: dict | None, new: Fingerprint) -> list[str]:
     if old is None:
         return ["no fingerprint recorded (files made by an older sidrec or by hand)"]
     lines = []
-    before, now = flatten(unflatten(old.get("config", {}))), new.config
+    before, now = {**first_values(), **flatten(unflatten(old.get("config", {})))}, new.config
     for key in sorted(set(before) | set(now)):
         if key in RUNTIME_KEYS or key not in now:  # a setting the stage no longer reads cannot make it stale
             continue
-        a, b = before.get(key, _unset(key)), now[key]
+        a, b = before.get(key, "<unset>"), now[key]
         if a != b:
             lines.append(f"{key}: {a!r} -> {b!r}")
     old_inputs = old.get("inputs", {})

@@ -91,6 +91,14 @@ def save_config(run_dir: str | Path, cfg: Config) -> None:
     write_atomic(Path(run_dir) / CONFIG, lambda p: p.write_text(text))
 
 
+def text_template(run_dir: str | Path, cfg: Config) -> str:
+    """The item-text template a run used: the configured one, or the one prepare built (data_stats.json)."""
+    if cfg.data.text_template:
+        return cfg.data.text_template
+    stats = Path(run_dir) / DATA_STATS
+    return str(load_json(stats).get("text", {}).get("template", "")) if stats.exists() else ""
+
+
 def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / CONFIG
     if not path.exists():

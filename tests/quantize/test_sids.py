@@ -75,7 +75,7 @@ def test_extend_unique_keeps_the_taken_sids_and_dedups_the_new_ones_their_way():
     with pytest.raises(ValueError, match="more than the trained model's collision digit holds"):
         extend_unique(taken, new, "tiger", 4, 0, limit=3)
     taken = np.array([[0, 1], [2, 3]])
-    out = extend_unique(taken, np.array([[0, 1], [0, 1], [5, 5]]), "random", 4, 0)
+    out = extend_unique(taken, np.array([[0, 1], [0, 1], [5, 5]]), "random", 8, 0)  # codes in [0, K)
     rows = {tuple(r) for r in [*taken.tolist(), *out.tolist()]}
     assert len(rows) == 5 and out[:, 0].tolist() == [0, 0, 5] and out[2].tolist() == [5, 5]
     assert extend_unique(taken, np.array([[0, 1]]), "none", 4, 0).tolist() == [[0, 1]]

@@ -126,52 +126,22 @@ def _tiger(codes: np.ndarray, codebook_size: int, seed: int) -> np.ndarray:
 DEDUP = {"tiger": _tiger, "random": _dedup_random, "none": lambda codes, codebook_size, seed: codes}
 
 
-def _extend_tiger(taken: np.ndarray, codes: np.ndarray, k: int, rng, limit: int | None) -> np.ndarray:
-    groups: dict[tuple[int, ...], int] = {}  # the L codes -> how many items share them
-    for row in taken[:, : codes.shape[1]].tolist():
-        groups[tuple(row)] = groups.get(tuple(row), 0) + 1
-    out = []
-    for i, row in enumerate(codes.tolist()):
-        digit = groups.get(tuple(row), 0)  # the collision digit: the item's place in its group
-        if limit is not None and digit >= limit:
-            raise ValueError(
-                f"new item {i + 1}: {digit + 1} items share its codes {row}, more than the trained model's collision "
-                f"digit holds ({limit}); retrain to add it"
-            )
-        groups[tuple(row)] = digit + 1
-        out.append([*row, digit])
-    return np.asarray(out, dtype=np.int64).reshape(len(codes), codes.shape[1] + 1)
-
-
-def _extend_random(taken: np.ndarray, codes: np.ndarray, k: int, rng, limit: int | None) -> np.ndarray:
-    used = {tuple(row) for row in taken.tolist()}
-    lasts: dict[tuple[int, ...], set[int]] = {}  # prefix -> the last codes taken under it
-    for row in taken.tolist():
-        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
-    out = []
-    for i, row in enumerate(codes.tolist()):
-        if tuple(row) in used:  # re-draw the last code among those free under the prefix
-            free = sorted(set(range(k)) - lasts.get(tuple(row[:-1]), set()))
-            if not free:
-                raise ValueError(f"new item {i + 1}: every last code under {row[:-1]} is taken")
-            row = [*row[:-1], int(rng.choice(free))]
-        used.add(tuple(row))
-        lasts.setdefault(tuple(row[:-1]), set()).add(row[-1])
-        out.append(row)
-    return np.asarray(out, dtype=np.int64).reshape(codes.shape)
-
-
-EXTEND = {"tiger": _extend_tiger, "random": _extend_random, "none": lambda taken, codes, k, rng, limit: codes}
-
-
 def extend_unique(
     taken: np.ndarray, codes: np.ndarray, method: str, codebook_size: int, seed: int, limit: int | None = None
 ) -> np.ndarray:
-    """SIDs for new items' (A, L) codes, unique against the (N, L [+1]) SIDs `taken` (which stay as they are),
-    the way `method` de-duplicates; `limit`: how many values a collision digit may take (tiger)."""
-    codes = _check_codes(codes)
-    rng = np.random.default_rng(seed + len(taken))
-    return EXTEND[method](np.asarray(taken), codes, codebook_size, rng, limit)
+    """SIDs for new items' (A, L) codes, unique against the (N, L [+1]) SIDs `taken`, which stay as they are:
+    `deduplicate` over the taken items then the new ones (every method keeps the first of each code tuple and the
+    rows' order, so the taken rows come out as they were). `limit`: how many values a collision digit may take."""
+    codes, taken = _check_codes(codes), np.asarray(taken)
+    both = np.concatenate([taken[:, : codes.shape[1]], codes])
+    new = deduplicate(both, method, codebook_size, seed + len(taken))[len(taken) :]
+    if method in EXTRA_DIGIT and limit is not None and new.size and int(new[:, -1].max()) >= limit:
+        i = int(np.argmax(new[:, -1] >= limit))
+        raise ValueError(
+            f"new item {i + 1}: {int(new[i, -1]) + 1} items share its codes {codes[i].tolist()}, more than the trained "
+            f"model's collision digit holds ({limit}); retrain to add it"
+        )
+    return new
 
 
 def _perplexity(col: np.ndarray) -> float:
