@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "plugins": set(),  # imports the user's own component modules (importlib only)
     # times the composed parts, like `pipeline` but writes no run directory
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
-    "baselines": BASE | {"recommender"},  # rules with no training (popular, recent items), as Recommenders
+    "baselines": BASE | {"recommender", "metrics"},  # rules with no training (popular, recent, text kNN), scored
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "config_show": {"config"},  # `sidrec config show`: the resolved config with each setting's comment
     "catalog": BASE | LEAVES,  # items added to a trained run: their SIDs from their text

@@ -80,3 +80,17 @@ def test_cold_breakdown_splits_the_metrics_by_whether_training_saw_the_target():
     assert out["cold"]["recall@1"] == 0.5 and out["cold"]["recall@2"] == 1.0
     assert out["cold"]["ndcg@2"] == round((1 + 1 / np.log2(3)) / 2, 6)
     assert out["warm"]["recall@2"] == 0.5 and out["warm"]["ndcg@1"] == 0.5  # item 4 missed, item 2 first
+
+
+def test_text_knn_ranks_by_decayed_cosine_to_the_history_and_skips_it():
+    from sidrec.baselines import TextKNNRecommender
+
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])  # items 1..5
+    rule = TextKNNRecommender(vectors)
+    out = rule.recommend([np.array([1]), np.array([1, 3])], 3)
+    assert out.items[0].tolist() == [2, 4, 3]  # by cosine to item 1: 0.99, 0.11, 0
+    assert 1 not in out.items[0] and not {1, 3} & set(out.items[1].tolist())
+    assert out.items[1][0] == 4  # the newest item (3) weighs most: its neighbour 4 first
+    assert (np.diff(out.scores, axis=1) <= 1e-9).all()
+    with pytest.raises(ValueError, match="catalogue has only 5"):
+        rule.recommend([np.array([1])], 6)

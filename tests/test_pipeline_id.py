@@ -177,3 +177,33 @@ def test_serving_and_a_single_value_use_the_explore_temperature(sasrec_run):
     chosen = io.load_json(sasrec_run / io.METRICS)["explore_temperature"]["chosen"]
     rec, _ = build_recommender(io.load_run_config(sasrec_run), sasrec_run)
     assert float(rec.model.repeat_head.temperature) == chosen
+
+
+def test_text_items_start_at_the_text_and_keep_cold_items_out_of_the_training_softmax():
+    cfg = load_config(None, ["model.name=sasrec", "model.sasrec.text_items=true", *TINY]).model
+    text = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    trained = np.ones(13, dtype=bool)
+    trained[[5, 9]] = False  # items 5 and 9 never occur in training
+    model = build_model(cfg, max_history=8, n_items=12, text=text, trained=trained)
+    with torch.no_grad():
+        expected = model.text_proj(torch.from_numpy(text))
+    torch.testing.assert_close(model.items()[1:], expected)  # the ID part starts at zero
+    assert model.items()[0].abs().sum() == 0 and model.untrained.nonzero().flatten().tolist() == [5, 9]
+    batch = {"inputs": torch.tensor([[1, 2, 3, 4]]), "targets": torch.tensor([[2, 3, 4, 6]])}
+    model.loss(batch).backward()
+    assert model.item.weight.grad[[5, 9]].abs().sum() == 0  # cold rows: no push from the softmax
+    assert model.item.weight.grad[[7, 8]].abs().sum() > 0  # other items are negatives as usual
+    with pytest.raises(ValueError, match="text_items needs the 12 items' text embeddings"):
+        build_model(cfg, max_history=8, n_items=12)
+
+
+def test_text_items_run_embeds_and_scores_the_text_rule(tmp_path):
+    result = invoke("run", "toy_tiger", "model.name=sasrec", "model.sasrec.text_items=true", "data.cold_items=0.05",
+                    *TINY, "--out", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert set(io.load_json(tmp_path / io.TIMINGS)) == {"prepare", "embed", "train", "evaluate"}
+    metrics = io.load_json(tmp_path / io.METRICS)
+    assert metrics["test_cold"]["cold_users"] > 0
+    assert set(metrics["baselines"]) == {"popular", "recent", "text_knn"}
+    assert set(metrics["baselines"]["text_knn"]["test"]["cold"]) == {"cold_share", "cold_users", "cold", "warm"}
+    assert invoke("run", "--out", str(tmp_path)).exit_code == 0  # every stage current

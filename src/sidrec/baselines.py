@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sidrec.metrics import evaluate
 from sidrec.recommender import Recommendations
 
 
@@ -53,8 +54,73 @@ class RecentRecommender(PopularRecommender):
         return Recommendations(out, np.zeros((len(histories), k)), 0, filled)
 
 
+class TextKNNRecommender:
+    """The items whose text is nearest the user's recent history: cosine similarity to the history's text vectors,
+    averaged with weight 1/2 ** age (the newest item weighs most); the history's own items are left out.
+
+    The content-only reference of the cold-start protocol (`data.cold_items`): it needs no training, so an item
+    never seen in training is scored exactly like any other (the reference row of LIGER's comparison, Yang et
+    al., 2024, is a dense retriever over text; this is its training-free floor).
+    """
+
+    DECAY = 0.5
+    CHUNK = 1024
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        """vectors: (N, D) item text embeddings, row i - 1 for item_idx i."""
+        v = np.asarray(vectors, dtype=np.float32)
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        self.vectors = np.vstack([np.zeros((1, v.shape[1]), np.float32), v])  # row 0: padding
+
+    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
+        n = len(self.vectors) - 1
+        if k > n:
+            raise ValueError(f"asked for {k} items per user but the catalogue has only {n}")
+        top = np.zeros((len(histories), k), dtype=np.int64)
+        scores = np.zeros((len(histories), k))
+        for start in range(0, len(histories), self.CHUNK):
+            part = histories[start : start + self.CHUNK]
+            query = np.zeros((len(part), self.vectors.shape[1]), np.float32)
+            for row, hist in enumerate(part):
+                h = np.asarray(hist, dtype=np.int64)
+                if len(h):
+                    weights = self.DECAY ** np.arange(len(h) - 1, -1, -1, dtype=np.float32)
+                    query[row] = weights @ self.vectors[h]
+            sim = query @ self.vectors.T  # (B, N + 1)
+            sim[:, 0] = -np.inf
+            for row, hist in enumerate(part):
+                sim[row, np.asarray(hist, dtype=np.int64)] = -np.inf
+            best = np.argpartition(-sim, k, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(sim, best, 1), axis=1, kind="stable")
+            top[start : start + len(part)] = np.take_along_axis(best, order, 1)
+            scores[start : start + len(part)] = np.take_along_axis(sim, top[start : start + len(part)], 1)
+        return Recommendations(top, scores, 0, 0)
+
+
 BASELINES = {"popular": PopularRecommender, "recent": RecentRecommender}  # name -> class(counts)
-LABELS = {"popular": "most popular (rule)", "recent": "recent items + popular (rule)"}
+LABELS = {
+    "popular": "most popular (rule)",
+    "recent": "recent items + popular (rule)",
+    "text_knn": "text neighbours of the history (rule)",
+}
+
+
+def trivial_rules(counts: np.ndarray, vectors: np.ndarray | None = None) -> dict:
+    """The rules scored beside every run: `BASELINES` from the training counts, and `text_knn` given the items'
+    text embeddings (runs that embed the item text)."""
+    rules = {name: cls(counts) for name, cls in BASELINES.items()}
+    if vectors is not None:
+        rules["text_knn"] = TextKNNRecommender(vectors)
+    return rules
+
+
+def rule_scores(name: str, rule, examples, counts: np.ndarray, ks: tuple[int, ...], top_n: int) -> dict:
+    """A rule's metrics on `examples` (split.EvalExamples), with where its hits come from (repeats, cold items)."""
+    res = evaluate(rule, examples, ks=ks, batch_size=4096, top_n=top_n, desc=name)
+    scores = {k: round(v, 6) for k, v in res.metrics.items()}
+    scores["repeats"] = repeat_breakdown(res.top_items, examples.histories, examples.targets)
+    scores["cold"] = cold_breakdown(res.top_items, examples.targets, counts, ks)
+    return scores
 
 
 def repeat_breakdown(top: np.ndarray, histories: list[np.ndarray], targets: np.ndarray, k: int = 10) -> dict:
@@ -110,6 +176,9 @@ __all__ = [
     "LABELS",
     "PopularRecommender",
     "RecentRecommender",
+    "TextKNNRecommender",
     "item_counts",
     "repeat_breakdown",
+    "rule_scores",
+    "trivial_rules",
 ]

@@ -99,6 +99,9 @@ class DataConfig:
     # drop rows whose item is the user's previous one (kept by default: a revisit, as on Yelp; rows repeating
     # another row's user, item and time are always dropped)
     drop_consecutive_repeats: bool = added(False, before=False)
+    # cold-start protocol: hold out this share of the items (drawn by `seed` among the items that end a user's
+    # sequence); every interaction with them is dropped except those test targets, so no model trains on them
+    cold_items: float = added(0.0, before=0.0)
 
 
 @dataclass(frozen=True)

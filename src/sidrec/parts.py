@@ -22,7 +22,7 @@ from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.batches import IDExamples, SIDExamples
 from sidrec.data.split import train_sequences, training_examples
-from sidrec.models import build_model, model_kind
+from sidrec.models import build_model, entry, model_kind
 from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
 from sidrec.train import use_bf16
 
@@ -78,9 +78,18 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         return IDExamples(train_sequences(sequences), max_history=hist, all_windows=cfg.train.windows == "all")
 
     if model_kind(cfg.model.name) == "id":
+
+        def build_id() -> torch.nn.Module:
+            n_items = pl.read_parquet(run_dir / io.ITEMS).height
+            if not reads_text(cfg):
+                return build_model(cfg.model, max_history=hist, n_items=n_items)
+            trained = popularity(pl.read_parquet(run_dir / io.SEQUENCES), n_items) > 0
+            text = np.load(run_dir / io.EMBEDDINGS)
+            return build_model(cfg.model, max_history=hist, n_items=n_items, text=text, trained=trained)
+
         return Parts(
             needs_sids=False,
-            build=lambda: build_model(cfg.model, max_history=hist, n_items=pl.read_parquet(run_dir / io.ITEMS).height),
+            build=build_id,
             examples=windows,
             recommender=lambda model, sequences, beam_width=None, per_epoch=False: ItemRecommender(
                 model, max_history=hist, bf16=bf16
@@ -138,10 +147,36 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
     return Parts(True, build, examples, recommender, validates=beam, evaluates=("eval.beam_width", "eval.constrained"))
 
 
+def reads_text(cfg: Config) -> bool:
+    """Whether the model reads the items' text embeddings: SID models (through their SIDs), and item-ID models
+    with `model.<name>.text_items`."""
+    if model_kind(cfg.model.name) != "id":
+        return True
+    return bool(getattr(entry(cfg.model.name).own(cfg.model), "text_items", False))
+
+
+def stages(cfg: Config) -> tuple[str, ...]:
+    """The stages a run of this config chains: all five for SID models; item-ID models skip quantize, and embed
+    too unless they read the item text."""
+    if model_kind(cfg.model.name) != "id":
+        return ("prepare", "embed", "quantize", "train", "evaluate")
+    return ("prepare", "embed", "train", "evaluate") if reads_text(cfg) else ("prepare", "train", "evaluate")
+
+
 def recommender_settings(cfg: Config, per_epoch: bool = False) -> tuple[str, ...]:
     """The eval.* settings the recommender reads, in per-epoch validation or in the final evaluation."""
     built = parts_for(cfg, Path("."), torch.device("cpu"))  # builders only: nothing is read
     return built.validates if per_epoch else built.evaluates
 
 
-__all__ = ["DECODERS", "DECODER_SETTINGS", "Parts", "recommender_settings", "level_sizes", "parts_for", "popularity"]
+__all__ = [
+    "DECODERS",
+    "DECODER_SETTINGS",
+    "Parts",
+    "recommender_settings",
+    "level_sizes",
+    "parts_for",
+    "popularity",
+    "reads_text",
+    "stages",
+]

@@ -26,7 +26,7 @@ import polars as pl
 import torch
 
 from sidrec import catalog, distributed, fingerprint, io
-from sidrec.baselines import BASELINES, LABELS, cold_breakdown, item_counts, repeat_breakdown
+from sidrec.baselines import LABELS, cold_breakdown, item_counts, repeat_breakdown, rule_scores, trivial_rules
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
 from sidrec.data.schema import TEXT
@@ -35,7 +35,8 @@ from sidrec.data.split import eval_examples, train_sequences
 from sidrec.embed import EMBEDDERS, build_embedder, embed_to_file
 from sidrec.metrics import evaluate, explore_temperature_on_valid, write_predictions
 from sidrec.models import entry, load_model, needs_sids
-from sidrec.parts import parts_for, recommender_settings
+from sidrec.parts import parts_for, reads_text, recommender_settings
+from sidrec.parts import stages as run_stages
 from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
 from sidrec.quantize.collab import item_collab, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_stats
@@ -203,7 +204,7 @@ def _eval_keys(cfg: Config) -> tuple[str, ...]:
 
 @_stage(
     "prepare",
-    keys=lambda cfg: ("data", "seed") if cfg.data.max_users else ("data",),  # the seed draws the user sample
+    keys=lambda cfg: ("data", "seed") if cfg.data.max_users or cfg.data.cold_items else ("data",),  # seed: draws
     inputs=lambda cfg: tuple(fingerprint.SOURCE + name for name in source_files(cfg.data)),  # the data files
     outputs=lambda cfg: (io.ITEMS, io.SEQUENCES),
 )
@@ -259,10 +260,14 @@ def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return stats
 
 
+def _id_inputs(cfg: Config) -> tuple[str, ...]:
+    return (io.SEQUENCES, io.ITEMS, io.EMBEDDINGS) if reads_text(cfg) else (io.SEQUENCES, io.ITEMS)
+
+
 @_stage(
     "train",
     keys=_train_keys,
-    inputs=lambda cfg: (io.SEQUENCES, io.SIDS if _sid(cfg) else io.ITEMS),
+    inputs=lambda cfg: (io.SEQUENCES, io.SIDS) if _sid(cfg) else _id_inputs(cfg),
     outputs=lambda cfg: (io.MODEL, io.TRAIN_SUMMARY),
 )
 def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
@@ -370,7 +375,8 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
     if len(cfg.eval.explore_temperature) > 1:
         out["explore_temperature"] = explore_temperature_on_valid(cfg, rec, sequences, splits)
     counts = item_counts(train_sequences(sequences), items.height)
-    rules = {name: cls(counts) for name, cls in BASELINES.items()}
+    vectors = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r") if (run_dir / io.EMBEDDINGS).exists() else None
+    rules = trivial_rules(counts, vectors)  # with the item text embedded, the content-only rule too
     out["baselines"] = {name: {"label": LABELS[name]} for name in rules}
     for split in splits:
         examples = eval_examples(sequences, split, cfg.data.max_history)
@@ -385,10 +391,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
         out[f"{split}_repeats"] = repeat_breakdown(res.top_items, examples.histories, examples.targets)
         out[f"{split}_cold"] = cold_breakdown(res.top_items, examples.targets, counts, cfg.eval.ks)
         for name, rule in rules.items():  # the trivial rows, on the same examples
-            base = evaluate(rule, examples, ks=cfg.eval.ks, batch_size=4096, top_n=cfg.eval.top_n, desc=name)
-            scores = {k: round(v, 6) for k, v in base.metrics.items()}
-            scores["repeats"] = repeat_breakdown(base.top_items, examples.histories, examples.targets)
-            out["baselines"][name][split] = scores
+            out["baselines"][name][split] = rule_scores(name, rule, examples, counts, cfg.eval.ks, cfg.eval.top_n)
         if split == "test":
             write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
@@ -397,7 +400,7 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
 
 def read_settings(cfg: Config) -> set[str]:
     """The dotted settings the stages of this config's run read (their fingerprints), plus where and how fast."""
-    stages = STAGES if _sid(cfg) else ("prepare", "train", "evaluate")
+    stages = run_stages(cfg)
     keys = {k for name in stages for k in fingerprint.select(cfg, SPECS[name].keys(cfg))}
     sections = {k.split(".")[0] for k in keys}
     return keys | {k for k in fingerprint.RUNTIME_KEYS if k.split(".")[0] in sections}
@@ -434,7 +437,10 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
 
     def checked() -> Config:
         names_ = names if sid else {}
-        return preflight(cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, names=names_, needed=needed)
+        return preflight(
+            cfg, Path(run_dir), stages=stages, force=force, needs_sids=sid, reads_text=reads_text(cfg), names=names_,
+            needed=needed,
+        )  # fmt: skip
 
     return distributed.broadcast(distributed.on_main(checked))
 
@@ -448,9 +454,9 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     run_dir = Path(run_dir)
     start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
     cfg = check(cfg, run_dir, STAGES, force)  # every check that can fail runs before the first file is written
-    parts = parts_for(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
+    parts_for(cfg, run_dir, _device(cfg.train.device))  # fails on an unknown model.name before any stage
     check_splits(cfg.eval.splits)
-    stages = STAGES if parts.needs_sids else ("prepare", "train", "evaluate")  # ID models need no SIDs
+    stages = run_stages(cfg)  # ID models need no SIDs (nor the item text, unless they read it)
     empty = not any((run_dir / o).exists() for s in stages for o in SPECS[s].outputs(cfg))
     distributed.on_main(lambda: (plan(cfg, run_dir, force, stages), io.save_config(run_dir, cfg)))
     redone: set[str] = set()

@@ -43,7 +43,6 @@ import yaml
 
 from sidrec import fingerprint, io, pipeline
 from sidrec.config import Config, config_to_dict, load_config
-from sidrec.models import needs_sids
 from sidrec.report import METRIC_KEYS, git_commit, machine, run_record
 
 logger = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ def _reuse_stages(cfg: Config, cell: Path, donors: list[Path]) -> dict[str, Path
     another sweep with the same model and schedule), only evaluation is left to run.
     """
     reused: dict[str, Path] = {}
-    stages = pipeline.STAGES if needs_sids(cfg.model.name) else ("prepare", "train")
+    stages = tuple(s for s in pipeline.run_stages(cfg) if s != "evaluate")
     for name in stages:
         if name == "evaluate":
             break

@@ -145,3 +145,22 @@ def test_a_repeated_previous_item_is_kept_unless_asked():
     dropped = prepare(RawDataset(frame(rows), ITEMS, "hand"), DataConfig(drop_consecutive_repeats=True))
     assert dropped.sequences.rows() == prepare(RawDataset(frame(ROWS), ITEMS, "hand"), DataConfig()).sequences.rows()
     assert dropped.stats["dropped"]["consecutive_repeat_rows"] == 3
+
+
+def test_cold_items_occur_only_as_test_targets():
+    """data.cold_items holds out a share of the items that end some user's sequence: their earlier rows go."""
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{int(i)}", t) for u in range(60) for t, i in enumerate(rng.integers(0, 30, 8))]
+    raw = RawDataset(frame(rows), pl.DataFrame({"item_id": [f"i{i}" for i in range(30)]}), "hand")
+    plain = prepare(raw, DataConfig(allow_missing_text=True))
+    cold = prepare(raw, DataConfig(allow_missing_text=True, cold_items=0.2), seed=3)
+    held = cold.stats["cold_items"]
+    assert held["items"] == 6 and held["rows"] > 0 and cold.stats["dropped"]["cold_item_rows"] == held["rows"]
+    train = np.concatenate([s[:-1] for s in cold.sequences["items"].to_list()])  # training and validation items
+    tests = np.array([s[-1] for s in cold.sequences["items"].to_list()])
+    never = set(tests.tolist()) - set(train.tolist())
+    assert len(never) >= held["items"]  # every held-out item is some test target and nothing else
+    assert cold.stats["interactions"] == plain.stats["interactions"] - held["rows"]
+    assert prepare(raw, DataConfig(allow_missing_text=True, cold_items=0.2), seed=3).sequences.equals(cold.sequences)
+    with pytest.raises(ValueError, match="data.cold_items=1.5"):
+        prepare(raw, DataConfig(allow_missing_text=True, cold_items=1.5))

@@ -99,6 +99,7 @@ def preflight(
     stages: Iterable[str] = STAGES,
     force: bool = False,
     needs_sids: bool = True,
+    reads_text: bool = False,
     names: Mapping[str, Iterable[str]] | None = None,
     needed: Mapping[str, str] | None = None,
 ) -> Config:
@@ -110,6 +111,7 @@ def preflight(
         stages: the stages about to run.
         force: the stages will redo existing artifacts.
         needs_sids: the model trains on Semantic IDs (embed and quantize run).
+        reads_text: an item-ID model that reads the item text embeddings (embed runs, quantize does not).
         names: config key -> valid values (registries: quantize.name, embed.name, ...).
         needed: run-directory files the stages read that an earlier stage, not about to run, makes -> that stage.
 
@@ -127,10 +129,11 @@ def preflight(
             f"on this directory first, or the whole pipeline with `sidrec run ... --out {run_dir}`"
         )
     _config_checks(cfg, names or {})
-    if not needs_sids and set(stages) <= {"embed", "quantize"}:
+    if not needs_sids and set(stages) <= {"embed", "quantize"} and not (reads_text and set(stages) == {"embed"}):
         raise ValueError(
-            f"model.name={cfg.model.name} is an item-ID model: it uses no embeddings and no Semantic IDs. "
-            "Run `sidrec train` after `sidrec prepare`, or set model.name=tiger"
+            f"model.name={cfg.model.name} is an item-ID model: it uses no Semantic IDs (and embeddings only with "
+            f"model.{cfg.model.name}.text_items=true). Run `sidrec train` after `sidrec prepare`, or set "
+            "model.name=tiger"
         )
     if cfg.data.path and cfg.data.name == "beauty":  # the default name; the record names the data used
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=Path(cfg.data.path).name))

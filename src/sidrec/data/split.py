@@ -89,6 +89,8 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     drops["users_kcore"], drops["items_kcore"] = users_in - df[USER].n_unique(), items_in - df[ITEM].n_unique()
     sampled = _sample_users(df, cfg.max_users, seed)
     drops["users_not_sampled"] = df[USER].n_unique() - sampled[USER].n_unique()
+    sampled, held_out = hold_out_items(sampled, cfg.cold_items, seed)
+    drops["cold_item_rows"] = held_out["rows"]
     df = sampled.filter(pl.len().over(USER) >= cfg.min_interactions)
     drops["users_too_few_interactions"] = sampled[USER].n_unique() - df[USER].n_unique()
     if df.height == 0:
@@ -130,6 +132,7 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         "interactions": int(lengths.sum()),
         "dropped_users": raw.interactions[USER].n_unique() - seqs.height,
         "dropped": drops,
+        "cold_items": held_out,  # data.cold_items: the items held out of training (test targets only)
         "consecutive_repeats": repeats,  # rows that repeat the user's previous item (dropped if the setting says)
         "replaced_non_utf8_bytes": raw.replaced_bytes,
         "text": text,
@@ -141,6 +144,28 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     }
     log_profile(stats["profile"])
     return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
+
+
+def hold_out_items(df: pl.DataFrame, share: float, seed: int) -> tuple[pl.DataFrame, dict]:
+    """The item cold-start split (`data.cold_items`): a `share` of the items, drawn among those that are some
+    user's last interaction (a test target), keep only those last interactions; every other row naming them
+    goes, so they occur in no training or validation sequence and are scored through their content alone (as
+    LIGER's cold-start items are, Yang et al., 2024). Returns (rows, {items, rows, share})."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"data.cold_items={share}: give a share of the items in [0, 1), e.g. 0.05 (0 = off)")
+    if share == 0.0 or df.height == 0:
+        return df, {"items": 0, "rows": 0, "share": share}
+    ordered = df.sort([USER, TIME, "row"])
+    last = ordered.group_by(USER, maintain_order=True).agg(pl.col("row").last())["row"]
+    ends = np.array(sorted(ordered.filter(pl.col("row").is_in(last.implode()))[ITEM].unique().to_list()))
+    n = min(len(ends), int(round(share * df[ITEM].n_unique())))
+    cold = np.random.default_rng([seed, 61]).choice(ends, size=n, replace=False).tolist() if n else []
+    keep = df.filter(~pl.col(ITEM).is_in(cold) | pl.col("row").is_in(last.implode()))
+    logger.info(
+        "data.cold_items=%g: %d items held out of training (test targets only); %d of their rows dropped",
+        share, n, df.height - keep.height,
+    )  # fmt: skip
+    return keep, {"items": n, "rows": df.height - keep.height, "share": share}
 
 
 def _duplicates(df: pl.DataFrame, cfg: DataConfig) -> tuple[pl.DataFrame, int, int]:
@@ -166,6 +191,7 @@ def _log_drops(source: str, drops: dict[str, int], cfg: DataConfig) -> None:
         ),
         "items_only_with_dropped_users": "items seen only by dropped users",
         "items_never_interacted": "items in the items file that no interaction names",
+        "cold_item_rows": "rows naming a held-out item before its test target (data.cold_items)",
     }
     for key, count in drops.items():
         if count and key in why:

@@ -46,9 +46,12 @@ def build_model(
     n_items: int = 0,
     codes: np.ndarray | None = None,
     codebook_size: int = 0,
+    text: np.ndarray | None = None,
+    trained: np.ndarray | None = None,
 ) -> nn.Module:
     """A fresh model from the config: SID models need `level_sizes`, ID models `n_items`, parallel
-    models the items' `codes` (N, M) with `codebook_size` K."""
+    models the items' `codes` (N, M) with `codebook_size` K; ID models with `text_items` the items' `text`
+    embeddings (N, D) and whether each occurs in training (`trained`, (N+1,) bool)."""
     spec = entry(cfg.name)
     kwargs = spec.shape_kwargs(cfg)
     if spec.kind == "parallel":
@@ -60,7 +63,12 @@ def build_model(
     if spec.kind == "id":
         if n_items < 2:
             raise ValueError(f"model '{cfg.name}' needs n_items >= 2 (the number of items), got {n_items}")
-        return spec.model(spec.shape(**{**kwargs, "n_items": n_items, "max_len": max_history}))
+        if not kwargs.get("text_items"):
+            return spec.model(spec.shape(**{**kwargs, "n_items": n_items, "max_len": max_history}))
+        if text is None or trained is None or len(text) != n_items:
+            raise ValueError(f"model.{cfg.name}.text_items needs the {n_items} items' text embeddings (embed stage)")
+        shape = spec.shape(**{**kwargs, "n_items": n_items, "max_len": max_history, "text_dim": text.shape[1]})
+        return spec.model(shape).set_text(torch.from_numpy(np.asarray(text)), torch.from_numpy(trained))
     return spec.model(spec.shape(**{**kwargs, "level_sizes": tuple(level_sizes), "max_history": max_history}))
 
 

@@ -45,6 +45,9 @@ class IDScoring:
     loss: str = "ce"  # ce (full softmax over all items) | sampled (shared negatives) | bce (SASRec's, one negative)
     negatives: int = 2048  # loss=sampled: uniform negatives shared by the batch
     temperature: float = 0.03  # 0 = dot-product scores; > 0 = cosine / temperature (HSTU's code: 0.05)
+    # each item's vector = a learned projection of its text embedding + a learned ID part that starts at zero;
+    # items with no training interaction stay out of the training softmax, so a cold item keeps its text's vector
+    text_items: bool = False
 
 
 def sampled_only(own: IDScoring) -> tuple[str, ...]:
@@ -70,6 +73,8 @@ class IDShape:
     temperature: float = 0.0  # 0: dot-product scores; > 0: cosine similarity / temperature (HSTU's code: 0.05)
     hstu_ffn: bool = False  # HSTU only: add a pointwise MLP (width d_ff) after each layer
     repeat: str = "none"  # mixture: a repeat / explore mixture over the scores (models.repeat) | none
+    text_items: bool = False  # item vectors from the item text (`IDScoring.text_items`)
+    text_dim: int = 0  # text_items: the text embedding's width (set from the run's embeddings)
 
 
 def check_objective(loss: str, negatives: int, model: str) -> None:
@@ -94,8 +99,12 @@ class FullSoftmaxCE(torch.autograd.Function):
     CHUNK = 128
 
     @staticmethod
-    def forward(ctx, h: Tensor, table: Tensor, y: Tensor, low: bool, seen: Tensor | None = None) -> Tensor:
-        """`seen` (M, S) item ids left out of each row's softmax (PAD = none; never the row's target)."""
+    def forward(
+        ctx, h: Tensor, table: Tensor, y: Tensor, low: bool, seen: Tensor | None = None, exclude: Tensor | None = None
+    ) -> Tensor:
+        """`seen` (M, S) item ids left out of each row's softmax (PAD = none; never the row's target); `exclude`
+        (N+1,) bool, items left out of every row's softmax."""
+        exclude = torch.zeros(table.shape[0], dtype=torch.bool, device=h.device) if exclude is None else exclude
         seen = torch.zeros(h.shape[0], 1, dtype=torch.long, device=h.device) if seen is None else seen
         dtype = torch.bfloat16 if low else torch.float32
         hc, tc = h.to(dtype), table.to(dtype)
@@ -104,14 +113,15 @@ class FullSoftmaxCE(torch.autograd.Function):
             logits = (hc[s : s + FullSoftmaxCE.CHUNK] @ tc.T).float()
             logits[:, PAD] = float("-inf")
             logits.scatter_(1, seen[s : s + FullSoftmaxCE.CHUNK], float("-inf"))
+            logits.masked_fill_(exclude, float("-inf"))
             lse[s : s + FullSoftmaxCE.CHUNK] = torch.logsumexp(logits, 1)
         positive = (hc[:, None, :] @ tc[y][:, :, None]).float().flatten()  # (M,) same rounding as logits
-        ctx.save_for_backward(hc, tc, y, lse, seen)
+        ctx.save_for_backward(hc, tc, y, lse, seen, exclude)
         return (lse - positive).mean()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        hc, tc, y, lse, seen = ctx.saved_tensors
+        hc, tc, y, lse, seen, exclude = ctx.saved_tensors
         m, chunk = hc.shape[0], FullSoftmaxCE.CHUNK
         grad_h = torch.empty(hc.shape, dtype=torch.float32, device=hc.device)
         grad_t = torch.zeros(tc.shape, dtype=torch.float32, device=hc.device)
@@ -120,16 +130,23 @@ class FullSoftmaxCE(torch.autograd.Function):
             logits = (hc[s : s + chunk] @ tc.T).float()
             logits[:, PAD] = float("-inf")
             logits.scatter_(1, seen[s : s + chunk], float("-inf"))
+            logits.masked_fill_(exclude, float("-inf"))
             p = logits.sub_(lse[s : s + chunk, None]).exp_()  # softmax
             p[rows[: p.shape[0]], y[s : s + chunk]] -= 1.0
             p = p.mul_(grad / m).to(tc.dtype)
             grad_h[s : s + chunk] = (p @ tc).float()
             grad_t += (p.T @ hc[s : s + chunk]).float()
-        return grad_h, grad_t, None, None, None
+        return grad_h, grad_t, None, None, None, None
 
 
 def sequence_loss(
-    hidden: Tensor, targets: Tensor, table: Tensor, objective: str, negatives: int, seen: Tensor | None = None
+    hidden: Tensor,
+    targets: Tensor,
+    table: Tensor,
+    objective: str,
+    negatives: int,
+    seen: Tensor | None = None,
+    exclude: Tensor | None = None,
 ) -> Tensor:
     """Next-item loss at every position whose target is not padding.
 
@@ -141,6 +158,7 @@ def sequence_loss(
         negatives: shared negatives per batch (sampled only).
         seen: (B, T, S) items left out of position t's softmax or negatives (PAD = none), e.g. the history so
             far (the explore part of a repeat mixture); none may be that position's target.
+        exclude: (N+1,) bool, items in no softmax and never a negative (items absent from training).
     Returns:
         the scalar mean loss (0 when no position has a target).
     """
@@ -151,20 +169,21 @@ def sequence_loss(
     table = table.float()
     n_items = table.shape[0] - 1
     own = seen[keep] if seen is not None else torch.zeros(len(y), 1, dtype=torch.long, device=y.device)  # (M, S)
+    exclude = torch.zeros(n_items + 1, dtype=torch.bool, device=y.device) if exclude is None else exclude
     if objective == "ce":
         low = torch.is_autocast_enabled(h.device.type)  # bf16 matmuls, fp32 softmax
         with torch.autocast(h.device.type, enabled=False):
-            return FullSoftmaxCE.apply(h, table, y, low, own)
+            return FullSoftmaxCE.apply(h, table, y, low, own, exclude)
     positive = (h * table[y]).sum(-1)  # (M,)
     if objective == "sampled":
         neg = torch.randint(1, n_items + 1, (negatives,), device=h.device)  # (S,)
-        negative = (h @ table[neg].T).masked_fill(in_rows(neg, own), float("-inf"))
+        negative = (h @ table[neg].T).masked_fill(in_rows(neg, own) | exclude[neg], float("-inf"))
         return sampled_softmax_loss(positive, negative, neg, y)
     if objective == "bce":
         neg = torch.randint(1, n_items + 1, y.shape, device=h.device)
         neg = torch.where(neg == y, neg % n_items + 1, neg)  # never the target itself (N >= 2)
         negative = (h * table[neg]).sum(-1)
-        counted = ~(own == neg[:, None]).any(1)  # a negative from the position's own history is not one
+        counted = ~(own == neg[:, None]).any(1) & ~exclude[neg]  # one from the own history (or excluded) is not one
         return -(F.logsigmoid(positive) + F.logsigmoid(-negative) * counted).mean()
     raise ValueError(f"unknown loss '{objective}'. Known: {', '.join(OBJECTIVES)}")
 
@@ -187,6 +206,28 @@ class IDSequenceModel(nn.Module):
         self.norm = nn.LayerNorm(shape.d_model)
         check_mode(shape.repeat)
         self.repeat_head = RepeatHead(shape.d_model, shape.max_len) if shape.repeat == "mixture" else None
+        if shape.text_items and shape.text_dim < 1:
+            raise ValueError(f"model.{name}.text_items needs the items' text embeddings (text_dim >= 1)")
+        self.text_proj = nn.Linear(shape.text_dim, shape.d_model, bias=False) if shape.text_items else None
+        if shape.text_items:  # filled by `set_text`; saved with the weights
+            self.register_buffer("text", torch.zeros(shape.n_items + 1, shape.text_dim))
+            self.register_buffer("untrained", torch.zeros(shape.n_items + 1, dtype=torch.bool))
+
+    def set_text(self, vectors: Tensor, trained: Tensor) -> IDSequenceModel:
+        """text_items: the items' (N, D) text embeddings (row i - 1 = item_idx i) and (N+1,) bool, whether each item
+        occurs in training. The ID part starts at zero, so every item starts at its text's projection."""
+        self.text.copy_(torch.cat([torch.zeros(1, vectors.shape[1]), vectors.float()]))  # row 0: padding
+        self.untrained.copy_(~trained.bool())
+        self.untrained[PAD] = False
+        with torch.no_grad():
+            self.item.weight.zero_()
+        return self
+
+    def items(self) -> Tensor:
+        """(N+1, d) the item table: the ID embeddings, plus the projected text with `text_items` (zero at PAD)."""
+        if self.text_proj is None:
+            return self.item.weight
+        return self.item.weight + self.text_proj(self.text)
 
     def embed(self, inputs: Tensor) -> Tensor:
         """(B, T) left-padded item_idx -> (B, T, d) first-layer inputs: item + position, zero at padding."""
@@ -194,7 +235,8 @@ class IDSequenceModel(nn.Module):
         if t > self.shape.max_len:
             raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
         positions = torch.arange(t - 1, -1, -1, device=inputs.device)  # (T,)
-        x = self.item(inputs) * math.sqrt(self.shape.d_model) + self.pos(positions)
+        items = self.item(inputs) if self.text_proj is None else self.items()[inputs]
+        x = items * math.sqrt(self.shape.d_model) + self.pos(positions)
         return self.drop(x) * (inputs != PAD)[..., None]
 
     @staticmethod
@@ -215,7 +257,7 @@ class IDSequenceModel(nn.Module):
 
     def item_vectors(self) -> Tensor:
         """The item side of the scores: the tied embedding table, L2-normalised in cosine mode."""
-        w = self.item.weight
+        w = self.items()
         return F.normalize(w.float(), dim=-1) if self.shape.temperature > 0 else w
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -223,12 +265,13 @@ class IDSequenceModel(nn.Module):
         inputs, targets = batch["inputs"], batch["targets"]
         hidden = self.hidden(inputs)
         s = self.shape
+        absent = self.untrained if s.text_items else None  # items not in training are in no softmax
         if self.repeat_head is None:
-            return sequence_loss(self.query(hidden), targets, self.item_vectors(), s.loss, s.negatives)
+            return sequence_loss(self.query(hidden), targets, self.item_vectors(), s.loss, s.negatives, exclude=absent)
         repeat_loss, is_repeat = self.repeat_head.loss(hidden, inputs, targets)
         explore = sequence_loss(
             self.query(hidden), targets.masked_fill(is_repeat, PAD), self.item_vectors(), s.loss, s.negatives,
-            seen=seen_items(inputs),
+            seen=seen_items(inputs), exclude=absent,
         )  # fmt: skip
         return explore + repeat_loss
 
