@@ -264,3 +264,15 @@ def test_a_rerun_says_which_stages_were_up_to_date(copy_of_run):
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("wall "))
     assert "prepare up to date" in line and "train up to date" in line and "evaluate up to date" in line
+
+
+def test_cold_start_protocol_with_cold_candidates(tmp_path):
+    """data.cold_items holds items out of training; eval.cold_candidates lets the beam's ranking reach them."""
+    args = ["run", "toy_tiger", "train.epochs=1", "data.cold_items=0.1", "eval.cold_candidates=5", "--out"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    metrics = io.load_json(tmp_path / io.METRICS)
+    stats = io.load_json(tmp_path / io.DATA_STATS)
+    assert stats["cold_items"]["items"] > 0 and metrics["test_cold"]["cold_users"] > 0
+    assert metrics["test_cold"]["cold_users"] > metrics["valid_cold"]["cold_users"]  # held out: test targets only
+    assert "text_knn" in metrics["baselines"]

@@ -199,3 +199,21 @@ def test_sharpening_beams_keeps_each_rows_mass_and_order():
     assert np.exp(out[0, 0]) < 0.4  # flatter: the top beam gives mass to the others
     empty = np.full((1, 3), -np.inf)
     assert (_sharpen(empty, 2.0) == empty).all()
+
+
+def test_sid_logprob_equals_the_beam_scores_and_cold_candidates_join_the_ranking(make_tiger, make_sids):
+    sizes = (4, 4, 3)
+    sids = make_sids(20, sizes, seed=1)
+    model = make_tiger(sizes)
+    plain = SIDRecommender(model, sids, beam_width=8, constrained=True, bf16=False).recommend(HISTORIES, 8)
+    scored = SIDRecommender(model, sids, beam_width=8, bf16=False).sid_logprob(HISTORIES, None, plain.items)
+    np.testing.assert_allclose(scored, plain.scores, rtol=1e-4, atol=1e-4)  # the beam's sums, item by item
+    cold = np.setdiff1d(np.arange(1, 21), plain.items[0])[:3]  # items the first row's beams did not reach
+    text = np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32)
+    rec = SIDRecommender(model, sids, beam_width=8, bf16=False, cold=(cold, text), cold_candidates=3)
+    out = rec.recommend(HISTORIES, 8)
+    check_rows(out.items, 20, 8)
+    assert (np.diff(out.scores, axis=1) <= 1e-6).all()  # one ranking: beams and cold candidates by log-probability
+    extra = rec.sid_logprob(HISTORIES[:1], None, cold[None])[0]
+    merged = sorted([*plain.scores[0], *[s for s, i in zip(extra, cold, strict=True) if i not in plain.items[0]]])
+    np.testing.assert_allclose(out.scores[0], merged[::-1][:8], rtol=1e-4, atol=1e-4)

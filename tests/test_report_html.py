@@ -15,6 +15,7 @@ def test_run_writes_a_self_contained_report(toy_run):
     for section in ("Metrics", "Recall by history length", "Training", "Semantic IDs", "Data", "Speed", "Config"):
         assert f"<h2>{section}" in text
     assert "TIGER (NeurIPS 2023), test" in text and "max_users: 300" in text
+    assert "Cold items (test)" in text and "text neighbours of the history (rule)" in text  # cold / warm split
     assert len(re.findall(r'src="data:image/png;base64,', text)) >= 3  # training, SID usage, recall
     assert not re.search(r'(src|href)="(https?:|/)', text)  # nothing fetched from elsewhere
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sidrec.metrics import evaluate
-from sidrec.recommender import Recommendations
+from sidrec.recommender import Recommendations, text_query
 
 
 def item_counts(train_seqs: list[np.ndarray], n_items: int) -> np.ndarray:
@@ -55,15 +55,14 @@ class RecentRecommender(PopularRecommender):
 
 
 class TextKNNRecommender:
-    """The items whose text is nearest the user's recent history: cosine similarity to the history's text vectors,
-    averaged with weight 1/2 ** age (the newest item weighs most); the history's own items are left out.
+    """The items whose text is nearest the user's recent history: cosine similarity to the history's text profile
+    (`recommender.text_query`: its items' vectors, the newest weighing most); the history's own items are left out.
 
     The content-only reference of the cold-start protocol (`data.cold_items`): it needs no training, so an item
     never seen in training is scored exactly like any other (the reference row of LIGER's comparison, Yang et
     al., 2024, is a dense retriever over text; this is its training-free floor).
     """
 
-    DECAY = 0.5
     CHUNK = 1024
 
     def __init__(self, vectors: np.ndarray) -> None:
@@ -80,13 +79,7 @@ class TextKNNRecommender:
         scores = np.zeros((len(histories), k))
         for start in range(0, len(histories), self.CHUNK):
             part = histories[start : start + self.CHUNK]
-            query = np.zeros((len(part), self.vectors.shape[1]), np.float32)
-            for row, hist in enumerate(part):
-                h = np.asarray(hist, dtype=np.int64)
-                if len(h):
-                    weights = self.DECAY ** np.arange(len(h) - 1, -1, -1, dtype=np.float32)
-                    query[row] = weights @ self.vectors[h]
-            sim = query @ self.vectors.T  # (B, N + 1)
+            sim = text_query(part, self.vectors[1:]) @ self.vectors.T  # (B, N + 1)
             sim[:, 0] = -np.inf
             for row, hist in enumerate(part):
                 sim[row, np.asarray(hist, dtype=np.int64)] = -np.inf

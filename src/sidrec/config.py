@@ -215,6 +215,9 @@ class EvalConfig:
     # (1: as trained). Several, e.g. [0.5,0.75,1,1.5,2,3]: evaluate scores the validation split with each and keeps
     # the best NDCG@10 for test (a host that overfits its training targets is overconfident beside the history).
     explore_temperature: tuple[float, ...] = added((1.0,), before=[1.0])
+    # SID generators: the M items with no training interaction (cold) nearest the history by text join the beam's
+    # items, all ranked by the generator's SID log-probability (LIGER's cold candidates, Yang et al., 2024); 0 = off
+    cold_candidates: int = added(0, before=0)
 
 
 @dataclass(frozen=True)

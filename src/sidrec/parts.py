@@ -139,12 +139,18 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         table = sids() if per_epoch else every_sid()  # the trie holds added items' SIDs too
         pop = popularity(sequences, table.shape[0])
         beam, constrained = beam_width or cfg.eval.beam_width, cfg.eval.constrained
+        cold = None
+        if cfg.eval.cold_candidates and not per_epoch:  # items without training interactions that have a text vector
+            text = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r")
+            cold = (np.nonzero(pop[1 : len(text) + 1] == 0)[0] + 1, text)
         return SIDRecommender(
-            model, table, beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed
-        )
+            model, table, beam_width=beam, constrained=constrained, popularity=pop, bf16=bf16, seed=cfg.seed,
+            cold=cold, cold_candidates=cfg.eval.cold_candidates,
+        )  # fmt: skip
 
     beam = ("eval.constrained",) + (() if cfg.train.valid_beam_width else ("eval.beam_width",))
-    return Parts(True, build, examples, recommender, validates=beam, evaluates=("eval.beam_width", "eval.constrained"))
+    final = ("eval.beam_width", "eval.constrained", "eval.cold_candidates")
+    return Parts(True, build, examples, recommender, validates=beam, evaluates=final)
 
 
 def reads_text(cfg: Config) -> bool:

@@ -188,6 +188,10 @@ def _sid(cfg: Config) -> bool:
     return needs_sids(cfg.model.name)
 
 
+def _text(cfg: Config) -> tuple[str, ...]:
+    return (io.EMBEDDINGS,) if reads_text(cfg) else ()
+
+
 def _train_keys(cfg: Config) -> tuple[str, ...]:
     # The model's own settings (its registry entry says which), then per-epoch validation's: eval.ks and what
     # its recommender reads (beam search: eval.constrained, and eval.beam_width when valid_beam_width is 0).
@@ -260,14 +264,10 @@ def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return stats
 
 
-def _id_inputs(cfg: Config) -> tuple[str, ...]:
-    return (io.SEQUENCES, io.ITEMS, io.EMBEDDINGS) if reads_text(cfg) else (io.SEQUENCES, io.ITEMS)
-
-
 @_stage(
     "train",
     keys=_train_keys,
-    inputs=lambda cfg: (io.SEQUENCES, io.SIDS) if _sid(cfg) else _id_inputs(cfg),
+    inputs=lambda cfg: (io.SEQUENCES, io.SIDS) if _sid(cfg) else (io.SEQUENCES, io.ITEMS) + _text(cfg),
     outputs=lambda cfg: (io.MODEL, io.TRAIN_SUMMARY),
 )
 def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
@@ -360,7 +360,9 @@ def build_recommender(
 @_stage(
     "evaluate",
     keys=_eval_keys,
-    inputs=lambda cfg: (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS, catalog.ADDED_SIDS) if _sid(cfg) else ()),
+    inputs=lambda cfg: (
+        (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS, catalog.ADDED_SIDS) if _sid(cfg) else ()) + _text(cfg)
+    ),  # embeddings: the text_knn rule, eval.cold_candidates
     outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
 )
 def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfinished: bool = False) -> dict:

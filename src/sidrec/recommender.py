@@ -52,8 +52,19 @@ class SIDRecommender:
         popularity: np.ndarray | None = None,
         bf16: bool = True,
         seed: int = 0,
+        cold: tuple[np.ndarray, np.ndarray] | None = None,
+        cold_candidates: int = 0,
     ) -> None:
+        """`cold`: (item_idx (C,) of the items no training sequence holds, every item's text vectors (N, D)); with
+        `cold_candidates` M > 0, each history's M nearest of them by text (`text_query`) are scored by the model
+        and ranked with the beam's items (LIGER's cold candidates, Yang et al., 2024)."""
         self.model = model.eval()
+        self.sids = np.asarray(sids)
+        self.cold_candidates = cold_candidates if cold is not None and len(cold[0]) else 0
+        if self.cold_candidates:
+            vectors = np.asarray(cold[1], dtype=np.float32)
+            self.text = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            self.cold_items = np.asarray(cold[0], dtype=np.int64)
         self.device = next(model.parameters()).device
         self.level_sizes = model.shape.level_sizes
         self.trie = SIDTrie(sids, self.level_sizes).to(self.device)
@@ -130,6 +141,10 @@ class SIDRecommender:
         out_items[rows_rep[keep], rank[keep]] = items[keep]
         out_scores[rows_rep[keep], rank[keep]] = item_scores[keep]
         have = np.bincount(rows_rep[keep], minlength=b)
+        if self.cold_candidates:
+            out_items, out_scores = self._with_cold(histories, users, out_items, out_scores)
+            out_items, out_scores = out_items[:, :k], out_scores[:, :k]
+            have = np.isfinite(out_scores).sum(1)
         if mixing:
             out_items, out_scores = self._mix(histories, users, out_items, out_scores)
             out_items, out_scores, k = out_items[:, :want], out_scores[:, :want], want
@@ -147,6 +162,39 @@ class SIDRecommender:
                     n += 1
                     filled += 1
         return Recommendations(out_items, out_scores, invalid, filled)
+
+    @torch.no_grad()
+    def sid_logprob(self, histories: list[np.ndarray], users: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+        """(B, M) item_idx -> (B, M) log-probability of each item's whole SID given its row's history (the
+        generator's step function, one 'beam' per item)."""
+        shape, (b, m) = self.model.shape, items.shape
+        tokens, positions = encoder_inputs(
+            histories, self.item_tokens, max_history=shape.max_history, users=users, user_tokens=shape.user_tokens
+        )
+        codes = torch.from_numpy(self.sids[items.reshape(-1) - 1]).to(self.device)  # (B*M, L)
+        total = torch.zeros(b * m, device=self.device)
+        prev, parent = torch.full((b * m,), -1, device=self.device), torch.arange(b * m, device=self.device)
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16):
+            cache = self.model.prefill(tokens.to(self.device), positions.to(self.device), beams=m)
+            for level in range(codes.shape[1]):
+                logp, cache = self.model.step(cache, level, prev, parent)
+                total += logp.float().gather(1, codes[:, level : level + 1]).squeeze(1)
+                prev = codes[:, level]
+        return total.reshape(b, m).cpu().numpy()
+
+    def _with_cold(self, histories, users, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The beam's items plus each row's `cold_candidates` nearest cold items by text, by SID log-probability."""
+        m = min(self.cold_candidates, len(self.cold_items))
+        sim = text_query(histories, self.text) @ self.text[self.cold_items - 1].T  # (B, C)
+        near = np.argpartition(-sim, m - 1, axis=1)[:, :m] if m < sim.shape[1] else np.tile(np.arange(m), (len(sim), 1))
+        cand = self.cold_items[near]  # (B, M) item_idx
+        cand_scores = self.sid_logprob(histories, users, cand)
+        cand_scores[(cand[:, :, None] == items[:, None, :]).any(-1)] = -np.inf  # already among the beam's items
+        all_items, all_scores = np.concatenate([items, cand], 1), np.concatenate([scores, cand_scores], 1)
+        order = np.argsort(-all_scores, axis=1, kind="stable")
+        all_items, all_scores = np.take_along_axis(all_items, order, 1), np.take_along_axis(all_scores, order, 1)
+        return np.where(np.isfinite(all_scores), all_items, 0), all_scores
 
     @torch.no_grad()
     def _mix(self, histories, users, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +227,22 @@ class SIDRecommender:
         order = np.argsort(-all_scores, axis=1, kind="stable")
         all_items, all_scores = np.take_along_axis(all_items, order, 1), np.take_along_axis(all_scores, order, 1)
         return np.where(np.isfinite(all_scores), all_items, 0), all_scores
+
+
+def text_query(histories: list[np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    """(B, D) each history's text profile: its items' text vectors (`vectors` (N, D), L2-normalised, row i - 1 for
+    item_idx i) averaged with weight 1/2 ** age, the newest item weighing most. Items past row N are skipped."""
+    out = np.zeros((len(histories), vectors.shape[1]), np.float32)
+    for i, hist in enumerate(histories):
+        h = np.asarray(hist, dtype=np.int64)
+        weights = TEXT_DECAY ** np.arange(len(h) - 1, -1, -1, dtype=np.float32)
+        known = (h >= 1) & (h <= len(vectors))
+        if known.any():
+            out[i] = weights[known] @ vectors[h[known] - 1]
+    return out
+
+
+TEXT_DECAY = 0.5  # text_query: the weight of an item one step older than the next
 
 
 def _sharpen(logp: np.ndarray, temperature: float) -> np.ndarray:

@@ -163,7 +163,8 @@ def metrics_section(run_dir: Path, dataset: str) -> str:
     note = "" if dataset in PUBLISHED else '<p class="note">No published rows for this dataset.</p>'
     flags = rule_warnings(metrics, metrics.get("baselines", {}))
     warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in flags)
-    return _table(["method", *METRIC_KEYS], rows, classes) + warnings + note + repeats_table(metrics)
+    table = _table(["method", *METRIC_KEYS], rows, classes)
+    return table + warnings + note + repeats_table(metrics) + cold_table(metrics)
 
 
 def repeats_table(metrics: dict) -> str:
@@ -176,6 +177,26 @@ def repeats_table(metrics: dict) -> str:
     rows += [[r["label"], *r[split]["repeats"].values()] for r in metrics.get("baselines", {}).values() if split in r]
     header = ["ranked list", "targets in history", "of those hit@10", "new targets hit@10", "top-10 slots on history"]
     return f'<p class="note">Repeats ({split}): where the hits come from.</p>' + _table(header, rows)
+
+
+def cold_table(metrics: dict) -> str:
+    """Recall / NDCG@10 on the targets no training sequence holds (cold) and on the others, run and rules (test,
+    else valid); nothing when the split has no cold target."""
+    split = "test" if "test_cold" in metrics else "valid"
+    ours = metrics.get(f"{split}_cold")
+    if not ours or not ours.get("cold_users"):
+        return ""
+    blocks = [("this run", ours)]
+    rules = metrics.get("baselines", {}).values()
+    blocks += [(r["label"], r[split]["cold"]) for r in rules if "cold" in r.get(split, {})]
+    keys = ("recall@10", "ndcg@10")
+    rows = [[name, *[float(b[part].get(k, np.nan)) for part in ("cold", "warm") for k in keys]] for name, b in blocks]
+    share = f"{ours['cold_users']} targets ({100 * ours['cold_share']:.1f}%)"
+    note = (
+        f'<p class="note">Cold items ({split}): {share} that no training sequence holds, scored through their '
+        "content alone (data.cold_items holds more out).</p>"
+    )
+    return note + _table(["ranked list", "cold R@10", "cold N@10", "warm R@10", "warm N@10"], rows)
 
 
 def profile_section(run_dir: Path) -> str:
