@@ -15,7 +15,7 @@ from sidrec.cli import app
 from sidrec.config import load_config, resolve_config_path
 from sidrec.data.batches import IDExamples, item_inputs
 from sidrec.models import build_model, model_kind
-from sidrec.recommender import ItemRecommender
+from sidrec.recommender import ItemRecommender, Recommendations
 from sidrec.report import METRIC_KEYS
 
 TINY = ["train.epochs=1", "model.d_model=16", "model.n_heads=1", "model.d_head=16", "model.d_ff=32"]
@@ -207,3 +207,51 @@ def test_text_items_run_embeds_and_scores_the_text_rule(tmp_path):
     assert set(metrics["baselines"]) == {"popular", "recent", "text_knn"}
     assert set(metrics["baselines"]["text_knn"]["test"]["cold"]) == {"cold_share", "cold_users", "cold", "warm"}
     assert invoke("run", "--out", str(tmp_path)).exit_code == 0  # every stage current
+
+
+def movielens_folder(folder: Path, users: int = 60, per_user: int = 12) -> Path:
+    """A small synthetic ML-100K folder: u.data (user item rating timestamp) and u.item."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(1, users + 1):
+        t = int(rng.integers(8e8, 9e8))
+        for item in rng.choice(np.arange(1, 41), per_user, replace=False):
+            t += int(rng.integers(1, 10**6))
+            lines.append(f"{u}\t{item}\t{int(rng.integers(1, 6))}\t{t}\n")
+    (folder / "u.data").write_text("".join(lines))
+    (folder / "u.item").write_text("".join(f"{i}|Movie {i} (1995)|01-Jan-1995||x|{'0|' * 18}1\n" for i in range(1, 41)))
+    return folder
+
+
+def test_hstu_reads_times_and_actions_end_to_end(tmp_path):
+    data = movielens_folder(tmp_path)
+    args = ["model.name=hstu", "model.hstu.time_bias=true", "model.hstu.actions=true", "data.format=movielens"]
+    result = invoke("run", "toy_tiger", *args, f"data.path={data}", *TINY, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    seqs = pl.read_parquet(tmp_path / "run" / io.SEQUENCES)
+    assert {"times", "actions"} <= set(seqs.columns)
+    assert io.load_json(tmp_path / "run" / "record.json")["model"].endswith("+time_bias +actions")
+    bare = invoke("run", "toy_tiger", "model.name=hstu", "model.hstu.time_bias=true", *TINY, "--out", str(tmp_path))
+    assert bare.exit_code != 0 and "reads the events' times, which this data does not keep" in bare.output
+
+
+def test_evaluate_hands_the_events_to_a_model_that_reads_them():
+    from sidrec.data.split import EvalExamples
+    from sidrec.metrics import evaluate
+
+    seen = []
+
+    class Model:
+        events = ("times",)
+
+    class Rec:
+        model = Model()
+
+        def recommend(self, histories, k, users=None, events=None):
+            seen.append(events)
+            return Recommendations(np.array([[3], [1]]), np.zeros((2, 1)), 0, 0)
+
+    events = {"times": [np.array([5, 6]), np.array([7])], "actions": [np.array([1, 1]), np.array([2])]}
+    ex = EvalExamples(np.arange(2), [np.array([1, 2]), np.array([3])], np.array([3, 4]), events)
+    assert evaluate(Rec(), ex, ks=(1,), top_n=1).metrics["recall@1"] == 0.5
+    assert list(seen[0]) == ["times"] and [a.tolist() for a in seen[0]["times"]] == [[5, 6], [7]]  # only what it reads

@@ -56,6 +56,12 @@ class EvalResult(NamedTuple):
     filled: int  # slots filled by popularity
 
 
+def reads_events(recommender, examples) -> tuple[str, ...]:
+    """The event columns (times, actions) the recommender's model reads that the examples hold."""
+    wanted = getattr(getattr(recommender, "model", None), "events", ())
+    return tuple(name for name in wanted if name in getattr(examples, "events", {}))
+
+
 def evaluate(
     recommender,
     examples,
@@ -76,7 +82,9 @@ def evaluate(
     n = len(examples.targets)
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=n <= batch_size):
         stop = min(n, start + batch_size)
-        rec = recommender.recommend(examples.histories[start:stop], k, examples.user_idx[start:stop])
+        args = (examples.histories[start:stop], k, examples.user_idx[start:stop])
+        events = {name: examples.events[name][start:stop] for name in reads_events(recommender, examples)}
+        rec = recommender.recommend(*args, events=events) if events else recommender.recommend(*args)
         parts.append(rec.items)
         invalid += rec.invalid_beams
         filled += rec.filled

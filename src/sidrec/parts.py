@@ -75,7 +75,18 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
         raise ValueError(f"unknown train.windows '{cfg.train.windows}': last | all")
 
     def windows(model, sequences: pl.DataFrame) -> IDExamples:  # rpg and the item-ID models
-        return IDExamples(train_sequences(sequences), max_history=hist, all_windows=cfg.train.windows == "all")
+        wanted = getattr(model, "events", ())
+        missing = [name for name in wanted if name not in sequences.columns]
+        if missing:
+            raise ValueError(
+                f"model.name={cfg.model.name} reads the events' {' and '.join(missing)}, which this data does not "
+                f"keep (data.name={cfg.data.name}: {io.SEQUENCES} has {sequences.columns}). Use data with timestamps"
+                " and actions (MovieLens, Amazon 2014 reviews), or turn model.hstu.time_bias / actions off"
+            )
+        events = {name: train_sequences(sequences, name) for name in wanted}
+        return IDExamples(
+            train_sequences(sequences), max_history=hist, all_windows=cfg.train.windows == "all", events=events
+        )
 
     if model_kind(cfg.model.name) == "id":
 

@@ -286,7 +286,7 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     valid = eval_examples(sequences, "valid", cfg.data.max_history)
     if 0 < cfg.train.eval_users < len(valid.targets):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(valid.targets), cfg.train.eval_users, replace=False))
-        valid = type(valid)(valid.user_idx[keep], [valid.histories[i] for i in keep], valid.targets[keep])
+        valid = valid.subset(keep)
 
     def validate(m) -> dict[str, float]:
         rec = parts.recommender(m, sequences, beam_width=cfg.train.valid_beam_width or None, per_epoch=True)

@@ -269,11 +269,17 @@ class ItemRecommender:
         self.max_history, self.mask_history, self.bf16 = max_history, mask_history, bf16
 
     @torch.no_grad()
-    def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
-        """Top-k distinct real items per history, best first; `users` is unused (ID models have no user input)."""
+    def recommend(
+        self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None, events: dict | None = None
+    ) -> Recommendations:
+        """Top-k distinct real items per history, best first; `users` is unused (ID models have no user input).
+        `events`: per-event columns in step with the histories (times, actions) for a model that reads them
+        (`model.events`); a model that does is scored without the ones not given."""
         inputs = item_inputs(histories, self.max_history).to(self.device)  # (B, T)
+        wanted = getattr(self.model, "events", ())
+        extra = {n: item_inputs(v, self.max_history).to(self.device) for n, v in (events or {}).items() if n in wanted}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            scores = self.model.score_all(inputs).float()  # (B, N+1)
+            scores = self.model.score_all(inputs, **extra).float()  # (B, N+1)
         scores[:, 0] = float("-inf")
         if self.mask_history:
             scores.scatter_(1, inputs, float("-inf"))  # padding (0) is -inf already

@@ -69,7 +69,7 @@ def make(tmp_path: Path, cat: str = "Beauty", reviews: list[str] | None = None, 
 
 def test_loads_with_kcore_and_metadata(tmp_path):
     raw = load_amazon2014(make(tmp_path), kcore=2)
-    assert raw.interactions.rows() == [
+    assert raw.interactions.select("user_id", "item_id", "time").rows() == [
         ("u1", "i1", 3),
         ("u1", "i2", 1),
         ("u1", "i3", 2),
@@ -77,6 +77,7 @@ def test_loads_with_kcore_and_metadata(tmp_path):
         ("u2", "i2", 5),
         ("u2", "i3", 4),
     ]
+    assert raw.timestamps and raw.interactions["action"].to_list() == [1] * 6  # the star rating ("overall")
     items = {row["item_id"]: row for row in raw.items.to_dicts()}
     assert set(items) == {"i1", "i2", "i3"}  # only interacted items; i0 and i4 are not kept
     assert items["i1"] == {

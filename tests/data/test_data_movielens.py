@@ -40,7 +40,8 @@ def ml100k(tmp_path: Path, genre_file: bool = True) -> Path:
 @pytest.mark.parametrize("genre_file", [True, False])
 def test_ml100k_u_data(tmp_path, genre_file):
     raw = load_movielens(ml100k(tmp_path, genre_file))
-    assert raw.interactions.rows() == [(u, i, t) for u, i, _, t in RATINGS]  # user 0 dropped
+    assert raw.interactions.rows() == [(u, i, t, r) for u, i, r, t in RATINGS]  # user 0 dropped; rating = action
+    assert raw.timestamps
     items = {r["item_id"]: r for r in raw.items.to_dicts()}
     assert items["242"] == {"item_id": "242", "title": "Kolj\u00e1 (1996)", "genres": ["Comedy"]}
     assert items["302"]["genres"] == ["Crime", "Film-Noir", "Thriller"]
@@ -55,9 +56,12 @@ def test_ml100k_prefers_u1_base_and_test(tmp_path):
     (tmp_path / "u1.base").write_text(lines([("1", "242", 5, 20), ("1", "302", 3, 10)]))
     (tmp_path / "u1.test").write_text(lines([("1", "267", 2, 10)]))
     raw = load_movielens(tmp_path)
-    assert raw.interactions.rows() == [("1", "242", 20), ("1", "302", 10), ("1", "267", 10)]
-    seq = prepare(raw, DataConfig()).sequences["items"].to_list()
-    assert seq == [[3, 2, 1]]  # item_idx: 242 -> 1, 267 -> 2, 302 -> 3; tie at t=10 keeps file order
+    assert raw.interactions.rows() == [("1", "242", 20, 5), ("1", "302", 10, 3), ("1", "267", 10, 2)]
+    prepared = prepare(raw, DataConfig())
+    assert prepared.sequences["items"].to_list() == [[3, 2, 1]]  # 242 -> 1, 267 -> 2, 302 -> 3; tie keeps file order
+    assert prepared.sequences["times"].to_list() == [[10, 10, 20]]  # each event's timestamp and action, in step
+    assert prepared.sequences["actions"].to_list() == [[3, 2, 5]]
+    assert prepared.stats["events"] == ["actions", "times"]
 
 
 def test_ml1m(tmp_path):
@@ -69,7 +73,7 @@ def test_ml1m(tmp_path):
     )
     (tmp_path / "movies.dat").write_bytes(movies.encode("latin-1"))
     raw = load_movielens(tmp_path)
-    assert raw.interactions.rows() == [(u, i, t) for u, i, _, t in ratings]
+    assert raw.interactions.rows() == [(u, i, t, r) for u, i, r, t in ratings]
     items = {r["item_id"]: r for r in raw.items.to_dicts()}
     assert items["661"]["genres"] == ["Animation", "Children's", "Musical"]
     assert items["1193"]["title"] == "One Flew Over the Cuckoo's Nest (1975)"

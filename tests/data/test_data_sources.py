@@ -121,3 +121,11 @@ def test_bundled_toys_and_yelp_load_with_published_counts(name: str, counts: tup
     cfg = DataConfig(name=name)
     stats = prepare(load_dataset(cfg), cfg).stats
     assert (stats["users"], stats["items"], stats["interactions"]) == counts
+
+
+def test_a_format_without_a_path_is_refused():
+    from sidrec.config import DataConfig
+    from sidrec.data.sources import load_dataset
+
+    with pytest.raises(ValueError, match="data.format=movielens reads data.path, which is empty"):
+        load_dataset(DataConfig(format="movielens"))

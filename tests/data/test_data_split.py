@@ -164,3 +164,16 @@ def test_cold_items_occur_only_as_test_targets():
     assert prepare(raw, DataConfig(allow_missing_text=True, cold_items=0.2), seed=3).sequences.equals(cold.sequences)
     with pytest.raises(ValueError, match="data.cold_items=1.5"):
         prepare(raw, DataConfig(allow_missing_text=True, cold_items=1.5))
+
+
+def test_events_are_kept_in_step_and_bad_actions_are_named():
+    rows = frame([("a", "p", 30), ("a", "q", 10), ("a", "r", 20), ("b", "p", 5), ("b", "q", 6), ("b", "r", 7)])
+    raw = RawDataset(rows.with_columns(pl.Series("action", [5, 1, 3, 2, 2, 4])), ITEMS, "hand", timestamps=True)
+    seqs = prepare(raw, DataConfig()).sequences
+    assert seqs["items"].to_list() == [[2, 3, 1], [1, 2, 3]]  # a: q r p by time
+    assert seqs["times"].to_list() == [[10, 20, 30], [5, 6, 7]] and seqs["actions"].to_list() == [[1, 3, 5], [2, 2, 4]]
+    untimed = prepare(RawDataset(rows, ITEMS, "hand"), DataConfig()).sequences  # positions, no actions: items only
+    assert untimed.columns == ["user_idx", "user_id", "items"]
+    bad = RawDataset(rows.with_columns(pl.Series("action", [5, 1, 0, 2, 2, 4])), ITEMS, "hand")
+    with pytest.raises(ValueError, match=r"hand: interaction 3 \(user 'a', item 'r'\) has action 0"):
+        prepare(bad, DataConfig())

@@ -87,3 +87,40 @@ def test_ffn_layer_adds_a_pre_norm_mlp_after_the_hstu_block():
         mlp = layer.ffn
         expected = h + mlp[4](torch.nn.functional.silu(mlp[1](mlp[0](h))))
         torch.testing.assert_close(layer(x, allowed), expected)
+
+
+def test_time_buckets_by_hand():
+    from sidrec.models.hstu import time_buckets
+
+    times = torch.tensor([[0, 1, 2, 100, 86_400]])
+    b = time_buckets(times)[0]
+    assert b.shape == (5, 5) and (b == b.T).all() and (b.diagonal() == 0).all()  # |dt| <= 1 -> bucket 0
+    assert b[2, 0].item() == int(torch.log(torch.tensor(2.0)) / 0.301)  # 2 s: bucket 2
+    assert b[3, 0].item() == 15 and b[4, 0].item() == 37  # 100 s: ln 100 / 0.301 = 15.3; a day: 37.8
+    assert time_buckets(torch.tensor([[0, 10**300 // 10**290]]), n=8).max() == 7  # clamped to the last bucket
+
+
+def test_time_bias_and_actions_change_the_scores_and_keep_the_contract(make_id_model, make_id_batch):
+    model = make_id_model("hstu", time_bias=True, actions=True)
+    assert model.events == ("times", "actions") and make_id_model("hstu").events == ()
+    inputs = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
+    times = torch.tensor([[0, 10, 20, 10_000], [0, 5, 6, 7]])
+    actions = torch.tensor([[0, 5, 4, 1], [3, 3, 3, 3]])
+    with torch.no_grad():
+        model.layers[0].rel_time_bias.normal_()  # zero-initialised: give it weight
+        plain = model.score_all(inputs)
+        timed = model.score_all(inputs, times=times)
+        both = model.score_all(inputs, times=times, actions=actions)
+        full = model.hidden(inputs, times=times, actions=actions)
+        later = model.hidden(inputs, times=times + torch.tensor([0, 0, 0, 99_999]), actions=actions + 1)
+    assert not torch.allclose(plain, timed) and not torch.allclose(timed, both)
+    shifted = actions.clone()
+    shifted[:, 3] += 1
+    with torch.no_grad():
+        last = model.hidden(inputs, times=times + torch.tensor([0, 0, 0, 99_999]), actions=shifted)
+    torch.testing.assert_close(full[:, :3], last[:, :3])  # causal: the last event's time and action reach only it
+    assert not torch.allclose(full[:, 3], last[:, 3]) and not torch.allclose(full[:, 1:3], later[:, 1:3])
+    batch = make_id_batch(16)
+    batch["times"] = torch.cumsum(torch.randint(0, 1000, batch["inputs"].shape), 1)
+    batch["actions"] = torch.randint(1, 6, batch["inputs"].shape)
+    assert torch.isfinite(model.train().loss(batch))

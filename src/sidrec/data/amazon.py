@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from sidrec.data.encoding import open_text
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset, short
+from sidrec.data.schema import ACTION, ITEM, TIME, USER, RawDataset, short
 from sidrec.data.split import kcore_filter
 
 _REVIEWS = re.compile(r"^reviews_(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$")
@@ -81,6 +81,7 @@ def _read_reviews(path: Path) -> pl.DataFrame:
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
+    ratings: list[int | None] = []
     with _open(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -99,9 +100,15 @@ def _read_reviews(path: Path) -> pl.DataFrame:
             users.append(str(obj["reviewerID"]))
             items.append(str(obj["asin"]))
             times.append(t)
+            overall = obj.get("overall")
+            ratings.append(int(float(overall)) if isinstance(overall, int | float) and overall >= 1 else None)
     if not users:
         raise ValueError(f"{path}: no reviews. The file is empty")
-    return pl.DataFrame({USER: users, ITEM: items, TIME: times}, schema={USER: pl.Utf8, ITEM: pl.Utf8, TIME: pl.Int64})
+    frame = {USER: users, ITEM: items, TIME: times}
+    schema = {USER: pl.Utf8, ITEM: pl.Utf8, TIME: pl.Int64}
+    if all(r is not None for r in ratings):  # every review rated (1-5 stars): the event's action
+        frame[ACTION], schema[ACTION] = ratings, pl.Int64
+    return pl.DataFrame(frame, schema=schema)
 
 
 def _text(value: object) -> str | None:
@@ -164,4 +171,4 @@ def load_amazon2014(folder: str | Path, *, kcore: int = 5) -> RawDataset:
     rows = [{ITEM: asin, **meta.get(asin, empty)} for asin in ids]
     schema = {ITEM: pl.Utf8, "title": pl.Utf8, "categories": pl.List(pl.Utf8), "brand": pl.Utf8}
     items = pl.DataFrame(rows, schema=schema)
-    return RawDataset(interactions=interactions, items=items, source=str(reviews))
+    return RawDataset(interactions=interactions, items=items, source=str(reviews), timestamps=True)

@@ -187,15 +187,27 @@ class IDExamples(_Batched):
     window is already a target.
     """
 
-    def __init__(self, train_seqs: list[np.ndarray], *, max_history: int, all_windows: bool = False) -> None:
+    def __init__(
+        self,
+        train_seqs: list[np.ndarray],
+        *,
+        max_history: int,
+        all_windows: bool = False,
+        events: dict[str, list[np.ndarray]] | None = None,
+    ) -> None:
+        """`events`: per-event columns in step with `train_seqs` (times, actions): each window's inputs' values
+        go into the batch under the same name."""
         self.inputs, self.targets = [], []
-        for seq in train_seqs:
+        self.events: dict[str, list[np.ndarray]] = {name: [] for name in events or {}}
+        for row, seq in enumerate(train_seqs):
             s = np.asarray(seq, dtype=np.int64)
             ends = range(len(s), 1, -max_history)  # window ends, newest first
             for end in ends if all_windows else ends[:1]:
                 start = max(1, end - max_history)  # targets s[start:end], inputs the items before each
                 self.inputs.append(s[start - 1 : end - 1])
                 self.targets.append(s[start:end])
+                for name, column in (events or {}).items():
+                    self.events[name].append(np.asarray(column[row], dtype=np.int64)[start - 1 : end - 1])
         self.max_history = max_history
         self.lengths = np.array([len(t) for t in self.targets], dtype=np.int64)
 
@@ -209,7 +221,10 @@ class IDExamples(_Batched):
         """{"inputs": (B, T), "targets": (B, T)} item_idx, left-padded with 0 (0 target = no loss)."""
         inputs = item_inputs([self.inputs[i] for i in idx], self.max_history)
         targets = item_inputs([self.targets[i] for i in idx], self.max_history)
-        return {"inputs": inputs.to(device), "targets": targets.to(device)}
+        out = {"inputs": inputs.to(device), "targets": targets.to(device)}
+        for name, column in self.events.items():  # left-padded like the inputs
+            out[name] = item_inputs([column[i] for i in idx], self.max_history).to(device)
+        return out
 
     def loss_terms(self, batch: dict[str, Tensor]) -> int:
         """The terms a model's mean loss averages over: the real (non-padding) targets."""

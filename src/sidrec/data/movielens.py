@@ -1,4 +1,5 @@
-"""MovieLens 100K and 1M (GroupLens). Every rating is an interaction; time is the rating timestamp.
+"""MovieLens 100K and 1M (GroupLens). Every rating is an interaction; time is the rating timestamp, and the
+rating (1-5) is the event's action.
 
 ML-100K: `u.data` (or `u1.base` + `u1.test`, preferred when both exist) with tab-separated
 `user item rating timestamp` lines, e.g. `196\t242\t3\t881250949`; `u.item` (latin-1)
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sidrec.data.schema import ITEM, TIME, USER, RawDataset, short
+from sidrec.data.schema import ACTION, ITEM, TIME, USER, RawDataset, short
 
 GENRES_100K = (
     "unknown",
@@ -44,6 +45,7 @@ def _read_ratings(paths: list[Path], sep: str | None, drop_user0: bool = False) 
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
+    ratings: list[int] = []
     example = "196\t242\t3\t881250949" if sep is None else "1::1193::5::978300760"
     for path in paths:
         with open(path, encoding="latin-1") as f:
@@ -54,11 +56,11 @@ def _read_ratings(paths: list[Path], sep: str | None, drop_user0: bool = False) 
                 try:
                     if len(parts) < 4 or not parts[0].strip() or not parts[1].strip():
                         raise ValueError
-                    t = int(parts[3])
+                    t, rating = int(parts[3]), int(float(parts[2]))
                 except ValueError:
                     raise ValueError(
-                        f"{path}, line {lineno}: expected 'user item rating timestamp' with an integer "
-                        f"timestamp, like '{example}'; got {short(line.rstrip(), 120)}"
+                        f"{path}, line {lineno}: expected 'user item rating timestamp' with a numeric rating and "
+                        f"an integer timestamp, like '{example}'; got {short(line.rstrip(), 120)}"
                     ) from None
                 user = parts[0].strip()
                 if drop_user0 and user == "0":
@@ -66,9 +68,11 @@ def _read_ratings(paths: list[Path], sep: str | None, drop_user0: bool = False) 
                 users.append(user)
                 items.append(parts[1].strip())
                 times.append(t)
+                ratings.append(rating)
     if not users:
         raise ValueError(f"{', '.join(map(str, paths))}: no ratings. The file is empty")
-    return pl.DataFrame({USER: users, ITEM: items, TIME: times}, schema={USER: pl.Utf8, ITEM: pl.Utf8, TIME: pl.Int64})
+    schema = {USER: pl.Utf8, ITEM: pl.Utf8, TIME: pl.Int64, ACTION: pl.Int64}
+    return pl.DataFrame({USER: users, ITEM: items, TIME: times, ACTION: ratings}, schema=schema)
 
 
 def _genre_names(folder: Path) -> list[str]:
@@ -164,4 +168,4 @@ def load_movielens(folder: str | Path) -> RawDataset:
         items = _read_items_100k(items_path, _genre_names(folder)) if items_path.is_file() else None
     if items is None:
         items = pl.DataFrame({ITEM: interactions[ITEM].unique(maintain_order=True)})
-    return RawDataset(interactions=interactions, items=items, source=str(folder))
+    return RawDataset(interactions=interactions, items=items, source=str(folder), timestamps=True)

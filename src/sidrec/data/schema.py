@@ -13,6 +13,9 @@ ITEM_IDX = "item_idx"  # 1..N; 0 is padding in every model
 USER_IDX = "user_idx"  # 0..U-1
 TEXT = "text"
 SEQ = "items"  # a user's full chronological list of item_idx
+ACTION = "action"  # optional interaction column: the action taken, a small int >= 1 (e.g. a 1-5 rating)
+TIMES = "times"  # sequences: each event's timestamp (seconds), where the data has real timestamps
+ACTIONS = "actions"  # sequences: each event's action, where the data has one
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class RawDataset:
         source: where it came from, for messages and `data_stats.json`.
         replaced_bytes: {file: non-UTF-8 bytes replaced} under `data.encoding_errors=replace`.
         items_source: the items file, where it is not `source` (the table format's `data.items_path`).
+        timestamps: `time` holds real timestamps in seconds (not positions): sequences keep them (`times`).
+    An optional `action` column (int >= 1, e.g. the rating) is kept per event too (`actions`).
     """
 
     interactions: pl.DataFrame
@@ -33,6 +38,7 @@ class RawDataset:
     source: str
     replaced_bytes: dict[str, int] = field(default_factory=dict)
     items_source: str = ""
+    timestamps: bool = False
 
 
 def short(value: object, limit: int = 60) -> str:

@@ -91,6 +91,11 @@ def load_dataset(cfg: DataConfig) -> RawDataset:
     """Load the dataset a config names: the bundled one, or `cfg.path` in `cfg.format`."""
     with decoding(cfg.encoding_errors) as replaced:
         if not cfg.path:
+            if cfg.format not in ("auto", "normalized"):
+                raise ValueError(
+                    f"data.format={cfg.format} reads data.path, which is empty (the bundled sets are in the normalized"
+                    f" format): give the dataset's folder or file, e.g. data.path=PATH/ml-100k"
+                )
             raw = _normalized(cfg, bundled_path(cfg.name))
         else:
             path = Path(cfg.path).expanduser()

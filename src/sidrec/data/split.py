@@ -8,14 +8,27 @@ capped at the last `max_history` items.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from sidrec.config import DataConfig
 from sidrec.data.profile import dataset_profile, log_profile
-from sidrec.data.schema import ITEM, ITEM_IDX, SEQ, TEXT, TIME, USER, USER_IDX, RawDataset, short
+from sidrec.data.schema import (
+    ACTION,
+    ACTIONS,
+    ITEM,
+    ITEM_IDX,
+    SEQ,
+    TEXT,
+    TIME,
+    TIMES,
+    USER,
+    USER_IDX,
+    RawDataset,
+    short,
+)
 from sidrec.data.text import render_texts, resolve_template, text_report
 
 logger = logging.getLogger(__name__)
@@ -104,7 +117,8 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     item_ids = sorted(df[ITEM].unique().to_list())
     item_map = pl.DataFrame({ITEM: item_ids, ITEM_IDX: np.arange(1, len(item_ids) + 1, dtype=np.int64)})
     df = df.join(item_map, on=ITEM).sort([USER, TIME, "row"])
-    seqs = df.group_by(USER, maintain_order=True).agg(pl.col(ITEM_IDX).alias(SEQ))
+    events = _event_columns(raw, df)
+    seqs = df.group_by(USER, maintain_order=True).agg(pl.col(ITEM_IDX).alias(SEQ), *events.values())
     seqs = seqs.sort(USER).with_row_index(USER_IDX).with_columns(pl.col(USER_IDX).cast(pl.Int64))
     fields = raw.items.unique(ITEM, keep="first").join(item_map, on=ITEM).sort(ITEM_IDX)
     texts = render_texts(fields.drop(ITEM_IDX), template)
@@ -143,7 +157,31 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         ),
     }
     log_profile(stats["profile"])
-    return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ), stats=stats)
+    stats["events"] = sorted(events)  # per-event columns kept beside the items (times, actions)
+    return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ, *events), stats=stats)
+
+
+MAX_ACTION = 255  # actions are embedded: small ints
+
+
+def _event_columns(raw: RawDataset, df: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The per-event lists the sequences keep beside the items: timestamps where the data has real ones, actions
+    where it has an `action` column (ValueError for one outside 1..MAX_ACTION); logged either way."""
+    out = {}
+    if raw.timestamps:
+        out[TIMES] = pl.col(TIME).alias(TIMES)
+    if ACTION in df.columns:
+        bad = df.filter(pl.col(ACTION).is_null() | (pl.col(ACTION) < 1) | (pl.col(ACTION) > MAX_ACTION))
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise ValueError(
+                f"{raw.source}: interaction {row['row'] + 1} (user {short(row[USER])}, item {short(row[ITEM])}) has "
+                f"action {row[ACTION]!r}; actions are ints in 1..{MAX_ACTION} (e.g. a 1-5 rating)"
+            )
+        out[ACTIONS] = pl.col(ACTION).alias(ACTIONS)
+    kept = " and ".join(k for k in (TIMES, ACTIONS) if k in out)
+    logger.info("%s: events keep %s", raw.source, kept or "items only (the data has no timestamps or actions)")
+    return out
 
 
 def hold_out_items(df: pl.DataFrame, share: float, seed: int) -> tuple[pl.DataFrame, dict]:
@@ -203,6 +241,15 @@ class EvalExamples:
     user_idx: np.ndarray  # (U,)
     histories: list[np.ndarray]  # each the last <= max_history item_idx before the target
     targets: np.ndarray  # (U,) item_idx
+    events: dict[str, list[np.ndarray]] = field(default_factory=dict)  # times / actions, in step with histories
+
+    def subset(self, rows: np.ndarray) -> EvalExamples:
+        """The examples of these rows, in this order."""
+        events = {k: [v[i] for i in rows] for k, v in self.events.items()}
+        return EvalExamples(self.user_idx[rows], [self.histories[i] for i in rows], self.targets[rows], events)
+
+
+EVENTS = (TIMES, ACTIONS)  # the per-event columns sequences may keep beside the items
 
 
 def eval_examples(sequences: pl.DataFrame, split: str, max_history: int) -> EvalExamples:
@@ -210,17 +257,21 @@ def eval_examples(sequences: pl.DataFrame, split: str, max_history: int) -> Eval
     if split not in ("valid", "test"):
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
     cut = 2 if split == "valid" else 1
-    hists, targets = [], []
-    for seq in sequences[SEQ].to_list():
+
+    def history(seq: list) -> np.ndarray:
         end = len(seq) - cut
-        hists.append(np.asarray(seq[max(0, end - max_history) : end], dtype=np.int64))
-        targets.append(seq[end])
-    return EvalExamples(sequences[USER_IDX].to_numpy(), hists, np.asarray(targets, dtype=np.int64))
+        return np.asarray(seq[max(0, end - max_history) : end], dtype=np.int64)
+
+    seqs = sequences[SEQ].to_list()
+    events = {k: [history(s) for s in sequences[k].to_list()] for k in EVENTS if k in sequences.columns}
+    targets = np.asarray([s[len(s) - cut] for s in seqs], dtype=np.int64)
+    return EvalExamples(sequences[USER_IDX].to_numpy(), [history(s) for s in seqs], targets, events)
 
 
-def train_sequences(sequences: pl.DataFrame) -> list[np.ndarray]:
-    """Each user's training part: everything but the validation and test targets."""
-    return [np.asarray(seq[:-2], dtype=np.int64) for seq in sequences[SEQ].to_list()]
+def train_sequences(sequences: pl.DataFrame, column: str = SEQ) -> list[np.ndarray]:
+    """Each user's training part: everything but the validation and test targets (of `column`: the items, or
+    an event column in step with them)."""
+    return [np.asarray(seq[:-2], dtype=np.int64) for seq in sequences[column].to_list()]
 
 
 def training_examples(

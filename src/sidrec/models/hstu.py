@@ -9,10 +9,18 @@ Generative Recommendations", ICML 2024. Each layer (eqs. 1-3 of the paper):
 
 Same embeddings, tied item scores, objectives and training contract as SASRec (`id_objectives`).
 
+`rab` is the relative attention bias: one learned scalar per position distance i - j in [0, max_len)
+(every distance its own bucket), plus, with `model.hstu.time_bias` on data with timestamps, one per time
+bucket of t_i - t_j (the time from event j to the query's event i), bucketed as in Meta's code: floor(ln(max(dt,
+1)) / 0.301), 128 buckets. With `model.hstu.actions`, each event's action (e.g. its rating) has an embedding
+added to its item's, as the paper's action tokens are. Both read the events the data keeps (`times`,
+`actions` in sequences.parquet: MovieLens, Amazon 2014); a model asked to read what the data lacks stops.
+
 Deviations from the paper:
-- No time bias: the bundled data has positions, not timestamps, so `rab` is the relative position
-  bias only: one learned scalar per distance i - j in [0, max_len), shared by the heads (every
-  distance is its own bucket; the paper's log-bucketing is for time deltas).
+- Time bias from the query's own event time (t_i - t_j); Meta's code uses the next event's time for each query
+  in training (the target's) and the last event's at inference. Without timestamps (the bundled P5 sets have
+  positions) only the position bias is learned; served without event times, a time-aware model ranks with
+  the position bias alone.
 - `n` is `max_len` (the paper's padded sequence length), whatever the padding of a batch, so the
   attention scale is the same in training and at inference.
 - Outputs pass a final LayerNorm. Items are scored by a plain dot product with `temperature` 0, or,
@@ -36,11 +44,32 @@ from sidrec.models.id_objectives import IDScoring, IDSequenceModel, IDShape, sam
 from sidrec.models.layers import Dropout, init_weights
 from sidrec.models.registry import ModelEntry, scoring, width
 
+TIME_BUCKETS = 128  # Meta's num_buckets
+ACTION_VALUES = 256  # action embedding rows: actions are ints in 1..255 (data.split.MAX_ACTION); 0 = none
+
+
+def time_buckets(times: Tensor, n: int = TIME_BUCKETS) -> Tensor:
+    """(B, T) timestamps (seconds) -> (B, T, T) bucket of t_i - t_j for query i and key j: floor(ln(max(|dt|, 1)) /
+    0.301), clamped to [0, n - 1] (Meta's generative-recommenders, RelativeBucketedTimeAndPositionBasedBias)."""
+    dt = (times[:, :, None] - times[:, None, :]).abs().clamp(min=1).float()
+    return (dt.log() / 0.301).long().clamp(0, n - 1)
+
 
 class HSTULayer(nn.Module):
-    def __init__(self, *, d_model: int, n_heads: int, d_head: int, max_len: int, dropout: float, d_ff: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        n_heads: int,
+        d_head: int,
+        max_len: int,
+        dropout: float,
+        d_ff: int = 0,
+        time_bias: bool = False,
+    ) -> None:
         super().__init__()
         self.n_heads, self.d_head, self.max_len = n_heads, d_head, max_len
+        self.rel_time_bias = nn.Parameter(torch.zeros(TIME_BUCKETS)) if time_bias else None
         inner = n_heads * d_head
         self.norm_in = nn.LayerNorm(d_model)
         self.uvqk = nn.Linear(d_model, 4 * inner, bias=False)
@@ -65,13 +94,16 @@ class HSTULayer(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, dh)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """x: (B, T, d); allowed: (B, 1, T, T) bool (causal and non-padding keys). Returns (B, T, d)."""
+    def forward(self, x: Tensor, allowed: Tensor, buckets: Tensor | None = None) -> Tensor:
+        """x: (B, T, d); allowed: (B, 1, T, T) bool (causal and non-padding keys); buckets: (B, T, T) time buckets
+        (`time_buckets`) or None. Returns (B, T, d)."""
         b, t, _ = x.shape
         u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)  # each (B, T, H*dh)
         idx = torch.arange(t, device=x.device)
         distance = (idx[:, None] - idx[None, :]).clamp(0, self.max_len - 1)  # (T, T)
         scores = self.split(q) @ self.split(k).transpose(-1, -2) + self.rel_pos_bias[distance]  # (B, H, T, T)
+        if self.rel_time_bias is not None and buckets is not None:
+            scores = scores + self.rel_time_bias[buckets][:, None]
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
         y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)  # (B, T, H*dh)
         x = x + self.out(self.dropout(self.norm_attn(y) * u))
@@ -89,17 +121,27 @@ class HSTU(IDSequenceModel):
                 max_len=shape.max_len,
                 dropout=shape.dropout,
                 d_ff=shape.d_ff if shape.hstu_ffn else 0,
+                time_bias=shape.time_bias,
             )
             for _ in range(shape.n_layers)
         )
+        self.action = nn.Embedding(ACTION_VALUES, shape.d_model, padding_idx=0) if shape.actions else None
         self.apply(init_weights)
 
-    def hidden(self, inputs: Tensor) -> Tensor:
-        """(B, T) left-padded item_idx -> (B, T, d); position t attends to positions <= t only."""
+    @property
+    def events(self) -> tuple[str, ...]:
+        return (("times",) if self.shape.time_bias else ()) + (("actions",) if self.shape.actions else ())
+
+    def hidden(self, inputs: Tensor, times: Tensor | None = None, actions: Tensor | None = None) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d); position t attends to positions <= t only. `times` (B, T)
+        timestamps and `actions` (B, T) action ids in step with the inputs, where the model reads them."""
         allowed = self.allowed(inputs)
         x = self.embed(inputs)
+        if self.action is not None and actions is not None:
+            x = x + self.drop(self.action(actions.clamp(0, ACTION_VALUES - 1))) * (inputs != 0)[..., None]
+        buckets = time_buckets(times) if self.shape.time_bias and times is not None else None
         for layer in self.layers:
-            x = layer(x, allowed)
+            x = layer(x, allowed, buckets)
         return self.norm(x)
 
 
@@ -108,11 +150,14 @@ class HSTUConfig(IDScoring):
     """`model.hstu.*`: the item-ID scoring, and the optional MLP."""
 
     hstu_ffn: bool = False  # a pre-norm SiLU MLP (width d_ff) after each layer; not in the paper
+    time_bias: bool = False  # relative attention bias by time bucket too (data with timestamps: MovieLens, Amazon 2014)
+    actions: bool = False  # each event's action (e.g. its rating) embedded and added to its item's
 
 
 def describe(cfg: Config) -> str:
     m = cfg.model
-    return f"{m.n_enc_layers}L {scoring(m, m.hstu)} {width(m, ffn=m.hstu.hstu_ffn)}"
+    events = "".join(f" +{k}" for k in ("time_bias", "actions") if getattr(m.hstu, k))
+    return f"{m.n_enc_layers}L {scoring(m, m.hstu)} {width(m, ffn=m.hstu.hstu_ffn)}{events}"
 
 
 ENTRY = ModelEntry(

@@ -72,6 +72,8 @@ class IDShape:
     attention: str = "math"  # SASRec: math | sdpa (layers.attend); HSTU has its own pointwise attention
     temperature: float = 0.0  # 0: dot-product scores; > 0: cosine similarity / temperature (HSTU's code: 0.05)
     hstu_ffn: bool = False  # HSTU only: add a pointwise MLP (width d_ff) after each layer
+    time_bias: bool = False  # HSTU only: relative attention bias by time bucket (reads the events' `times`)
+    actions: bool = False  # HSTU only: action embeddings added to the items' (reads the events' `actions`)
     repeat: str = "none"  # mixture: a repeat / explore mixture over the scores (models.repeat) | none
     text_items: bool = False  # item vectors from the item text (`IDScoring.text_items`)
     text_dim: int = 0  # text_items: the text embedding's width (set from the run's embeddings)
@@ -246,9 +248,15 @@ class IDSequenceModel(nn.Module):
         causal = torch.ones(t, t, dtype=torch.bool, device=inputs.device).tril()
         return causal[None, None] & (inputs != PAD)[:, None, None, :]
 
-    def hidden(self, inputs: Tensor) -> Tensor:
-        """(B, T) left-padded item_idx -> (B, T, d) outputs; position t sees only inputs[:, :t+1]."""
+    def hidden(self, inputs: Tensor, **events: Tensor) -> Tensor:
+        """(B, T) left-padded item_idx -> (B, T, d) outputs; position t sees only inputs[:, :t+1]. `events`: the
+        per-event columns named in `events` (times, actions), (B, T) each, in step with the inputs."""
         raise NotImplementedError
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The per-event columns (`times`, `actions`) this model reads beside the items; none by default."""
+        return ()
 
     def query(self, h: Tensor) -> Tensor:
         """Outputs -> the query side of the item scores (L2-normalised / temperature in cosine mode)."""
@@ -263,7 +271,7 @@ class IDSequenceModel(nn.Module):
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """batch: inputs (B, T) item_idx, targets (B, T) next item_idx (0 = ignore). Returns a scalar."""
         inputs, targets = batch["inputs"], batch["targets"]
-        hidden = self.hidden(inputs)
+        hidden = self.hidden(inputs, **{name: batch[name] for name in self.events if name in batch})
         s = self.shape
         absent = self.untrained if s.text_items else None  # items not in training are in no softmax
         if self.repeat_head is None:
@@ -275,13 +283,13 @@ class IDSequenceModel(nn.Module):
         )  # fmt: skip
         return explore + repeat_loss
 
-    def score_all(self, inputs: Tensor) -> Tensor:
+    def score_all(self, inputs: Tensor, **events: Tensor) -> Tensor:
         """(B, T) left-padded histories -> (B, N+1) scores of every item from the last position.
 
         Column 0 (padding) is -inf, so it never enters a top-k. With a repeat head, the scores are the
         mixture's log-probabilities (`models.repeat`).
         """
-        hidden = self.hidden(inputs)
+        hidden = self.hidden(inputs, **events)
         h = self.query(hidden[:, -1].float())  # (B, d)
         with torch.autocast(h.device.type, enabled=False):  # fp32 scores: bf16 would tie many of N items
             scores = h.float() @ self.item_vectors().float().T
