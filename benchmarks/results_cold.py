@@ -16,6 +16,7 @@ METHODS = {  # record name part -> label
     "default": "sidrec default (RPG over text + collaborative SIDs)",
     "default_neighbours": "sidrec default, cold items' collaborative part from their text neighbours",
     "tiger": "TIGER-style (`beauty_tiger`, trie-constrained beam search)",
+    "tiger_cand20": "the same models + 20 cold candidates by text (`eval.cold_candidates=20`, evaluation only)",
     "sasrec_text": "SASRec with text items (`beauty_sasrec model.sasrec.text_items=true`)",
     "sasrec": "SASRec, item IDs only (`beauty_sasrec`)",
 }
@@ -54,7 +55,8 @@ def cold_records(dataset: str) -> dict[str, list[dict]]:
             if not p.stem[len(f"cold_{dataset}_{method}_seed") :].isdigit():
                 continue
             rec = json.loads(p.read_text())
-            if rec.get("from_empty_dir") and "test_cold" in rec.get("eval", {}):
+            again = rec.get("stages_run") == ["evaluate"]  # another run's model, evaluated with other settings
+            if (rec.get("from_empty_dir") or again) and "test_cold" in rec.get("eval", {}):
                 recs.append(rec)
         if recs:
             out[method] = sorted(recs, key=lambda r: r["seed"])

@@ -255,3 +255,22 @@ def test_evaluate_hands_the_events_to_a_model_that_reads_them():
     ex = EvalExamples(np.arange(2), [np.array([1, 2]), np.array([3])], np.array([3, 4]), events)
     assert evaluate(Rec(), ex, ks=(1,), top_n=1).metrics["recall@1"] == 0.5
     assert list(seen[0]) == ["times"] and [a.tolist() for a in seen[0]["times"]] == [[5, 6], [7]]  # only what it reads
+
+
+def test_the_api_hands_times_and_actions_to_an_events_model(tmp_path):
+    import sidrec
+
+    data = movielens_folder(tmp_path)
+    args = ["model.name=hstu", "model.hstu.time_bias=true", "model.hstu.actions=true", "data.format=movielens"]
+    assert invoke("run", "toy_tiger", *args, f"data.path={data}", *TINY, "--out", str(tmp_path / "r")).exit_code == 0
+    rec = sidrec.load(tmp_path / "r")
+    with torch.no_grad():
+        rec.recommender.model.layers[0].rel_time_bias.normal_()  # zero-initialised after one epoch: give it weight
+    history = ["1", "2", "3"]
+    plain = rec.recommend(history, k=5)
+    timed = rec.recommend(history, k=5, times=[0, 10, 10**6], actions=[5, 1, 3])
+    assert [r.score for r in plain] != [r.score for r in timed]
+    same = rec.recommend([*history, "nope"], k=5, times=[0, 10, 10**6, 7], actions=[5, 1, 3, 2], skip_unknown=True)
+    assert [r.score for r in same] == [r.score for r in timed]  # the unknown id's events go with it
+    with pytest.raises(ValueError, match="times: give one list per history"):
+        rec.recommend(history, k=5, times=[0, 10])

@@ -182,6 +182,8 @@ class Model:
         user: str | None = None,
         exclude_history: bool = False,
         skip_unknown: bool = False,
+        times: Sequence[int] | None = None,
+        actions: Sequence[int] | None = None,
     ) -> list[Recommendation]:
         """Top-k items for one history of original item ids (oldest first).
 
@@ -192,9 +194,13 @@ class Model:
             user: the original user id, for models with user tokens; unknown or None uses no user.
             exclude_history: drop items already in the history (the evaluation protocol does not).
             skip_unknown: drop history ids the catalogue lacks instead of raising UnknownItemsError.
+            times, actions: each history event's timestamp (seconds) and action (e.g. its rating), for a model
+                that reads them (HSTU's `time_bias` / `actions`); one per history item. Without them such a
+                model ranks without that input.
         """
+        events = {name: [v] for name, v in (("times", times), ("actions", actions)) if v is not None}
         batch = self.recommend_batch(
-            [history], k, users=[user], exclude_history=exclude_history, skip_unknown=skip_unknown
+            [history], k, users=[user], exclude_history=exclude_history, skip_unknown=skip_unknown, **events
         )
         return batch[0]
 
@@ -206,10 +212,20 @@ class Model:
         users: Sequence[str | None] | None = None,
         exclude_history: bool = False,
         skip_unknown: bool = False,
+        times: Sequence[Sequence[int]] | None = None,
+        actions: Sequence[Sequence[int]] | None = None,
     ) -> list[list[Recommendation]]:
         """`recommend` for many histories in one model call (one beam search)."""
         encoded = [self.encode_history(h, skip_unknown) for h in histories]
-        return self.recommend_encoded(encoded, k, users=users, exclude_history=exclude_history)
+        events = {}
+        for name, given in (("times", times), ("actions", actions)):
+            if given is None:
+                continue
+            if len(given) != len(histories) or any(len(g) != len(h) for g, h in zip(given, histories, strict=False)):
+                raise ValueError(f"{name}: give one list per history, one value per history item")
+            known = [[str(i) in self.index for i in h] for h in histories]  # in step with skipped unknown ids
+            events[name] = [np.asarray(g, dtype=np.int64)[m] for g, m in zip(given, known, strict=True)]
+        return self.recommend_encoded(encoded, k, users=users, exclude_history=exclude_history, events=events)
 
     def recommend_encoded(
         self,
@@ -218,8 +234,10 @@ class Model:
         *,
         users: Sequence[str | None] | None = None,
         exclude_history: bool | Sequence[bool] = False,
+        events: dict[str, list[np.ndarray]] | None = None,
     ) -> list[list[Recommendation]]:
-        """`recommend_batch` over item_idx histories (each non-empty); `exclude_history` may differ per row."""
+        """`recommend_batch` over item_idx histories (each non-empty); `exclude_history` may differ per row;
+        `events`: per-event columns (times, actions) in step with the histories."""
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.n_items}), got {k}")
         for row, h in enumerate(histories):
@@ -231,8 +249,12 @@ class Model:
         # Excluding history items needs up to that many extra candidates beyond k.
         drop = max((len(set(h.tolist())) for h, e in zip(histories, excl, strict=True) if e), default=0)
         want = min(self.n_items, k + drop)
+        cut = self.config.data.max_history
+        reads = getattr(getattr(self.recommender, "model", None), "events", ())  # others ignore the events
+        events = {n: [v[-cut:] for v in vs] for n, vs in (events or {}).items() if n in reads}
+        extra = {"events": events} if events else {}
         with torch.inference_mode():
-            rec = self.recommender.recommend([h[-self.config.data.max_history :] for h in histories], want, user_idx)
+            rec = self.recommender.recommend([h[-cut:] for h in histories], want, user_idx, **extra)
         out = []
         for row, h in enumerate(histories):
             seen = set(h.tolist()) if excl[row] else set()
