@@ -194,9 +194,9 @@ class Model:
             user: the original user id, for models with user tokens; unknown or None uses no user.
             exclude_history: drop items already in the history (the evaluation protocol does not).
             skip_unknown: drop history ids the catalogue lacks instead of raising UnknownItemsError.
-            times, actions: each history event's timestamp (seconds) and action (e.g. its rating), for a model
-                that reads them (HSTU's `time_bias` / `actions`); one per history item. Without them such a
-                model ranks without that input.
+            times: each history event's timestamp (seconds), one per history item, for a model that reads them
+                (HSTU's `time_bias`); without them such a model ranks without that input.
+            actions: each history event's action (e.g. its rating), likewise (HSTU's `actions`).
         """
         events = {name: [v] for name, v in (("times", times), ("actions", actions)) if v is not None}
         batch = self.recommend_batch(
