@@ -59,8 +59,8 @@ class TextKNNRecommender:
     (`recommender.text_query`: its items' vectors, the newest weighing most); the history's own items are left out.
 
     The content-only reference of the cold-start protocol (`data.cold_items`): it needs no training, so an item
-    never seen in training is scored exactly like any other (the reference row of LIGER's comparison, Yang et
-    al., 2024, is a dense retriever over text; this is its training-free floor).
+    never seen in training is scored exactly like any other: a training-free floor for the models that read item
+    text (LIGER, Yang et al., 2024, compares with a trained sequential dense retriever over item text and IDs).
     """
 
     CHUNK = 1024
