@@ -218,12 +218,12 @@ class Model:
         """`recommend` for many histories in one model call (one beam search)."""
         encoded = [self.encode_history(h, skip_unknown) for h in histories]
         events = {}
+        known = [[str(i) in self.index for i in h] for h in histories]  # events go with their (skipped) ids
         for name, given in (("times", times), ("actions", actions)):
             if given is None:
                 continue
             if len(given) != len(histories) or any(len(g) != len(h) for g, h in zip(given, histories, strict=False)):
                 raise ValueError(f"{name}: give one list per history, one value per history item")
-            known = [[str(i) in self.index for i in h] for h in histories]  # in step with skipped unknown ids
             events[name] = [np.asarray(g, dtype=np.int64)[m] for g, m in zip(given, known, strict=True)]
         return self.recommend_encoded(encoded, k, users=users, exclude_history=exclude_history, events=events)
 

@@ -65,6 +65,7 @@ class SIDRecommender:
             vectors = np.asarray(cold[1], dtype=np.float32)
             self.text = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             self.cold_items = np.asarray(cold[0], dtype=np.int64)
+            self.cold_text = self.text[self.cold_items - 1]  # (C, D), once
         self.device = next(model.parameters()).device
         self.level_sizes = model.shape.level_sizes
         self.trie = SIDTrie(sids, self.level_sizes).to(self.device)
@@ -186,7 +187,7 @@ class SIDRecommender:
     def _with_cold(self, histories, users, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The beam's items plus each row's `cold_candidates` nearest cold items by text, by SID log-probability."""
         m = min(self.cold_candidates, len(self.cold_items))
-        sim = text_query(histories, self.text) @ self.text[self.cold_items - 1].T  # (B, C)
+        sim = text_query(histories, self.text) @ self.cold_text.T  # (B, C)
         near = np.argpartition(-sim, m - 1, axis=1)[:, :m] if m < sim.shape[1] else np.tile(np.arange(m), (len(sim), 1))
         cand = self.cold_items[near]  # (B, M) item_idx
         cand_scores = self.sid_logprob(histories, users, cand)

@@ -237,7 +237,9 @@ class IDSequenceModel(nn.Module):
         if t > self.shape.max_len:
             raise ValueError(f"input length {t} exceeds the model's max_len {self.shape.max_len} (data.max_history)")
         positions = torch.arange(t - 1, -1, -1, device=inputs.device)  # (T,)
-        items = self.item(inputs) if self.text_proj is None else self.items()[inputs]
+        items = self.item(inputs)
+        if self.text_proj is not None:  # only the inputs' rows: the full table is built once, for the scores
+            items = items + self.text_proj(self.text[inputs])
         x = items * math.sqrt(self.shape.d_model) + self.pos(positions)
         return self.drop(x) * (inputs != PAD)[..., None]
 
