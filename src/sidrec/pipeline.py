@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -43,138 +41,11 @@ from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_st
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
+from sidrec.stages import SPECS, plan, producers, stage, stage_status
 from sidrec.train import epoch_rng, fit
 
 logger = logging.getLogger(__name__)
 STAGES = ("prepare", "embed", "quantize", "train", "evaluate")
-
-
-class StageSpec(NamedTuple):
-    """What a stage reads and writes; `fingerprint` keys its outputs by the first two."""
-
-    name: str
-    keys: Callable[[Config], tuple[str, ...]]  # config keys or sections whose values shape the outputs
-    inputs: Callable[[Config], tuple[str, ...]]  # run-directory files read (earlier stages' outputs)
-    outputs: Callable[[Config], tuple[str, ...]]  # files written; all present = the stage is done
-
-
-SPECS: dict[str, StageSpec] = {}
-
-
-def stage_status(spec: StageSpec, cfg: Config, run_dir: Path) -> tuple[str, list[str], list[str]]:
-    """('missing' | 'current' | 'stale', changed settings, changed input files) of one stage in `run_dir`.
-
-    'missing': some output is absent, so the stage runs (training resumes from its checkpoint, which
-    must then match); 'current': outputs present and the fingerprint matches; 'stale': it does not.
-    """
-    fp = fingerprint.compute(cfg, run_dir, spec.keys(cfg), spec.inputs(cfg))
-    old = fingerprint.stored(run_dir, spec.name)
-    done = all((run_dir / o).exists() for o in spec.outputs(cfg))
-    if spec.name == "train" and done and _capped_run_can_go_on(cfg, run_dir):
-        done = False  # a time-capped run resumes under a larger (or no) cap
-    resumable = spec.name == "train" and (run_dir / io.CHECKPOINT).exists()
-    if not done and not resumable:
-        return "missing", [], []
-    lines = fingerprint.changes(old, fp)
-    if not lines:
-        return ("current" if done else "missing"), [], []
-    old_inputs = (old or {}).get("inputs", {})
-    files = [name for name in fp.inputs if old is not None and old_inputs.get(name) != fp.inputs[name]]
-    settings = [line for line in lines if not line.startswith("input ")]
-    return "stale", settings, files
-
-
-def _capped_run_can_go_on(cfg: Config, run_dir: Path) -> bool:
-    summary = io.load_json(run_dir / io.TRAIN_SUMMARY)
-    if not summary.get("time_capped") or not (run_dir / io.CHECKPOINT).exists():
-        return False
-    cap = cfg.train.max_minutes * 60
-    return not cap or cap > summary.get("train_seconds", float("inf"))
-
-
-def _producers(cfg: Config) -> dict[str, str]:
-    return {out: spec.name for spec in SPECS.values() for out in spec.outputs(cfg)}
-
-
-def _explained(files: list[str], settings: list[str], redone: set[str], cfg: Config, has_record: bool) -> bool:
-    """Whether a stale stage only follows an earlier stage redone by this same command (recomputed without --force)."""
-    producers = _producers(cfg)
-    return has_record and not settings and all(producers.get(f) in redone for f in files)
-
-
-def _stage(name: str, *, keys, inputs, outputs) -> Callable:
-    """Register a stage; skip it while up to date, stop on a stale one (unless `force`), record its wall time."""
-    spec = StageSpec(name, keys, inputs, outputs)
-    SPECS[name] = spec
-
-    def wrap(fn: Callable) -> Callable:
-        def run_stage(cfg: Config, run_dir: str | Path, force: bool = False, redone: set[str] | None = None, **how):
-            run_dir = Path(run_dir)
-            redone = set() if redone is None else redone
-            distributed.init(cfg.train.device)
-
-            def begin() -> str:  # rank 0 (torchrun): check, then record the config and the fingerprint
-                status, settings, files = stage_status(spec, cfg, run_dir)
-                if status == "current":
-                    fingerprint.note_new_inputs(run_dir, name, _fp(spec, cfg, run_dir))
-                    return status
-                has_record = fingerprint.stored(run_dir, name) is not None
-                if status == "stale" and not force and not _explained(files, settings, redone, cfg, has_record):
-                    found = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
-                    raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, {name: found}))
-                run_dir.mkdir(parents=True, exist_ok=True)
-                io.save_config(run_dir, cfg)
-                fingerprint.save(run_dir, name, _fp(spec, cfg, run_dir))  # before running: a resume checks it
-                return status
-
-            status = distributed.broadcast(distributed.on_main(begin))
-            if status == "current":
-                logger.info("%s: up to date in %s, skipped", name, run_dir)
-                return None
-            torch.manual_seed(cfg.seed)
-            if cfg.train.threads:
-                torch.set_num_threads(cfg.train.threads)
-            start = time.perf_counter()
-            if name == "train":  # every rank trains; the other stages run once, on rank 0, the others waiting
-                out = fn(cfg, run_dir, status == "stale", **how)
-            else:
-                out = distributed.on_main(lambda: fn(cfg, run_dir, status == "stale", **how))
-            redone.add(name)
-            if distributed.is_main():
-                timings = io.load_json(run_dir / io.TIMINGS) if (run_dir / io.TIMINGS).exists() else {}
-                earlier = out.get("earlier_seconds", 0.0) if isinstance(out, dict) else 0.0  # resumed (train)
-                timings[name] = round(time.perf_counter() - start + earlier, 2)  # the stage counts whole
-                io.save_json(run_dir / io.TIMINGS, timings)
-            return out
-
-        run_stage.__name__, run_stage.__doc__ = fn.__name__, fn.__doc__
-        run_stage.spec = spec
-        run_stage.stage = name  # the stage name `check` takes
-        return run_stage
-
-    return wrap
-
-
-def _fp(spec: StageSpec, cfg: Config, run_dir: Path) -> fingerprint.Fingerprint:
-    return fingerprint.compute(cfg, run_dir, spec.keys(cfg), spec.inputs(cfg))
-
-
-def plan(cfg: Config, run_dir: Path, force: bool, stages: tuple[str, ...]) -> dict[str, str]:
-    """Each stage's status for `run`, checked before anything is written; StaleRunError lists every stale one."""
-    run_dir, redo, problems, out = Path(run_dir), set(), {}, {}
-    for name in stages:
-        spec = SPECS[name]
-        status, settings, files = stage_status(spec, cfg, run_dir)
-        out[name] = status
-        if status == "current":
-            continue
-        has_record = fingerprint.stored(run_dir, name) is not None
-        if status == "stale" and not force and not _explained(files, settings, redo, cfg, has_record):
-            problems[name] = fingerprint.changes(fingerprint.stored(run_dir, name), _fp(spec, cfg, run_dir))
-        redo.add(name)
-    if problems:
-        raise fingerprint.StaleRunError(fingerprint.stale_message(run_dir, problems))
-    return out
 
 
 def _device(name: str) -> torch.device:
@@ -206,7 +77,7 @@ def _eval_keys(cfg: Config) -> tuple[str, ...]:
     return (*what, "data.max_history", "train.precision", "seed")
 
 
-@_stage(
+@stage(
     "prepare",
     keys=lambda cfg: ("data", "seed") if cfg.data.max_users or cfg.data.cold_items else ("data",),  # seed: draws
     inputs=lambda cfg: tuple(fingerprint.SOURCE + name for name in source_files(cfg.data)),  # the data files
@@ -221,7 +92,7 @@ def prepare_data(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return prepared.stats
 
 
-@_stage("embed", keys=lambda cfg: ("embed",), inputs=lambda cfg: (io.ITEMS,), outputs=lambda cfg: (io.EMBEDDINGS,))
+@stage("embed", keys=lambda cfg: ("embed",), inputs=lambda cfg: (io.ITEMS,), outputs=lambda cfg: (io.EMBEDDINGS,))
 def embed_items(cfg: Config, run_dir: Path, fresh: bool = False) -> np.ndarray:
     """Encode every item's text with the configured embedder, in chunks, into a memory-mapped embeddings.npy."""
     texts = pl.read_parquet(run_dir / io.ITEMS)[TEXT].to_list()
@@ -233,7 +104,7 @@ def _quantize_keys(cfg: Config) -> tuple[str, ...]:
     return tuple(f"quantize.{k}" for k in quantizer_settings(cfg.quantize)) + ("seed",)
 
 
-@_stage(
+@stage(
     "quantize",
     keys=_quantize_keys,
     inputs=lambda cfg: (io.EMBEDDINGS, io.SEQUENCES) if cfg.quantize.collab_dim else (io.EMBEDDINGS,),
@@ -264,7 +135,7 @@ def build_sids(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
     return stats
 
 
-@_stage(
+@stage(
     "train",
     keys=_train_keys,
     inputs=lambda cfg: (io.SEQUENCES, io.SIDS) if _sid(cfg) else (io.SEQUENCES, io.ITEMS) + _text(cfg),
@@ -357,7 +228,7 @@ def build_recommender(
     return rec, meta
 
 
-@_stage(
+@stage(
     "evaluate",
     keys=_eval_keys,
     inputs=lambda cfg: (
@@ -434,7 +305,7 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
         )
     distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
 
-    made_by = _producers(cfg)  # files the stages read that a stage not about to run makes
+    made_by = producers(cfg)  # files the stages read that a stage not about to run makes
     needed = {f: made_by[f] for s in stages for f in SPECS[s].inputs(cfg) if made_by.get(f) not in (*stages, None)}
 
     def checked() -> Config:
