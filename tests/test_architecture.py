@@ -27,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "bench": BASE | LEAVES | COMPOSERS | {"flops"},
     "baselines": BASE | {"recommender", "metrics"},  # rules with no training (popular, recent, text kNN), scored
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
+    "stages": BASE | {"distributed", "fingerprint"},  # a stage's specs and status, the decorator that registers it
+    "ranking": BASE | LEAVES | COMPOSERS,  # the generative ranker behind a retriever, its examples and measures
     "config_show": {"config"},  # `sidrec config show`: the resolved config with each setting's comment
     "catalog": BASE | LEAVES,  # items added to a trained run: their SIDs from their text
     "report_html": BASE | COMPOSERS,  # report.html from a run directory's artifacts
@@ -38,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": BASE
     | LEAVES
     | COMPOSERS
-    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines", "catalog"},
+    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines", "catalog", "stages", "ranking"},
     "api": BASE | LEAVES | COMPOSERS | {"pipeline", "catalog"},  # a trained run by original ids (`sidrec.load`)
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api", "catalog"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},

@@ -20,6 +20,7 @@ import torch
 from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
+from sidrec.metrics import events_read
 
 # How each surface says "find an id" and "drop the unknown ones": the Python API, the CLI, the HTTP API.
 SURFACES = {
@@ -250,7 +251,7 @@ class Model:
         drop = max((len(set(h.tolist())) for h, e in zip(histories, excl, strict=True) if e), default=0)
         want = min(self.n_items, k + drop)
         cut = self.config.data.max_history
-        reads = getattr(getattr(self.recommender, "model", None), "events", ())  # others ignore the events
+        reads = events_read(self.recommender)  # others ignore the events
         events = {n: [v[-cut:] for v in vs] for n, vs in (events or {}).items() if n in reads}
         extra = {"events": events} if events else {}
         with torch.inference_mode():

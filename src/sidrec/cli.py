@@ -112,7 +112,7 @@ def run(
     record: Path = typer.Option(None, help="also copy the run record (JSON) to this path"),
 ) -> None:
     """Run every stage: prepare, embed, quantize, train, evaluate. Ends with a results table."""
-    from sidrec.report import data_difference, results_table
+    from sidrec.report import data_difference, ranking_table, results_table
 
     _setup()
     cfg = _config(args, out)
@@ -126,6 +126,8 @@ def run(
     if record:
         io.save_json(record, rec)
     typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else "", data_difference(cfg)))
+    if rec.get("ranking"):
+        typer.echo("\n" + ranking_table(rec["ranking"]))
     typer.echo(f"\n{_time_line(rec, out)}")
 
 
@@ -185,6 +187,16 @@ def evaluate_cmd(
     cfg = io.load_run_config(out)
     dataset = cfg.data.name if not cfg.data.path else ""  # published rows exist for the bundled sets only
     typer.echo("\n" + results_table(io.load_json(out / io.METRICS), dataset, data_difference(cfg)))
+
+
+@app.command("rank")
+def rank_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Train the generative ranker behind the run's retriever and measure both stages (ranker.pt, ranking.json)."""
+    from sidrec.report import ranking_table
+
+    _stage(pipeline.rank_model, args, out, force)
+    if distributed.is_main() and (out / io.RANKING).exists():
+        typer.echo("\n" + ranking_table(io.load_json(out / io.RANKING)))
 
 
 @app.command()

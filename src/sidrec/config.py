@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from sidrec.config_values import annotation, coerce, parse_value
+from sidrec.config_values import annotation, coerce, packaged_configs, parse_value, resolve_config_path
 
 
 def added(default, *, before):
@@ -129,18 +128,16 @@ class QuantizeConfig(_Owner):
     # shared SID yields one of its items at random, the others follow every beam's pick: GRID's Table 7 alternative)
     dedup: str = "random"
     kmeans_iters: int = 50  # k-means iterations (every k-means codebook, and the init of rvq / rqvae)
-    # Items the quantizer is fitted on: a seeded sample of this many when the catalog is larger (0 = all);
-    # every item is then encoded, in chunks. 65,536 = 256 points per code for K = 256 (faiss's default).
-    fit_sample: int = 65536
+    # Items the quantizer is fitted on: a seeded sample of this many when the catalog is larger (0 = all; every item
+    fit_sample: int = 65536  # is then encoded, in chunks). 65,536 = 256 points per code for K = 256 (faiss's default)
     # Collaborative part of the vectors the quantizer sees (quantize/collab.py): PPMI of items within
     # collab_window positions in the training histories, SVD to collab_dim, L2-normalised, times collab_weight,
     # appended to the text vector (0 = text only: the tiger-family configs).
     collab_dim: int = added(64, before=0)
     collab_weight: float = added(1.0, before=1.0)
     collab_window: int = added(3, before=3)
-    # items with no co-occurrence in training: zero (text alone) | neighbours (the mean of their 10 nearest items'
-    # collaborative vectors by text)
-    collab_cold: str = added("zero", before="zero")
+    # items with no co-occurrence in training: zero (text alone) | neighbours (the mean of their 10 nearest items')
+    collab_cold: str = added("zero", before="zero")  # collaborative vectors by text)
     own: tuple = field(default=(), repr=False)  # (component name, its settings) set away from their defaults
 
 
@@ -221,6 +218,34 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RankConfig:
+    """`rank.*`: a generative ranker behind the retriever, predicting the user's action on a candidate (`ranking`)."""
+
+    enabled: bool = False  # train it after evaluate (`sidrec rank`); load / serve then rank the retrieved candidates
+    name: str = "hstu"  # the ranker (sidrec.ranking.RANKERS)
+    candidates: int = 100  # retrieved items the ranker reorders per user
+    liked: int = 4  # an action >= this counts as liked (MovieLens: rated 4+)
+    holdout: int = 5  # each user's last 2 x holdout events give no training label: validation, then test (AUC)
+    max_events: int = 50  # the most recent events the ranker reads (two tokens each: item, then action)
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    d_head: int = 32
+    dropout: float = 0.2
+    time_bias: bool = True  # relative attention bias by time bucket (needs timestamps in the data)
+    rating_weight: float = 0.5  # weight of the action-regression tower's squared error beside the liked tower's BCE
+    negatives: int = 1  # items per event the user did not choose, for the engaged tower (0: no such tower), drawn
+    negatives_from: str = "retriever"  # from the retriever's top `pool` items before the event | popular
+    pool: int = 50
+    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # of the ranker's score beside the retriever's (blend)
+    select: str = "liked"  # the weight with the best validation NDCG@10 on liked | all targets ranks and serves
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    patience: int = 5  # validation passes without an AUC gain before stopping
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
@@ -229,6 +254,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
 
 
 _SECTION_CLASSES = {
@@ -238,6 +264,7 @@ _SECTION_CLASSES = {
     "model": ModelConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "rank": RankConfig,
 }
 
 
@@ -296,6 +323,8 @@ def _unknown(key: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(key, valid_keys(), n=3, cutoff=0.75)
+    section = [k for k in close if k.split(".")[0] == key.split(".")[0]]
+    close = section or close[:1]  # the key's own section's, else the closest one
     if close:
         return f"unknown config key '{key}': did you mean {' or '.join(close)}? (`sidrec config show --all` lists all)"
     return f"unknown config key '{key}'. Valid keys: {', '.join(valid_keys())}"
@@ -310,25 +339,6 @@ def _apply_section(cfg: Config, section: str, values: dict) -> Config:
         else:
             cfg = _apply(cfg, f"{section}.{key}", value)
     return cfg
-
-
-def packaged_configs() -> dict[str, Path]:
-    """The configs shipped with the package, by name (file stem)."""
-    root = resources.files("sidrec") / "configs"
-    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
-
-
-def resolve_config_path(name_or_path: str) -> Path:
-    """A YAML path, or the name of a shipped config (`beauty_tiger`)."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    shipped = packaged_configs()
-    if name_or_path in shipped:
-        return shipped[name_or_path]
-    raise ValueError(
-        f"config '{name_or_path}' is neither a file nor a shipped config. Shipped: {', '.join(sorted(shipped))}"
-    )
 
 
 def _load_yaml(path: Path, seen: tuple[Path, ...]) -> Config:
@@ -458,6 +468,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "EvalConfig",
+    "RankConfig",
     "load_config",
     "config_to_dict",
     "config_from_dict",
@@ -466,4 +477,6 @@ __all__ = [
     "settings_of",
     "upgrade",
     "valid_keys",
+    "packaged_configs",  # config files: `config_values`
+    "resolve_config_path",
 ]

@@ -1,10 +1,13 @@
-"""Typed values of config settings: text from the command line and YAML values, checked against a field's type."""
+"""Typed values of config settings (text from the command line and YAML values, checked against a field's type),
+and where config files are found (the shipped ones by name)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
 import typing
+from importlib import resources
+from pathlib import Path
 
 
 def annotation(f: dataclasses.Field) -> str:
@@ -54,4 +57,23 @@ def parse_value(text: str) -> object:
         return text  # a bare string such as `quantize.name=rvq`
 
 
-__all__ = ["annotation", "coerce", "parse_value"]
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped with the package, by name (file stem)."""
+    root = resources.files("sidrec") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A YAML path, or the name of a shipped config (`beauty_tiger`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = packaged_configs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise ValueError(
+        f"config '{name_or_path}' is neither a file nor a shipped config. Shipped: {', '.join(sorted(shipped))}"
+    )
+
+
+__all__ = ["annotation", "coerce", "packaged_configs", "parse_value", "resolve_config_path"]

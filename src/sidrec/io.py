@@ -34,6 +34,10 @@ TRAIN_PLOT = "training.png"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"  # user_id,rank,item_id (test split, top-n)
 TIMINGS = "timings.json"
+RANKER = "ranker.pt"  # the generative ranker's best-validation weights (sidrec.ranking)
+RANK_CHECKPOINT = "rank_checkpoint.pt"
+RANK_LOG = "rank_log.jsonl"
+RANKING = "ranking.json"  # the ranker's AUC / GAUC and the two-stage lists' metrics beside the retriever's
 
 
 @contextmanager

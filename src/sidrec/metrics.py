@@ -49,6 +49,43 @@ def ranking_metrics(top_items: np.ndarray, targets: np.ndarray, ks: tuple[int, .
     return out
 
 
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half);
+    NaN when one class is missing."""
+    labels = np.asarray(labels, dtype=bool)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if not pos or not neg:
+        return float("nan")
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def gauc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[float, int]:
+    """Group AUC (Zhou et al., "Deep Interest Network", KDD 2018): each user's AUC over their own events, averaged
+    weighted by their number of events, over the users with both classes; returns (GAUC, users counted)."""
+    order = np.argsort(groups, kind="stable")
+    groups, scores, labels = np.asarray(groups)[order], np.asarray(scores)[order], np.asarray(labels, bool)[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    total = weight = 0.0
+    users = 0
+    for s, e in zip(starts, np.r_[starts[1:], len(groups)], strict=True):
+        value = auc(scores[s:e], labels[s:e])
+        if not np.isnan(value):
+            total, weight, users = total + value * (e - s), weight + (e - s), users + 1
+    return (total / weight if weight else float("nan")), users
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
 class EvalResult(NamedTuple):
     metrics: dict[str, float]
     top_items: np.ndarray  # (U, top_n) item_idx
@@ -56,9 +93,15 @@ class EvalResult(NamedTuple):
     filled: int  # slots filled by popularity
 
 
+def events_read(recommender) -> tuple[str, ...]:
+    """The event columns (times, actions) a recommender reads: its own `events`, else its model's."""
+    own = getattr(recommender, "events", None)
+    return tuple(own) if own is not None else tuple(getattr(getattr(recommender, "model", None), "events", ()))
+
+
 def reads_events(recommender, examples) -> tuple[str, ...]:
-    """The event columns (times, actions) the recommender's model reads that the examples hold."""
-    wanted = getattr(getattr(recommender, "model", None), "events", ())
+    """The event columns (times, actions) the recommender reads that the examples hold."""
+    wanted = events_read(recommender)
     return tuple(name for name in wanted if name in getattr(examples, "events", {}))
 
 

@@ -174,10 +174,11 @@ def reads_text(cfg: Config) -> bool:
 
 def stages(cfg: Config) -> tuple[str, ...]:
     """The stages a run of this config chains: all five for SID models; item-ID models skip quantize, and embed
-    too unless they read the item text."""
+    too unless they read the item text; `rank` last with rank.enabled."""
+    rank = ("rank",) if cfg.rank.enabled else ()  # the generative ranker behind the retriever
     if model_kind(cfg.model.name) != "id":
-        return ("prepare", "embed", "quantize", "train", "evaluate")
-    return ("prepare", "embed", "train", "evaluate") if reads_text(cfg) else ("prepare", "train", "evaluate")
+        return ("prepare", "embed", "quantize", "train", "evaluate", *rank)
+    return ("prepare", *(("embed",) if reads_text(cfg) else ()), "train", "evaluate", *rank)
 
 
 def recommender_settings(cfg: Config, per_epoch: bool = False) -> tuple[str, ...]:

@@ -39,13 +39,15 @@ from sidrec.quantize import QUANTIZERS, build_quantizer, quantizer_settings
 from sidrec.quantize.collab import item_collab, with_collab
 from sidrec.quantize.sids import DEDUP_METHODS, EXTRA_DIGIT, deduplicate, sid_stats
 from sidrec.quantize.stream import encode_chunked, fit_points, reconstruction_mse
+from sidrec.ranking.parts import check_rank, load_ranker, train_and_measure
+from sidrec.ranking.two_stage import TwoStageRecommender
 from sidrec.report import git_commit, plot_training, run_record
 from sidrec.report_html import write_report
 from sidrec.stages import SPECS, plan, producers, stage, stage_status
-from sidrec.train import epoch_rng, fit
+from sidrec.train import epoch_rng, fit, use_bf16
 
 logger = logging.getLogger(__name__)
-STAGES = ("prepare", "embed", "quantize", "train", "evaluate")
+STAGES = ("prepare", "embed", "quantize", "train", "evaluate", "rank")
 
 
 def _device(name: str) -> torch.device:
@@ -201,14 +203,15 @@ def train_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
 
 
 def build_recommender(
-    cfg: Config, run_dir: str | Path, device: str | None = None, allow_unfinished: bool = False
+    cfg: Config, run_dir: str | Path, device: str | None = None, allow_unfinished: bool = False, ranked: bool = True
 ) -> tuple[object, dict]:
     """The trained model of `run_dir` as a Recommender (evaluation and serving), with the model's metadata.
 
     `device` overrides `cfg.train.device` ("auto", "cpu", "cuda", ...). A model with a repeat head gets its explore
     temperature: eval.explore_temperature's one value, or the one `evaluate` chose on validation (metrics.json),
     so serving ranks as the test did. A run whose training did not finish (killed: no train_summary.json) is
-    refused unless `allow_unfinished`.
+    refused unless `allow_unfinished`. A run with a trained ranker (`rank` stage) gives the two stages unless not
+    `ranked`.
     """
     run_dir = Path(run_dir)
     if not allow_unfinished and not (run_dir / io.TRAIN_SUMMARY).exists():
@@ -225,6 +228,12 @@ def build_recommender(
         t = temps[0] if len(temps) == 1 else chosen["chosen"] if chosen else 1.0
         model.repeat_head.temperature.fill_(float(t))
     rec = parts_for(cfg, run_dir, dev).recommender(model, pl.read_parquet(run_dir / io.SEQUENCES))
+    if ranked and (run_dir / io.RANKING).exists():
+        rank = cfg.rank
+        weight = io.load_json(run_dir / io.RANKING)["lists"]["weight"]
+        ranker = load_ranker(run_dir / io.RANKER, dev)
+        bf16 = use_bf16(cfg.train.precision, dev)
+        rec = TwoStageRecommender(rec, ranker, candidates=rank.candidates, weight=weight, bf16=bf16)
     return rec, meta
 
 
@@ -238,7 +247,7 @@ def build_recommender(
 )
 def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfinished: bool = False) -> dict:
     """Score all users on validation and test; write metrics.json and predictions.csv (test)."""
-    rec, meta = build_recommender(cfg, run_dir, allow_unfinished=allow_unfinished)
+    rec, meta = build_recommender(cfg, run_dir, allow_unfinished=allow_unfinished, ranked=False)  # the retriever
     sequences = pl.read_parquet(run_dir / io.SEQUENCES)
     items = pl.read_parquet(run_dir / io.ITEMS)
     splits = check_splits(cfg.eval.splits)
@@ -268,6 +277,30 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
         if split == "test":
             write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
     io.save_json(run_dir / io.METRICS, out)
+    return out
+
+
+def _rank_keys(cfg: Config) -> tuple[str, ...]:
+    # the ranker's settings, how it trains (train.* it shares), and what its retriever's lists depend on
+    trainer = ("train.precision", "train.warmup_steps", "train.min_lr_ratio", "train.grad_clip", "train.weight_decay")
+    return ("rank", "seed", "data.max_history", "eval.ks", "eval.batch_size", *trainer, *recommender_settings(cfg))
+
+
+@stage(
+    "rank",
+    keys=_rank_keys,
+    inputs=lambda cfg: (io.SEQUENCES, io.ITEMS, io.MODEL, io.METRICS),  # METRICS: the retriever's chosen settings
+    outputs=lambda cfg: (io.RANKER, io.RANKING),
+)
+def rank_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
+    """Train the generative ranker on the events behind the trained retriever; measure both (ranking.json)."""
+    if fresh:
+        for name in (io.RANK_CHECKPOINT, io.RANK_LOG, io.RANKER, io.RANKING):
+            (run_dir / name).unlink(missing_ok=True)
+    device = _device(cfg.train.device)
+    retriever, _ = build_recommender(cfg, run_dir, ranked=False)
+    out = train_and_measure(cfg, run_dir, retriever, device, use_bf16(cfg.train.precision, device))
+    io.save_json(run_dir / io.RANKING, out)
     return out
 
 
@@ -334,9 +367,11 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     distributed.on_main(lambda: (plan(cfg, run_dir, force, stages), io.save_config(run_dir, cfg)))
     redone: set[str] = set()
     steps = {"prepare": prepare_data, "embed": embed_items, "quantize": build_sids}
-    steps.update(train=train_model, evaluate=evaluate_model)
+    steps.update(train=train_model, evaluate=evaluate_model, rank=rank_model)
     for name in stages:
         steps[name](cfg, run_dir, force, redone)
+        if name == "prepare" and "rank" in stages:  # the ranker's events are known once the data is read
+            check_rank(cfg, pl.read_parquet(run_dir / io.SEQUENCES).columns, f"data.name={cfg.data.name}")
 
     def finish() -> dict:
         record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
@@ -363,6 +398,7 @@ __all__ = [
     "build_sids",
     "train_model",
     "evaluate_model",
+    "rank_model",
     "build_recommender",
     "run",
 ]

@@ -106,7 +106,28 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         record["time_capped"] = bool(summary.get("time_capped", False))
     if sid and (run_dir / io.SID_STATS).exists():
         record["sid_stats"] = io.load_json(run_dir / io.SID_STATS)
+    if cfg.rank.enabled and (run_dir / io.RANKING).exists():  # the generative ranker behind the retriever
+        record["ranking"] = io.load_json(run_dir / io.RANKING)
     return record
+
+
+def ranking_table(ranking: dict) -> str:
+    """The ranker's held-out AUC / GAUC and the test lists of the retriever alone and of the two stages."""
+    ev, lists = ranking["events"], ranking["lists"]
+    lines = [f"ranker ({ranking['ranker']}, {ranking['params']:,} params): liked AUC valid {ev['valid']['auc']:.4f} "
+             f"test {ev['test']['auc']:.4f}, GAUC test {ev['test']['gauc']:.4f} ({ev['test']['gauc_users']} users), "
+             f"action RMSE test {ev['test']['rmse']:.3f}"]  # fmt: skip
+    test = lists["test"]
+    width = 46
+    lines.append("test list".ljust(width) + "".join(k.rjust(11) for k in METRIC_KEYS))
+    lines.append("-" * len(lines[-1]))
+    for who, label in (("retriever", "retriever alone"), ("two_stage", f"two stages (weight {lists['weight']:g})")):
+        for part in ("all", "liked"):
+            name = f"{label}, {'all' if part == 'all' else 'liked'} targets"
+            lines.append(
+                name.ljust(width) + "".join(f"{test[who][part].get(k, float('nan')):11.4f}" for k in METRIC_KEYS)
+            )
+    return "\n".join(lines)
 
 
 def results_table(metrics: dict, dataset: str = "beauty", differs: str = "") -> str:

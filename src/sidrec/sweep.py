@@ -277,7 +277,7 @@ def run_sweep(
             cell_start = time.perf_counter()
             if key in trained and trained[key] != cell:  # an evaluation-only variant: reuse the trained model
                 twin = trained[key]
-                for spec in (pipeline.SPECS[s] for s in pipeline.STAGES if s != "evaluate"):
+                for spec in (pipeline.SPECS[s] for s in pipeline.STAGES if s not in ("evaluate", "rank")):
                     if (old := fingerprint.stored(twin, spec.name)) is not None:
                         _adopt(spec.name, spec.outputs(cfg), twin, cell, old)
                 pipeline.evaluate_model(cfg, cell)

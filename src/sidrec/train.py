@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -50,6 +51,15 @@ logger = logging.getLogger(__name__)
 
 Batches = Callable[[int], Iterator[dict[str, torch.Tensor]]]  # epoch -> batches (on the model's device)
 Validate = Callable[[nn.Module], dict[str, float]]
+
+
+class TrainFiles(NamedTuple):
+    """Where a training writes in its run directory, and the validation metric that picks its best epoch."""
+
+    model: str = io.MODEL  # best-validation weights
+    checkpoint: str = io.CHECKPOINT  # last epoch's full state (resume)
+    log: str = io.TRAIN_LOG  # one JSON row per epoch
+    metric: str = "ndcg@10"  # higher is better
 
 
 @dataclass
@@ -163,8 +173,10 @@ class Trainer:
     """The training loop: `resume` (or start), then `epoch` and `validate_and_save` until a stop; see `fit`."""
 
     def __init__(self, model: nn.Module, *, cfg: TrainConfig, run_dir: str | Path, meta: dict, seed: int,
-                 validate: Validate, on_step: Callable[[int, float], None] | None = None) -> None:  # fmt: skip
+                 validate: Validate, on_step: Callable[[int, float], None] | None = None,
+                 files: TrainFiles = TrainFiles()) -> None:  # fmt: skip
         self.model, self.cfg, self.run_dir, self.meta, self.seed = model, cfg, Path(run_dir), meta, seed
+        self.files, self.model_path = files, self.run_dir / files.model
         self.validate, self.on_step = validate, on_step
         self.device = next(model.parameters()).device
         self.world = distributed.world_size() if distributed.active() else 1
@@ -176,7 +188,7 @@ class Trainer:
         bf16 = use_bf16(cfg.precision, self.device)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
         self.precision = "bf16" if bf16 else "fp32"
-        self.ckpt_path = self.run_dir / io.CHECKPOINT
+        self.ckpt_path = self.run_dir / files.checkpoint
         self.state = TrainState()
         self.start_wall = time.perf_counter()
         self.segment_start: float | None = None
@@ -199,7 +211,7 @@ class Trainer:
         else:
             torch.manual_seed(self.seed)
         if self.main:  # rows past the checkpoint (a kill between a row's append and its checkpoint) are trained again
-            _write_log(self.run_dir / io.TRAIN_LOG, self.state.history)
+            _write_log(self.run_dir / self.files.log, self.state.history)
         known = [s for s in self.state.segments if s["precision"] != "not recorded"]
         if known and known[-1]["precision"] != self.precision and self.state.epoch < self.cfg.epochs:
             last = known[-1]
@@ -291,10 +303,10 @@ class Trainer:
             self.model.eval()
             valid = self.validate(self.best_model)
             row["valid"] = valid
-            score = valid.get("ndcg@10", 0.0)
+            score = valid.get(self.files.metric, 0.0)
             if score > st.best:
                 st.best, st.best_epoch, st.best_valid, st.bad = score, epoch, valid, 0
-                _save_model(self.run_dir / io.MODEL, self.best_model, {**self.meta, "epoch": epoch, "valid": valid})
+                _save_model(self.model_path, self.best_model, {**self.meta, "epoch": epoch, "valid": valid})
             else:
                 st.bad += 1
             logger.info("epoch %d loss %.4f valid %s", epoch, row["loss"], json.dumps(valid))
@@ -303,7 +315,7 @@ class Trainer:
         st.segments[-1].update(to_epoch=epoch, seconds=round(st.seconds - self.segment_start, 1))
         st.history.append(row)
         if self.main:
-            _append_log(self.run_dir / io.TRAIN_LOG, row)
+            _append_log(self.run_dir / self.files.log, row)
             _save_checkpoint(self.ckpt_path, self.model, self.opt, dataclasses.asdict(st), self.ema)
         self.state = distributed.broadcast(st)  # one stop decision for all ranks
 
@@ -321,8 +333,8 @@ class Trainer:
                 )
             row = self.epoch(epoch, batches, batches_per_epoch)
             self.validate_and_save(epoch, row)
-        if self.main and not (self.run_dir / io.MODEL).exists():  # no validation ran (epochs=0): the last weights
-            _save_model(self.run_dir / io.MODEL, self.best_model, {**self.meta, "epoch": self.state.epoch, "valid": {}})
+        if self.main and not self.model_path.exists():  # no validation ran (epochs=0): the last weights
+            _save_model(self.model_path, self.best_model, {**self.meta, "epoch": self.state.epoch, "valid": {}})
         distributed.barrier()
         st = self.state
         return TrainResult(
@@ -351,13 +363,15 @@ def fit(
     meta: dict,
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
+    files: TrainFiles = TrainFiles(),
 ) -> TrainResult:
-    """Train `model` in place; write model.pt (best), checkpoint.pt (last) and train_log.jsonl.
+    """Train `model` in place; write model.pt (best), checkpoint.pt (last) and train_log.jsonl (or `files`' names).
 
     `on_step(step, loss)` (optional) sees every optimizer step's loss (under torchrun: the global batch's).
     Under torchrun, `batches` yields this rank's shards, each with a "weight" (its loss terms).
     """
-    trainer = Trainer(model, cfg=cfg, run_dir=run_dir, meta=meta, seed=seed, validate=validate, on_step=on_step)
+    trainer = Trainer(model, cfg=cfg, run_dir=run_dir, meta=meta, seed=seed, validate=validate, on_step=on_step,
+                      files=files)  # fmt: skip
     return trainer.fit(batches, batches_per_epoch)
 
 
