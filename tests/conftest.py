@@ -115,3 +115,50 @@ def toy_model(toy_run):
     import sidrec
 
     return sidrec.load(toy_run)
+
+
+def movielens_folder(folder: Path, users: int = 60, per_user: int = 12) -> Path:
+    """A small synthetic ML-100K folder: u.data (user item rating timestamp) and u.item."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(1, users + 1):
+        t = int(rng.integers(8e8, 9e8))
+        for item in rng.choice(np.arange(1, 41), per_user, replace=False):
+            t += int(rng.integers(1, 10**6))
+            lines.append(f"{u}\t{item}\t{int(rng.integers(1, 6))}\t{t}\n")
+    (folder / "u.data").write_text("".join(lines))
+    (folder / "u.item").write_text("".join(f"{i}|Movie {i} (1995)|01-Jan-1995||x|{'0|' * 18}1\n" for i in range(1, 41)))
+    return folder
+
+
+@pytest.fixture
+def make_movielens():
+    """Factory of small synthetic MovieLens folders: make_movielens(folder, users=60, per_user=12)."""
+    return movielens_folder
+
+
+TINY_HSTU = ["model.name=hstu", "model.hstu.time_bias=true", "model.hstu.actions=true", "data.format=movielens",
+             "train.epochs=1", "model.d_model=16", "model.n_heads=1", "model.d_head=16", "model.d_ff=32"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ranked_run(tmp_path_factory) -> Path:
+    """A trained two-stage run on synthetic MovieLens (HSTU retriever, generative ranker), built through the CLI."""
+    from typer.testing import CliRunner
+
+    from sidrec.cli import app
+
+    root = tmp_path_factory.mktemp("ranked")
+    data = movielens_folder(root, users=60, per_user=30)
+    rank = [
+        "rank.enabled=true",
+        "rank.epochs=2",
+        "rank.d_model=16",
+        "rank.d_head=8",
+        "rank.candidates=20",
+        "rank.pool=10",
+    ]
+    args = ["run", "toy_tiger", *TINY_HSTU, f"data.path={data}", *rank, "--out", str(root / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root / "run"

@@ -116,3 +116,16 @@ def test_evaluate_without_examples():
     result = evaluate(FakeRecommender({}, {}), examples, ks=(5,), top_n=5)
     assert result.top_items.shape == (0, 5)
     assert result.metrics == {"recall@5": 0.0, "ndcg@5": 0.0}
+
+
+def test_auc_and_gauc_by_hand():
+    from sidrec.metrics import auc, gauc
+
+    scores = np.array([0.9, 0.2, 0.6, 0.6, 0.1])
+    labels = np.array([1, 0, 1, 0, 0])
+    # positives 0.9 and 0.6 against negatives 0.2, 0.6, 0.1: 0.9 beats 3; 0.6 beats 2 and ties 1 -> (3 + 2.5) / 6
+    assert auc(scores, labels) == 5.5 / 6
+    assert np.isnan(auc(scores, np.ones(5)))
+    users = np.array([0, 0, 1, 1, 2])
+    # user 0: 0.9 > 0.2 -> 1; user 1: 0.6 vs 0.6 -> 0.5; user 2: one class, left out; weights 2 and 2
+    assert gauc(scores, labels, users) == (0.75, 2)

@@ -209,22 +209,8 @@ def test_text_items_run_embeds_and_scores_the_text_rule(tmp_path):
     assert invoke("run", "--out", str(tmp_path)).exit_code == 0  # every stage current
 
 
-def movielens_folder(folder: Path, users: int = 60, per_user: int = 12) -> Path:
-    """A small synthetic ML-100K folder: u.data (user item rating timestamp) and u.item."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for u in range(1, users + 1):
-        t = int(rng.integers(8e8, 9e8))
-        for item in rng.choice(np.arange(1, 41), per_user, replace=False):
-            t += int(rng.integers(1, 10**6))
-            lines.append(f"{u}\t{item}\t{int(rng.integers(1, 6))}\t{t}\n")
-    (folder / "u.data").write_text("".join(lines))
-    (folder / "u.item").write_text("".join(f"{i}|Movie {i} (1995)|01-Jan-1995||x|{'0|' * 18}1\n" for i in range(1, 41)))
-    return folder
-
-
-def test_hstu_reads_times_and_actions_end_to_end(tmp_path):
-    data = movielens_folder(tmp_path)
+def test_hstu_reads_times_and_actions_end_to_end(tmp_path, make_movielens):
+    data = make_movielens(tmp_path)
     args = ["model.name=hstu", "model.hstu.time_bias=true", "model.hstu.actions=true", "data.format=movielens"]
     result = invoke("run", "toy_tiger", *args, f"data.path={data}", *TINY, "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
@@ -257,10 +243,10 @@ def test_evaluate_hands_the_events_to_a_model_that_reads_them():
     assert list(seen[0]) == ["times"] and [a.tolist() for a in seen[0]["times"]] == [[5, 6], [7]]  # only what it reads
 
 
-def test_the_api_hands_times_and_actions_to_an_events_model(tmp_path):
+def test_the_api_hands_times_and_actions_to_an_events_model(tmp_path, make_movielens):
     import sidrec
 
-    data = movielens_folder(tmp_path)
+    data = make_movielens(tmp_path)
     args = ["model.name=hstu", "model.hstu.time_bias=true", "model.hstu.actions=true", "data.format=movielens"]
     assert invoke("run", "toy_tiger", *args, f"data.path={data}", *TINY, "--out", str(tmp_path / "r")).exit_code == 0
     rec = sidrec.load(tmp_path / "r")

@@ -219,14 +219,27 @@ class Model:
         """`recommend` for many histories in one model call (one beam search)."""
         encoded = [self.encode_history(h, skip_unknown) for h in histories]
         events = {}
-        known = [[str(i) in self.index for i in h] for h in histories]  # events go with their (skipped) ids
         for name, given in (("times", times), ("actions", actions)):
             if given is None:
                 continue
-            if len(given) != len(histories) or any(len(g) != len(h) for g, h in zip(given, histories, strict=False)):
+            if len(given) != len(histories):
                 raise ValueError(f"{name}: give one list per history, one value per history item")
-            events[name] = [np.asarray(g, dtype=np.int64)[m] for g, m in zip(given, known, strict=True)]
+            events[name] = [self.encode_events(h, **{name: g})[name] for g, h in zip(given, histories, strict=True)]
         return self.recommend_encoded(encoded, k, users=users, exclude_history=exclude_history, events=events)
+
+    def encode_events(self, history: Sequence[str], **given: Sequence[int] | None) -> dict[str, np.ndarray]:
+        """Per-event values (times=, actions=: one per history id) kept in step with `encode_history`: the values of
+        ids the catalogue lacks go with them. ValueError when a list's length differs from the history's."""
+        known = np.asarray([str(i) in self.index for i in history], dtype=bool)
+        out = {}
+        for name, values in given.items():
+            if values is None:
+                continue
+            if len(values) != len(history):
+                raise ValueError(f"{name}: give one list per history, one value per history item "
+                                 f"({len(values)} values for {len(history)} items)")  # fmt: skip
+            out[name] = np.asarray(values, dtype=np.int64)[known]
+        return out
 
     def recommend_encoded(
         self,

@@ -51,8 +51,12 @@ ACTION_VALUES = 256  # action embedding rows: actions are ints in 1..255 (data.s
 def time_buckets(times: Tensor, n: int = TIME_BUCKETS) -> Tensor:
     """(B, T) timestamps (seconds) -> (B, T, T) bucket of t_i - t_j for query i and key j: floor(ln(max(|dt|, 1)) /
     0.301), clamped to [0, n - 1] (Meta's generative-recommenders, RelativeBucketedTimeAndPositionBasedBias)."""
-    dt = (times[:, :, None] - times[:, None, :]).abs().clamp(min=1).float()
-    return (dt.log() / 0.301).long().clamp(0, n - 1)
+    return bucketize(times[:, :, None] - times[:, None, :], n)
+
+
+def bucketize(dt: Tensor, n: int = TIME_BUCKETS) -> Tensor:
+    """Time differences (seconds) -> their buckets, floor(ln(max(|dt|, 1)) / 0.301) clamped to [0, n - 1]."""
+    return (dt.abs().clamp(min=1).float().log() / 0.301).long().clamp(0, n - 1)
 
 
 class _Lookup(torch.autograd.Function):
@@ -132,8 +136,39 @@ class HSTULayer(nn.Module):
             scores = scores + lookup(self.rel_time_bias, buckets)[:, None]
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
         y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)  # (B, T, H*dh)
+        return self._output(x, y, u)
+
+    def _output(self, x: Tensor, y: Tensor, u: Tensor) -> Tensor:
         x = x + self.out(self.dropout(self.norm_attn(y) * u))
         return x if self.ffn is None else x + self.ffn(x)
+
+    def with_candidates(
+        self, x: Tensor, xc: Tensor, allowed: Tensor, keys: Tensor, buckets: Tensor | None, cand_buckets: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """`forward` of history tokens x (B, T, d) together with candidate tokens xc (B, C, d), all placed right after
+        the history: each candidate attends to every real history key (keys: (B, T) bool) and to itself, not to the
+        other candidates (the layout of a ranker scoring C candidates in one pass). buckets: the history's (B, T, T)
+        time buckets; cand_buckets: (B, T) those of the candidates' time against each history token's. Costs C x T
+        scores for the candidates, not (T + C)^2 as `forward` over the concatenation would."""
+        b, t, _ = x.shape
+        c = xc.shape[1]
+        u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)
+        uc, vc, qc, kc = F.silu(self.uvqk(self.norm_in(xc))).chunk(4, dim=-1)
+        idx = torch.arange(t, device=x.device)
+        scores = self.split(q) @ self.split(k).transpose(-1, -2) + self.rel_pos_bias[(idx[:, None] - idx).clamp(min=0)]
+        row = self.rel_pos_bias[(t - idx).clamp(max=self.max_len - 1)]  # (T,) a candidate to each history token
+        qc_, kc_ = self.split(qc), self.split(kc)
+        cand = qc_ @ self.split(k).transpose(-1, -2) + row  # (B, H, C, T)
+        own = (qc_ * kc_).sum(-1) + self.rel_pos_bias[0]  # (B, H, C): a candidate with itself
+        if self.rel_time_bias is not None and buckets is not None:
+            scores = scores + self.rel_time_bias[buckets][:, None]
+            cand = cand + self.rel_time_bias[cand_buckets][:, None, None, :]
+            own = own + self.rel_time_bias[0]  # its own time: dt 0, bucket 0
+        attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
+        y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)
+        ac = F.silu(cand) / self.max_len * keys[:, None, None, :].to(cand.dtype)
+        yc = ac @ self.split(v) + (F.silu(own) / self.max_len)[..., None] * self.split(vc)  # (B, H, C, dh)
+        return self._output(x, y, u), self._output(xc, yc.transpose(1, 2).reshape(b, c, -1), uc)
 
 
 class HSTU(IDSequenceModel):

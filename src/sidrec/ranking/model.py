@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.models.hstu import ACTION_VALUES, HSTULayer, time_buckets
+from sidrec.models.hstu import ACTION_VALUES, HSTULayer, bucketize, time_buckets
 from sidrec.models.layers import Dropout, init_weights
 
 PAD = 0
@@ -84,6 +84,9 @@ class HSTURanker(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.liked_head, self.action_head, self.engage_head = _tower(d), _tower(d), _tower(d)
         self.apply(init_weights)
+        with torch.no_grad():  # an item token adds the PAD action, a candidate none: both must be zero
+            self.item.weight[PAD].zero_()
+            self.action.weight[PAD].zero_()
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -158,14 +161,21 @@ class HSTURanker(nn.Module):
     ) -> Tensor:
         """Every candidate of each history in one pass. items / actions / times: (B, T) history tokens,
         left-padded (`examples.history_tokens`); candidates: (B, C) item_idx; now: (B,) the candidates' time (the
-        last event's). Returns (B, C): log P(engaged) + log P(liked) (the engaged term when `negatives` trained it)."""
-        b, t = items.shape
-        cut = torch.full(candidates.shape, t, dtype=torch.long, device=items.device)
-        cand_times = None
-        if times is not None:
-            cand_times = (times[:, -1] if now is None else now)[:, None].expand(candidates.shape)
-        _, h = self.encode(items, actions, times, candidates, cut, cand_times)
-        liked, _, engaged = self.heads(h)
+        last event's). Returns (B, C): log P(engaged) + log P(liked) (the engaged term when `negatives` trained it).
+        The same as `encode` with every candidate cut at T, with C x T candidate scores per layer
+        (`HSTULayer.with_candidates`)."""
+        t = items.shape[1]
+        keys = (items != PAD) | (actions != PAD)
+        allowed = (torch.ones(t, t, dtype=torch.bool, device=items.device).tril()[None] & keys[:, None, :])[:, None]
+        x = self.item(items) + self.action(actions.clamp(0, ACTION_VALUES - 1))
+        xc = self.item(candidates)
+        buckets = cand_buckets = None
+        if self.shape.time_bias and times is not None:
+            buckets = time_buckets(times)
+            cand_buckets = bucketize((times[:, -1] if now is None else now)[:, None] - times)
+        for layer in self.layers:
+            x, xc = layer.with_candidates(x, xc, allowed, keys, buckets, cand_buckets)
+        liked, _, engaged = self.heads(self.norm(xc))
         out = F.logsigmoid(liked.float())
         return out + F.logsigmoid(engaged.float()) if self.shape.negatives else out
 

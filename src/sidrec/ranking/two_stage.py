@@ -50,11 +50,12 @@ class TwoStageRecommender:
         out = np.empty(candidates.shape, dtype=np.float32)
         times = events.get("times") if self.ranker.shape.time_bias else None
         for s in range(0, len(histories), self.batch_size):
-            rows = slice(s, s + self.batch_size)
+            rows = slice(s, min(s + self.batch_size, len(histories)))
             toks = history_tokens(histories[rows], events["actions"][rows], None if times is None else times[rows],
                                   self.ranker.shape.max_events, self.device)  # fmt: skip
             cand = torch.from_numpy(candidates[rows]).to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            low = self.bf16 and (rows.stop - rows.start) >= 8  # bf16 pays from ~8 histories; fewer run in fp32
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
                 score = self.ranker.score(toks["items"], toks["actions"], cand, toks.get("times"), toks.get("now"))
             out[rows] = score.float().cpu().numpy()
         return out

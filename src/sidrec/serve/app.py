@@ -39,6 +39,12 @@ class RecommendRequest(BaseModel):
     exclude_history: bool = Field(False, description="drop items already in the history")
     skip_unknown: bool = Field(False, description="drop unknown history ids instead of answering 422")
     user: str | None = Field(None, description="original user id (used by models with user tokens)")
+    times: list[int] | None = Field(
+        None, description="each history event's timestamp (seconds), for models that read it"
+    )
+    actions: list[int] | None = Field(
+        None, description="each history event's action (e.g. its rating): HSTU, the ranker"
+    )
 
 
 class BatchRequest(BaseModel):
@@ -180,9 +186,10 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
         return _error(422, str(exc))
 
     async def _run(reqs: list[RecommendRequest]) -> list[dict]:
-        histories, skipped = [], []
+        histories, skipped, events = [], [], []
         for i, r in enumerate(reqs):
             try:
+                events.append(model.encode_events(r.history, times=r.times, actions=r.actions))
                 histories.append(model.encode_history(r.history, r.skip_unknown))
             except UnknownItemsError as err:  # a batch says which request
                 raise UnknownItemsError(
@@ -197,7 +204,7 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
         out = []
         # Each request is its own job so that a batch request and single requests batch together.
         recs = await state["batcher"].submit(
-            histories, [r.user for r in reqs], max(r.k for r in reqs), [r.exclude_history for r in reqs]
+            histories, [r.user for r in reqs], max(r.k for r in reqs), [r.exclude_history for r in reqs], events
         )
         ms = round((time.perf_counter() - start) * 1000, 2)
         for r, rows, skip in zip(reqs, recs, skipped, strict=True):

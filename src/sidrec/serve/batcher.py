@@ -28,6 +28,7 @@ class _Job:
     k: int
     exclude: list[bool]
     future: asyncio.Future
+    events: list[dict[str, np.ndarray]] = field(default_factory=list)  # per history: times / actions given
 
 
 class Batcher:
@@ -53,10 +54,16 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
     async def submit(
-        self, histories: list[np.ndarray], users: list[str | None], k: int, exclude: list[bool]
+        self,
+        histories: list[np.ndarray],
+        users: list[str | None],
+        k: int,
+        exclude: list[bool],
+        events: list[dict[str, np.ndarray]] | None = None,
     ) -> list[list[Recommendation]]:
+        """`events`: per history, the event columns given with it (times, actions; {} for none)."""
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(histories, users, k, exclude, future))
+        await self.queue.put(_Job(histories, users, k, exclude, future, events or [{} for _ in histories]))
         return await future
 
     async def _take(self) -> list[_Job]:
@@ -88,27 +95,39 @@ class Batcher:
             jobs = await self._take()
             if not jobs:
                 continue
-            histories = [h for j in jobs for h in j.histories]
-            users = [u for j in jobs for u in j.users]
-            exclude = [e for j in jobs for e in j.exclude]
-            k = max(j.k for j in jobs)
             start = time.perf_counter()
-            try:
-                call = partial(self.model.recommend_encoded, histories, k, users=users, exclude_history=exclude)
-                out = await loop.run_in_executor(self.executor, call)
-            except Exception as err:  # the model failed for the whole batch: every waiting request learns why
+            rows = [(j, r) for j in jobs for r in range(len(j.histories))]
+            groups: dict[tuple[str, ...], list[tuple[_Job, int]]] = {}  # one model call per set of events given
+            for j, r in rows:
+                groups.setdefault(tuple(sorted(j.events[r])), []).append((j, r))
+            results: dict[tuple[int, int], list[Recommendation]] = {}
+            failed = None
+            for names, part in groups.items():
+                k = max(j.k for j, _ in part)
+                call = partial(
+                    self.model.recommend_encoded,
+                    [j.histories[r] for j, r in part],
+                    k,
+                    users=[j.users[r] for j, r in part],
+                    exclude_history=[j.exclude[r] for j, r in part],
+                    events={n: [j.events[r][n] for j, r in part] for n in names},
+                )
+                try:
+                    out = await loop.run_in_executor(self.executor, call)
+                except Exception as err:  # the model failed for the batch: every waiting request learns why
+                    failed = err
+                    break
+                results.update({(id(j), r): recs for (j, r), recs in zip(part, out, strict=True)})
+            if failed is not None:
                 for j in jobs:
                     if not j.future.done():
-                        j.future.set_exception(err)
+                        j.future.set_exception(failed)
                 continue
             self.model_seconds += time.perf_counter() - start
-            self.batch_sizes[len(histories)] = self.batch_sizes.get(len(histories), 0) + 1
-            row = 0
+            self.batch_sizes[len(rows)] = self.batch_sizes.get(len(rows), 0) + 1
             for j in jobs:
-                part = [recs[: j.k] for recs in out[row : row + len(j.histories)]]
-                row += len(j.histories)
                 if not j.future.done():  # a client that went away cancelled its future
-                    j.future.set_result(part)
+                    j.future.set_result([results[(id(j), r)][: j.k] for r in range(len(j.histories))])
 
 
 @dataclass
