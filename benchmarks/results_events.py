@@ -1,9 +1,12 @@
-"""The events table (RESULTS.md): HSTU on MovieLens with and without the events' timestamps and actions, from
+"""The events tables (RESULTS.md): HSTU on MovieLens with and without the events' timestamps and actions, from
 the records ml100k_hstu[_events|_time]_seed<N>.json, beside the numbers Meta publishes for ML-1M / ML-20M
-(benchmarks/published_ml.yaml; other data sizes, shown as context)."""
+(benchmarks/published_ml.yaml; other data sizes, shown as context); and the generative ranker behind that
+retriever (ml100k_rank_<variant>_seed<N>.json, their `ranking` block) with its serving cost
+(two_stage_latency*.json)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -50,3 +53,47 @@ def events_table() -> None:
                 f"{scores['ndcg@10']:.4f} | | |"
             )
     print()
+
+
+RANK_ROWS = {
+    "ml100k_rank_default_seed": "ranker with liked, action and engaged towers (`ml100k_hstu_rank`)",
+    "ml100k_rank_liked_seed": "ranker with liked and action towers (`rank.negatives=0`)",
+}
+
+
+def ranking_table() -> None:
+    paths = sorted(RESULTS.glob("ml100k_rank_*.json"))
+    found = {prefix: [r for r in group(prefix, paths) if "ranking" in r] for prefix in RANK_ROWS}
+    if not any(found.values()):
+        return
+    print("Two stages on MovieLens-100K: HSTU with time bias and actions retrieves 100 items, the generative ranker")
+    print("reorders them (blend weight chosen on validation NDCG@10 of liked targets). Ranker: AUC / GAUC of")
+    print("'rated 4+' on each user's last 5 events (held out from its training). Lists: test NDCG@10 on all")
+    print("targets and on liked ones (the target rated 4+). Mean ± sample std over seeds:\n")
+    print("| ranker | seeds | AUC | GAUC | retriever N@10 all / liked | two stages N@10 all / liked | weights | wall |")
+    print("|---|---|---|---|---|---|---|---|")
+    for prefix, label in RANK_ROWS.items():
+        recs = found[prefix]
+        if not recs:
+            continue
+        ev = [r["ranking"]["events"]["test"] for r in recs]
+        test = [r["ranking"]["lists"]["test"] for r in recs]
+        retr = " / ".join(cell([t["retriever"][p]["ndcg@10"] for t in test]) for p in ("all", "liked"))
+        two = " / ".join(cell([t["two_stage"][p]["ndcg@10"] for t in test]) for p in ("all", "liked"))
+        weights = ", ".join(f"{r['ranking']['lists']['weight']:g}" for r in recs)
+        wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
+        seeds = ", ".join(str(r["seed"]) for r in recs)
+        print(
+            f"| {label} | {seeds} | {cell([e['auc'] for e in ev])} | {cell([e['gauc'] for e in ev])} | {retr} | "
+            f"{two} | {weights} | {wall:.1f} min |"
+        )
+    print()
+    for path in sorted(RESULTS.glob("two_stage_latency*.json")):
+        rec = json.loads(path.read_text())
+        ms = rec["single_request_ms"]
+        print(
+            f"Serving cost (`{path.name}`, {rec['machine']}, {rec['threads']} threads): one request (k=10) p50 / p99 "
+            f"{ms['retriever']['p50']:.2f} / {ms['retriever']['p99']:.2f} ms for the retriever alone, "
+            f"{ms['two_stage']['p50']:.2f} / {ms['two_stage']['p99']:.2f} ms with the ranker over "
+            f"{rec['candidates']} candidates ({rec['ratio_p50']}x / {rec['ratio_p99']}x), interleaved in one run.\n"
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from records import RESULTS, fmt, group, mean_std, recipe, record_defaults, settings  # noqa: F401 (recipe, record_defaults: for the tests)
 from results_cold import cold_table
-from results_events import events_table
+from results_events import events_table, ranking_table
 from results_readme import README, default_choice_table, readme_table, write_readme
 
 from sidrec.config import config_from_dict
@@ -303,6 +303,7 @@ def current_tables(found: list[Path]) -> None:
     cold_table()
     print()
     events_table()
+    ranking_table()
     print()
     print("## The default, chosen across datasets\n")
     print("Validation NDCG@10 (seed 42; the full validation split) of the candidates for the default's handling of")

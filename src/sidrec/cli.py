@@ -293,6 +293,8 @@ def recommend(
     skip_unknown: bool = typer.Option(False, help="drop unknown item ids instead of failing"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     allow_unfinished: bool = typer.Option(False, help=UNFINISHED),
+    times: str = typer.Option("", help="each history event's timestamp (seconds), comma-separated (HSTU, ranker)"),
+    actions: str = typer.Option("", help="each history event's action (e.g. its rating), comma-separated"),
 ) -> None:
     """Top-k items for one history, with titles and Semantic IDs, from a trained run."""
     import json
@@ -301,8 +303,14 @@ def recommend(
 
     ids = [i.strip() for i in history.split(",") if i.strip()]
     try:
+        events = {name: [int(v) for v in text.split(",") if v.strip()] for name, text in
+                  (("times", times), ("actions", actions)) if text}  # fmt: skip
+    except ValueError:
+        typer.secho("error: --times and --actions take whole numbers, comma-separated: 5,3,4", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
         model = load(out, allow_unfinished=allow_unfinished)
-        recs = model.recommend(ids, k, exclude_history=exclude_history, skip_unknown=skip_unknown)
+        recs = model.recommend(ids, k, exclude_history=exclude_history, skip_unknown=skip_unknown, **events)
     except UnknownItemsError as err:
         typer.secho(f"error: {err.explain('cli')}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -1,10 +1,11 @@
-"""The five stages of a run, each reading the previous stage's artifacts from the run directory.
+"""The stages of a run, each reading the previous stage's artifacts from the run directory.
 
     prepare  -> items.parquet, sequences.parquet, data_stats.json
     embed    -> embeddings.npy
     quantize -> quantizer.pt, sids.npy, sid_stats.json
     train    -> model.pt (best on validation), checkpoint.pt, train_log.jsonl, training.png
     evaluate -> metrics.json, predictions.csv
+    rank     -> ranker.pt, ranking.json (with rank.enabled: a generative ranker behind the model, `sidrec.ranking`)
 
 A stage whose artifacts exist and match its fingerprint (the config keys and input files it read,
 `sidrec.fingerprint`) is skipped; one that does not match stops the command unless `force`.
@@ -352,7 +353,8 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
 
 
 def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = "") -> dict:
-    """All five stages in order (three for item-ID models); returns (and writes) the run record and report.html.
+    """Every stage in order (`parts.stages`: no SIDs for item-ID models; rank last with rank.enabled); returns (and
+    writes) the run record and report.html.
 
     Every stage's fingerprint is checked first (`plan`): a stale one stops the run before anything is
     written, unless `force`, which recomputes the stale stages and those after them that change.

@@ -199,6 +199,22 @@ def cold_table(metrics: dict) -> str:
     return note + _table(["ranked list", "cold R@10", "cold N@10", "warm R@10", "warm N@10"], rows)
 
 
+def ranking_section(run_dir: Path) -> str:
+    """The generative ranker's held-out AUC / GAUC and the two stages' test lists beside the retriever's."""
+    ranking = _load(run_dir, io.RANKING)
+    if ranking is None:
+        return "<p>No ranker (rank.enabled=false).</p>"
+    ev, lists = ranking["events"], ranking["lists"]
+    events = _table(["held-out events", "AUC (liked)", "GAUC", "action RMSE", "events"],
+                    [[split, ev[split]["auc"], ev[split]["gauc"], ev[split]["rmse"], ev[split]["events"]]
+                     for split in ("valid", "test")])  # fmt: skip
+    test, keys = lists["test"], ("recall@10", "ndcg@10")
+    rows = [[f"{who} ({part} targets)", *[float(test[k_][part].get(k, np.nan)) for k in keys]]
+            for k_, who in (("retriever", "retriever alone"), ("two_stage", f"two stages, weight {lists['weight']:g}"))
+            for part in ("all", "liked")]  # fmt: skip
+    return events + _table(["test list", "R@10", "N@10"], rows)
+
+
 def profile_section(run_dir: Path) -> str:
     """The data profile of `prepare` (repeats, history lengths, popularity skew), with two plots."""
     profile = (_load(run_dir, io.DATA_STATS) or {}).get("profile")
@@ -291,6 +307,7 @@ def render(run_dir: str | Path) -> str:
         ("Metrics (all users, all items) next to published rows", metrics_section(run_dir, dataset)),
         ("Recall by history length (test)", by_history),
         ("Training", training_section(run_dir)),
+        ("Generative ranker (two stages)", ranking_section(run_dir)),
         ("Semantic IDs", sid_section(run_dir)),
         ("Data profile", profile_section(run_dir)),
         ("Data", _table(["statistic", "value"], [[k, v] for k, v in data_stats.items() if k != "profile"])),

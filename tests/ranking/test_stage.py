@@ -28,6 +28,7 @@ def test_the_rank_stage_writes_its_measures_and_the_record_holds_them(ranked_run
     record = io.load_json(ranked_run / "record.json")
     assert record["ranking"] == ranking and "rank" in record["stage_seconds"]
     assert (ranked_run / io.RANKER).exists() and (ranked_run / io.RANK_LOG).exists()
+    assert "Generative ranker (two stages)" in (ranked_run / "report.html").read_text()
 
 
 def test_evaluate_scores_the_retriever_alone(ranked_run):
@@ -95,3 +96,17 @@ def test_the_server_takes_times_and_actions(ranked_run):
     finally:
         srv.should_exit = True
         thread.join(timeout=15)
+
+
+def test_the_cli_recommends_with_events(ranked_run):
+    import sidrec
+
+    model = sidrec.load(ranked_run)
+    history = model.item_ids[:3]
+    args = ["recommend", "--out", str(ranked_run), "--history", ",".join(history), "--k", "5", "--json"]
+    result = CliRunner().invoke(app, [*args, "--times", "1,2,3", "--actions", "5,1,4"])
+    assert result.exit_code == 0, result.output
+    expected = model.recommend(history, k=5, times=[1, 2, 3], actions=[5, 1, 4])
+    assert [r["item_id"] for r in json.loads(result.output)] == [r.item_id for r in expected]
+    bad = CliRunner().invoke(app, [*args, "--actions", "5,x"])
+    assert bad.exit_code == 2 and "whole numbers" in bad.output
