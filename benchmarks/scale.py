@@ -1,6 +1,8 @@
-"""Million-item catalogs on one CPU: RK-Means 3x256 fit + encode, trie build, constrained beam search.
+"""Million-item catalogs on one CPU: RK-Means 3x256 fit + encode, trie build, constrained beam search; and
+RPG's exact and graph decoding.
 
     python benchmarks/scale.py --items 1000000 10000000 --record benchmarks/results/scale_cpu.json
+    python benchmarks/scale.py --rpg-items 100000 1000000 10000000 --record benchmarks/results/scale_rpg_cpu.json
 
 For each catalog size a child process (so peak RSS is that size's alone) writes synthetic clustered
 item vectors chunk by chunk into a .npy under a temporary folder (plain file writes: the array is never
@@ -13,6 +15,13 @@ At 10^6 items (`--beam-items`) it also builds the SID trie and times constrained
 TIGER size, beam 40, k 10) over random 20-item histories. The TIGER weights are random (untrained):
 beam-search speed does not depend on them. Peak RSS is the child's `ru_maxrss`. Times are wall-clock
 seconds; run it alone on the machine.
+
+`--rpg-items`: for each size a child process builds the default RPG (OPQ 16 x 256 codes, random and untrained:
+decoding speed does not depend on the weights or on which codes the items have) over random codes, then times,
+over random 20-item histories at batches of 32 and 512 users: exact decoding (every item scored,
+`ItemRecommender`, at most `MAX_SCORES` scores held at once) and graph decoding (`GraphRecommender`, the default
+beams, edges and steps). The item graph is built (and timed) up to `--graph-build-max` items; its build scores
+every pair of items (N^2 work), so larger catalogs get a random graph of the same shape for the decoding times.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from sidrec.recommender import SIDRecommender
 from sidrec.report import git_commit, machine
 
 DIM, TOPICS, SUB, LEAF = 384, 256, 16, 16
+RPG_BATCHES = (32, 512)  # users per decoding call (the peer comparison's two batch sizes)
 
 
 def peak_rss_gib() -> float:
@@ -137,6 +147,57 @@ def one(n: int, folder: Path, seed: int, beam: bool, users: int) -> dict:
     return out
 
 
+def rpg_one(n: int, seed: int, users: int, batches: tuple[int, ...], graph_build_max: int) -> dict:
+    """RPG exact and graph decoding at one catalog size, in this (child) process."""
+    from sidrec.config import EvalConfig
+    from sidrec.recommender import GraphRecommender, ItemRecommender
+
+    torch.set_num_threads(int(os.environ.get("SCALE_THREADS", "1")))
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    codes = rng.integers(0, 256, (n, 16), dtype=np.int64)
+    model = build_model(ModelConfig(), max_history=20, codes=codes, codebook_size=256).eval()  # the default: rpg
+    del codes
+    ev = EvalConfig()
+    out: dict = {"items": n, "model": "rpg, default ModelConfig (OPQ 16 x 256 codes), random untrained weights",
+                 "setup_seconds": round(time.perf_counter() - t, 1)}  # fmt: skip
+    hists = [rng.integers(1, n + 1, 20) for _ in range(users)]
+    exact = ItemRecommender(model, max_history=20)
+    graph = GraphRecommender(model, max_history=20, beams=ev.graph_beams, edges=ev.graph_edges,
+                             steps=ev.graph_steps, seed=seed)  # fmt: skip
+    if n <= graph_build_max:
+        t = time.perf_counter()
+        graph.build_graph()
+        out["graph_build_seconds"] = round(time.perf_counter() - t, 1)
+    else:
+        graph.graph = torch.from_numpy(rng.integers(1, n + 1, (n + 1, ev.graph_edges), dtype=np.int64))
+        out["graph"] = "random (the build scores every pair of items); decoding speed does not depend on the links"
+    out["graph_settings"] = {"beams": ev.graph_beams, "edges": ev.graph_edges, "steps": ev.graph_steps}
+    for name, rec in (("exact", exact), ("graph", graph)):
+        for b in batches:
+            with torch.inference_mode():
+                rec.recommend(hists[:b], 10)  # warm-up
+                start = time.perf_counter()
+                for i in range(0, users, b):
+                    rec.recommend(hists[i : i + b], 10)
+            out[f"{name}_batch{b}_users_per_second"] = round(users / (time.perf_counter() - start), 1)
+    out["exact_users_per_pass"] = max(1, ItemRecommender.MAX_SCORES // (n + 1))
+    out["peak_rss_gib"] = round(peak_rss_gib(), 2)
+    return out
+
+
+def crossover(rows: list[dict], batch: int) -> str:
+    """The smallest measured catalog where graph decoding serves more users/s than exact decoding."""
+    wins = [
+        r["items"]
+        for r in rows
+        if r[f"graph_batch{batch}_users_per_second"] > r[f"exact_batch{batch}_users_per_second"]
+    ]
+    return (
+        f"graph faster from {min(wins):,} items (of those measured)" if wins else "exact faster at every size measured"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, nargs="+", default=[1_000_000])
@@ -146,16 +207,25 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the vectors are written (default: a temporary folder)")
     ap.add_argument("--record", default=None, help="write the JSON record here")
     ap.add_argument("--append", action="store_true", help="add the results to those already in --record")
+    ap.add_argument("--rpg-items", type=int, nargs="+", default=[], help="time RPG decoding at these sizes instead")
+    ap.add_argument("--graph-build-max", type=int, default=100_000, help="largest catalog whose item graph is built")
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # child: one size, JSON to stdout
+    ap.add_argument("--rpg-one", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one, Path(args.dir), args.seed, args.one == args.beam_items, args.users)))
         return
+    if args.rpg_one:
+        print(json.dumps(rpg_one(args.rpg_one, args.seed, args.users, RPG_BATCHES, args.graph_build_max)))
+        return
     results, commit, command = [], git_commit(), "python " + shlex.join(sys.argv)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        for n in args.items:
+        for n in args.rpg_items or args.items:
             cmd = [sys.executable, __file__, "--one", str(n), "--dir", folder, "--seed", str(args.seed)]
+            if args.rpg_items:
+                cmd = [sys.executable, __file__, "--rpg-one", str(n), "--graph-build-max", str(args.graph_build_max)]
+                cmd += ["--seed", str(args.seed)]
             cmd += ["--beam-items", str(args.beam_items), "--users", str(args.users)]
             start = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -175,6 +245,9 @@ def main() -> None:
         "note": "synthetic clustered 384-d unit vectors; beam search with untrained TIGER weights (speed only)",
         "results": results,
     }
+    if args.rpg_items:
+        record["note"] = "RPG decoding over random codes with untrained weights (speed and memory only)"
+        record["crossover"] = {f"batch{b}": crossover(results, b) for b in RPG_BATCHES}
     if args.record and args.append and Path(args.record).exists():
         old = json.loads(Path(args.record).read_text())
         if old["machine"] != record["machine"]:

@@ -217,3 +217,18 @@ def test_sid_logprob_equals_the_beam_scores_and_cold_candidates_join_the_ranking
     extra = rec.sid_logprob(HISTORIES[:1], None, cold[None])[0]
     merged = sorted([*plain.scores[0], *[s for s, i in zip(extra, cold, strict=True) if i not in plain.items[0]]])
     np.testing.assert_allclose(out.scores[0], merged[::-1][:8], rtol=1e-4, atol=1e-4)
+
+
+def test_item_recommender_scores_a_large_catalog_in_groups_of_histories(monkeypatch, make_id_model):
+    from sidrec.recommender import ItemRecommender
+
+    model = make_id_model("sasrec", n_items=30)
+    histories = [np.array([1 + i % 7, 2 + i % 5, 3]) for i in range(10)]
+    whole = ItemRecommender(model, max_history=8).recommend(histories, 5)
+    monkeypatch.setattr(ItemRecommender, "MAX_SCORES", 3 * 31)  # three histories' scores at a time
+    calls = []
+    original = model.score_all
+    monkeypatch.setattr(model, "score_all", lambda inputs: calls.append(len(inputs)) or original(inputs))
+    grouped = ItemRecommender(model, max_history=8).recommend(histories, 5)
+    assert calls == [3, 3, 3, 1]
+    assert np.array_equal(grouped.items, whole.items) and np.allclose(grouped.scores, whole.scores, atol=1e-6)

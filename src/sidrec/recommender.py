@@ -261,8 +261,11 @@ class ItemRecommender:
     """Top-k items by `model.score_all` (any model mapping (B, T) left-padded item_idx to (B, N+1) scores).
 
     The padding item never appears (its score is -inf). Items already in the history are ranked
-    like any other unless `mask_history` (off by default: the SID recommenders do not mask either).
+    like any other unless `mask_history` (off by default: the SID recommenders do not mask either). At most
+    `MAX_SCORES` scores are held at once: with a large catalog, histories are scored in smaller groups.
     """
+
+    MAX_SCORES = 1 << 27  # item scores held at once (512 MiB of float32): a large catalog scores fewer users per pass
 
     def __init__(self, model, *, max_history: int, mask_history: bool = False, bf16: bool = False) -> None:
         self.model = model.eval()
@@ -276,6 +279,15 @@ class ItemRecommender:
         """Top-k distinct real items per history, best first; `users` is unused (ID models have no user input).
         `events`: per-event columns in step with the histories (times, actions) for a model that reads them
         (`model.events`); a model that does is scored without the ones not given."""
+        rows = max(1, self.MAX_SCORES // (self.n_items() + 1))  # histories scored at once: bounded memory
+        if len(histories) > rows:
+            events = events or {}
+            parts = [
+                self.recommend(histories[s : s + rows], k, None, {n: v[s : s + rows] for n, v in events.items()})
+                for s in range(0, len(histories), rows)
+            ]
+            return Recommendations(np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts]),
+                                   0, 0)  # fmt: skip
         inputs = item_inputs(histories, self.max_history).to(self.device)  # (B, T)
         wanted = getattr(self.model, "events", ())
         extra = {n: item_inputs(v, self.max_history).to(self.device) for n, v in (events or {}).items() if n in wanted}
@@ -289,6 +301,10 @@ class ItemRecommender:
             raise ValueError(f"asked for {k} items per user but the catalogue has only {n_items}")
         top = scores.topk(k, dim=1)
         return Recommendations(top.indices.cpu().numpy(), top.values.cpu().numpy(), 0, 0)
+
+    def n_items(self) -> int:
+        """The items the model scores (its shape's n_items; 0 when it does not say)."""
+        return int(getattr(getattr(self.model, "shape", None), "n_items", 0))
 
 
 class GraphRecommender:

@@ -24,7 +24,7 @@ from sidrec import io
 from sidrec.config import Config
 from sidrec.data.schema import ACTIONS, SEQ, TIMES
 from sidrec.data.split import eval_examples
-from sidrec.metrics import auc, gauc, ranking_metrics, reads_events
+from sidrec.metrics import auc, events_read, gauc, ranking_metrics
 from sidrec.ranking.examples import EventWindows, split_windows
 from sidrec.ranking.model import RANKERS
 from sidrec.ranking.two_stage import TwoStageRecommender, rerank
@@ -96,8 +96,6 @@ def windows_of(sequences: pl.DataFrame, cfg: Config, n_items: int, retriever=Non
 def retriever_pools(retriever, items, events: dict, windows, k: int, cfg: Config) -> list[np.ndarray]:
     """Per user, (events, k): the retriever's top k before each training-label event (its history then: the
     `data.max_history` events before it), the items the ranker learns to tell from the chosen one."""
-    from sidrec.metrics import events_read
-
     wanted = [n for n in events_read(retriever) if n in events]
     pools = [np.zeros((len(s), k), dtype=np.int64) for s in items]
     todo = [(w.user, j) for w in windows for j in range(max(w.label_from, 1), w.end)]  # event 0 has no history
@@ -109,9 +107,9 @@ def retriever_pools(retriever, items, events: dict, windows, k: int, cfg: Config
         rec = retriever.recommend(histories, k, None, events=given) if given else retriever.recommend(histories, k)
         for (u, j), row in zip(part, rec.items, strict=True):
             pools[u][j] = row
-    for w in windows:  # the first event of a sequence: the popular items the retriever gives an empty history
-        if w.label_from == 0:
-            pools[w.user][0] = pools[w.user][1] if len(pools[w.user]) > 1 else pools[w.user][0]
+    for w in windows:  # a sequence's first event has no history: it borrows the next event's pool
+        if w.label_from == 0 and len(pools[w.user]) > 1:
+            pools[w.user][0] = pools[w.user][1]
     return pools
 
 
@@ -145,8 +143,7 @@ def two_stage_lists(cfg: Config, retriever, ranker, sequences: pl.DataFrame, spl
     for s in range(0, len(ex.targets), cfg.eval.batch_size):
         rows = slice(s, s + cfg.eval.batch_size)
         events = {k: v[rows] for k, v in ex.events.items()}
-        first = two.retrieve(ex.histories[rows], cfg.rank.candidates, ex.user_idx[rows],
-                             {n: events[n] for n in reads_events(retriever, ex)})  # fmt: skip
+        first = two.retrieve(ex.histories[rows], cfg.rank.candidates, ex.user_idx[rows], events)
         items.append(first.items)
         scores.append(first.scores)
         logits.append(two.ranker_scores(ex.histories[rows], first.items, events))
