@@ -360,6 +360,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     max_batch: int = typer.Option(64, help="most histories per micro-batched model call"),
     max_wait_ms: float = typer.Option(2.0, help="how long a batch waits for more requests"),
+    max_queue: int = typer.Option(512, help="histories waiting before new requests get 503 + Retry-After (0: none)"),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
     beam_width: int = typer.Option(0, help="beams per request (0 = the run's eval.beam_width); fewer is faster"),
     allow_unfinished: bool = typer.Option(False, help=UNFINISHED),
@@ -377,7 +378,8 @@ def serve(
         torch.set_num_threads(threads)
     try:
         typer.echo(f"loading {out} ...")
-        run_server(out, host, port, beam_width or None, allow_unfinished, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        run_server(out, host, port, beam_width or None, allow_unfinished, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                   max_queue=max_queue)  # fmt: skip
     except ValueError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None

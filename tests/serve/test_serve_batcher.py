@@ -34,3 +34,55 @@ def test_metrics_histogram():
     assert snap["requests"] == {"/recommend 200": 5, "/recommend 422": 1} and snap["requests_total"] == 6
     hist = snap["latency_ms_histogram"]
     assert hist["<=1ms"] == 2 and hist["<=5ms"] == 2 and hist["<=200ms"] == 1 and hist[">5000ms"] == 1
+
+
+def test_a_full_queue_refuses_new_requests(toy_model):
+    import pytest
+
+    from sidrec.serve.batcher import Overloaded
+
+    hists = [toy_model.encode_history(toy_model.item_ids[i : i + 2]) for i in range(4)]
+
+    async def scenario():
+        batcher = Batcher(toy_model, max_batch=8, max_wait_ms=1, max_queue=3)  # not started: nothing drains
+        waiting = [asyncio.ensure_future(batcher.submit([h], [None], 5, [False])) for h in hists[:3]]
+        await asyncio.sleep(0)
+        assert batcher.waiting == 3
+        with pytest.raises(Overloaded, match="3 histories are waiting"):
+            await batcher.submit([hists[3]], [None], 5, [False])
+        batcher.start()  # the model takes the queued three: room again
+        results = await asyncio.gather(*waiting)
+        again = await batcher.submit([hists[3]], [None], 5, [False])
+        await batcher.stop()
+        return results, again, batcher
+
+    results, again, batcher = asyncio.run(scenario())
+    assert len(results) == 3 and len(again[0]) == 5 and batcher.refused == 1 and batcher.waiting == 0
+
+
+def test_the_server_sheds_load_with_503_and_retry_after(toy_model):
+    import json
+    import urllib.error
+    import urllib.request
+
+    from sidrec.serve import start_background
+
+    srv, thread, url = start_background(toy_model, max_queue=1)
+    try:
+        body = {"requests": [{"history": toy_model.item_ids[:2]}, {"history": toy_model.item_ids[2:4]}]}
+        req = urllib.request.Request(url + "/recommend/batch", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})  # fmt: skip
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("expected 503")
+        except urllib.error.HTTPError as err:
+            assert err.code == 503 and err.headers["Retry-After"] == "1"
+            assert "at capacity" in json.loads(err.read())["error"]
+        one = {"history": toy_model.item_ids[:2], "k": 3}
+        head = {"Content-Type": "application/json"}
+        single = urllib.request.Request(url + "/recommend", json.dumps(one).encode(), head)
+        with urllib.request.urlopen(single, timeout=10) as r:  # one history fits
+            assert r.status == 200
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidrec.api import Model, UnknownItemsError
-from sidrec.serve.batcher import Batcher, Metrics
+from sidrec.serve.batcher import Batcher, Metrics, Overloaded
 
 MAX_HISTORY = 1000  # items per history; the model reads the last data.max_history of them
 MAX_K = 100
@@ -143,14 +143,15 @@ async def _watch_catalog(model: Model, every: float = 1.0) -> None:
             await loop.run_in_executor(None, model.refresh)
 
 
-def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -> FastAPI:
-    """The app over an already loaded model (it loads once, in `sidrec serve`, before the port opens)."""
+def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 0) -> FastAPI:
+    """The app over an already loaded model (it loads once, in `sidrec serve`, before the port opens). With
+    `max_queue`, a request finding more histories than that waiting gets 503 and Retry-After (load shedding)."""
     metrics = Metrics()
     state: dict = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["batcher"] = Batcher(model, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        state["batcher"] = Batcher(model, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
         state["batcher"].start()
         watch = asyncio.create_task(_watch_catalog(model))
         yield
@@ -184,6 +185,12 @@ def create_app(model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError):
         return _error(422, str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded):
+        response = _error(503, f"the server is at capacity ({exc}); retry after a second")
+        response.headers["Retry-After"] = "1"
+        return response
 
     async def _run(reqs: list[RecommendRequest]) -> list[dict]:
         histories, skipped, events = [], [], []

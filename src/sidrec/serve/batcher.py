@@ -4,6 +4,10 @@ Requests queue up; one background task takes what is queued (up to `max_batch` h
 most `max_wait_ms` for more after the first), runs the model once on a single worker thread, and
 hands each request its rows. A larger k costs nothing extra in beam search, so a batch runs at the
 largest k asked and each request keeps its own first k (the ranking is the same prefix).
+
+Beyond saturation a queue only grows: with `max_queue`, a request that would find more than that many
+histories already waiting is refused at once (`Overloaded`; the server answers 503 with Retry-After) instead
+of waiting behind them.
 """
 
 from __future__ import annotations
@@ -31,11 +35,18 @@ class _Job:
     events: list[dict[str, np.ndarray]] = field(default_factory=list)  # per history: times / actions given
 
 
+class Overloaded(Exception):
+    """More histories are waiting than `max_queue`: the request is refused, not queued."""
+
+
 class Batcher:
     """Collects concurrent recommendation jobs into batched `Model.recommend_encoded` calls."""
 
-    def __init__(self, model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, model: Model, *, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 0) -> None:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
+        self.max_queue = max_queue  # histories waiting before new requests are refused (0 = no limit)
+        self.waiting = 0  # histories queued and not yet taken by the model loop
+        self.refused = 0
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.closing = False
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model")  # one torch model
@@ -61,8 +72,13 @@ class Batcher:
         exclude: list[bool],
         events: list[dict[str, np.ndarray]] | None = None,
     ) -> list[list[Recommendation]]:
-        """`events`: per history, the event columns given with it (times, actions; {} for none)."""
+        """`events`: per history, the event columns given with it (times, actions; {} for none). Overloaded when
+        more than `max_queue` histories are already waiting."""
+        if self.max_queue and self.waiting + len(histories) > self.max_queue:
+            self.refused += 1
+            raise Overloaded(f"{self.waiting} histories are waiting (the limit is {self.max_queue})")
         future = asyncio.get_running_loop().create_future()
+        self.waiting += len(histories)
         await self.queue.put(_Job(histories, users, k, exclude, future, events or [{} for _ in histories]))
         return await future
 
@@ -87,6 +103,7 @@ class Batcher:
                 deadline = time.perf_counter() + self.max_wait
             jobs.append(job)
             rows += len(job.histories)
+            self.waiting -= len(job.histories)
         return jobs
 
     async def _loop(self) -> None:
@@ -167,4 +184,5 @@ class Metrics:
             out["mean_batch_size"] = round(rows / calls, 2) if calls else None
             out["model_seconds"] = round(batcher.model_seconds, 3)
             out["queued"] = batcher.queue.qsize()
+            out["refused_overloaded"] = batcher.refused
         return out
