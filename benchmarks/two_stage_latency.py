@@ -8,7 +8,8 @@ users' histories (the last data.max_history events before each test item, with t
 request at a time (k=10), through `Model.recommend`, as a server's single request does: once with the two
 stages, once with the run's retriever alone, the two interleaved request by request so that both see the same
 machine state. Records p50 / p90 / p99 / mean milliseconds of each, their ratios, and the same for batches of
-`--batch` requests (users/s), with the command, commit, machine and wall time.
+`--batch` requests (users/s), with the command, commit, machine and wall time. A run whose validation chose
+weight 0 (the retriever's order: the ranker is skipped) is timed at weight 1, so that the ranker runs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=500, help="single requests per side")
     ap.add_argument("--batch", type=int, default=64, help="requests per batched call")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weight", type=float, default=0.0, help="blend weight timed (0: the run's; 1 if that is 0)")
     ap.add_argument("--record", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,6 +52,8 @@ def main() -> None:
     two = model.recommender
     if not hasattr(two, "retriever"):
         sys.exit(f"{args.run} has no ranker: run it with rank.enabled=true")
+    chosen = two.weight
+    two.weight = args.weight or chosen or 1.0  # weight 0 skips the ranker: time the two stages at a weight that runs it
     sides = {"retriever": two.retriever, "two_stage": two}
     cfg = model.config
     ex = eval_examples(pl.read_parquet(args.run / io.SEQUENCES), "test", cfg.data.max_history)
@@ -83,6 +87,8 @@ def main() -> None:
         "benchmark": "two_stage_latency",
         "run": str(args.run),
         "candidates": cfg.rank.candidates,
+        "weight_timed": two.weight,
+        "weight_chosen_on_validation": chosen,
         "ranker_params": sum(p.numel() for p in two.ranker.parameters()),
         "requests": len(requests),
         "single_request_ms": single,

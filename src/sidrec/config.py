@@ -234,8 +234,8 @@ class RankConfig:
     dropout: float = 0.2
     time_bias: bool = True  # relative attention bias by time bucket (needs timestamps in the data)
     rating_weight: float = 0.5  # weight of the action-regression tower's squared error beside the liked tower's BCE
-    negatives: int = 1  # items per event the user did not choose, for the engaged tower (0: no such tower), drawn
-    negatives_from: str = "retriever"  # from the retriever's top `pool` items before the event | popular
+    negatives: int = 4  # items per event the user did not choose, for the engaged tower (0: no such tower), drawn
+    negatives_from: str = "mixed"  # from the retriever's top `pool` before the event | popular | mixed (half each)
     pool: int = 50
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # of the ranker's score beside the retriever's (blend)
     select: str = "liked"  # the weight with the best validation NDCG@10 on liked | all targets ranks and serves

@@ -49,6 +49,7 @@ def test_labels_sit_on_item_tokens_and_negatives_at_their_event():
     own = b["items"].gather(1, cut)
     assert not ((neg == own) & (neg > 0)).any()  # an event's own item is never its negative
     assert torch.equal(b["negative_times"], b["times"].gather(1, cut))
+    assert b["negative_events"].tolist() == [[True, True, False], [True, True, True]]
     assert "negatives" not in ex.batch(windows, torch.device("cpu"))  # no rng (evaluation): no negatives
 
 
@@ -59,3 +60,14 @@ def test_popular_negatives_follow_popularity():
     ex = EventWindows(items, actions, None, [Window(0, 0, 6, 0)], 6, negatives=2, popularity=popularity)
     b = ex.batch(ex.windows, torch.device("cpu"), np.random.default_rng(0))
     assert set(b["negatives"][0].tolist()) == {9} and "negative_times" not in b
+
+
+def test_mixed_negatives_draw_half_from_the_pool_and_half_by_popularity():
+    items, actions, times = seqs()
+    popularity = np.zeros(10)
+    popularity[9] = 1.0  # by popularity: only item 9
+    pools = [np.full((6, 3), 8), np.full((3, 3), 8)]  # from the pool: only item 8
+    ex = EventWindows(items, actions, None, [Window(0, 0, 6, 2)], 6, negatives=4, popularity=popularity, pools=pools,
+                      hard=2)  # fmt: skip
+    neg = ex.batch(ex.windows, torch.device("cpu"), np.random.default_rng(0))["negatives"][0].view(4, 4)
+    assert (neg[:, :2] == 8).all() and (neg[:, 2:] == 9).all()

@@ -55,7 +55,7 @@ def test_ranking_a_candidate_equals_reading_it_as_the_next_event():
     it, ac, tt = interleave(np.r_[items, 6], np.r_[actions, 3], np.r_[times, 10**6])  # the next event: item 6
     h, _ = model.encode(*(torch.from_numpy(a)[None] for a in (it, ac, tt)))
     liked, _, engaged = model.heads(h[0, -2])  # its item token (its action token comes after it, unseen)
-    expected = torch.nn.functional.logsigmoid(liked) + torch.nn.functional.logsigmoid(engaged)
+    expected = torch.nn.functional.logsigmoid(liked) + engaged
     assert torch.allclose(logit_rank[0, 0], expected, atol=1e-5)
 
 
@@ -111,7 +111,7 @@ def test_the_towers_learn_a_liked_item():
 
 @torch.no_grad()
 def test_one_pass_scoring_equals_the_general_candidate_layout():
-    """`score` (candidates against the history only: C x T scores) equals `encode` with every candidate cut at T."""
+    """`score` (all candidates right after the history) equals `encode` with each candidate's position given as T."""
     model = ranker()
     short = (EVENTS[0][1:], EVENTS[1][1:], EVENTS[2][1:])
     toks = history_tokens([short[0], EVENTS[0]], [short[1], EVENTS[1]], [short[2], EVENTS[2]], 8, torch.device("cpu"))
@@ -121,5 +121,16 @@ def test_one_pass_scoring_equals_the_general_candidate_layout():
     _, h = model.encode(toks["items"], toks["actions"], toks["times"], cands, torch.full(cands.shape, t),
                         toks["now"][:, None].expand(cands.shape))  # fmt: skip
     liked, _, engaged = model.heads(h)
-    slow = torch.nn.functional.logsigmoid(liked) + torch.nn.functional.logsigmoid(engaged)
+    slow = torch.nn.functional.logsigmoid(liked) + engaged
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+@torch.no_grad()
+def test_a_training_negative_sees_only_the_history_before_its_event():
+    """A candidate placed at event 2's item token equals a candidate after the history cut before event 2."""
+    model = ranker()
+    it, ac, tt = (torch.from_numpy(a)[None] for a in interleave(*EVENTS))
+    cand = torch.tensor([[11]])
+    _, at_event = model.encode(it, ac, tt, cand, torch.tensor([[4]]), tt[:, 4:5])
+    _, after = model.encode(it[:, :4], ac[:, :4], tt[:, :4], cand, None, tt[:, 3])
+    assert torch.allclose(at_event, after, atol=1e-5)

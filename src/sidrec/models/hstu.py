@@ -143,30 +143,47 @@ class HSTULayer(nn.Module):
         return x if self.ffn is None else x + self.ffn(x)
 
     def with_candidates(
-        self, x: Tensor, xc: Tensor, allowed: Tensor, keys: Tensor, buckets: Tensor | None, cand_buckets: Tensor | None
+        self,
+        x: Tensor,
+        xc: Tensor,
+        allowed: Tensor,
+        keys: Tensor,
+        buckets: Tensor | None,
+        cand_buckets: Tensor | None,
+        cut: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """`forward` of history tokens x (B, T, d) together with candidate tokens xc (B, C, d), all placed right after
-        the history: each candidate attends to every real history key (keys: (B, T) bool) and to itself, not to the
-        other candidates (the layout of a ranker scoring C candidates in one pass). buckets: the history's (B, T, T)
-        time buckets; cand_buckets: (B, T) those of the candidates' time against each history token's. Costs C x T
-        scores for the candidates, not (T + C)^2 as `forward` over the concatenation would."""
+        """`forward` of history tokens x (B, T, d) together with candidate tokens xc (B, C, d): each candidate
+        attends to the real history keys (keys: (B, T) bool) before its position and to itself, never to another
+        candidate (a ranker scoring candidates, or training on items the user did not choose). cut: (B, C) each
+        candidate's position (it sees history tokens 0..cut-1); None: all right after the history. buckets: the
+        history's (B, T, T) time buckets; cand_buckets: (B, T) with cut None, else (B, C, T), the buckets of each
+        candidate's time against each history token's. Costs C x T scores for the candidates, not (T + C)^2 as
+        `forward` over the concatenation would."""
         b, t, _ = x.shape
         c = xc.shape[1]
         u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)
         uc, vc, qc, kc = F.silu(self.uvqk(self.norm_in(xc))).chunk(4, dim=-1)
         idx = torch.arange(t, device=x.device)
-        scores = self.split(q) @ self.split(k).transpose(-1, -2) + self.rel_pos_bias[(idx[:, None] - idx).clamp(min=0)]
-        row = self.rel_pos_bias[(t - idx).clamp(max=self.max_len - 1)]  # (T,) a candidate to each history token
+        top = self.max_len - 1
+        scores = self.split(q) @ self.split(k).transpose(-1, -2)
+        scores = scores + lookup(self.rel_pos_bias, (idx[:, None] - idx).clamp(0, top))
+        if cut is None:  # all at position t
+            bias = lookup(self.rel_pos_bias, (t - idx).clamp(0, top))  # (T,)
+            sees = keys[:, None, None, :]  # (B, 1, 1, T)
+        else:
+            bias = lookup(self.rel_pos_bias, (cut[..., None] - idx).clamp(0, top))[:, None]  # (B, 1, C, T)
+            sees = ((idx < cut[..., None]) & keys[:, None, :])[:, None]
         qc_, kc_ = self.split(qc), self.split(kc)
-        cand = qc_ @ self.split(k).transpose(-1, -2) + row  # (B, H, C, T)
+        cand = qc_ @ self.split(k).transpose(-1, -2) + bias  # (B, H, C, T)
         own = (qc_ * kc_).sum(-1) + self.rel_pos_bias[0]  # (B, H, C): a candidate with itself
         if self.rel_time_bias is not None and buckets is not None:
-            scores = scores + self.rel_time_bias[buckets][:, None]
-            cand = cand + self.rel_time_bias[cand_buckets][:, None, None, :]
+            scores = scores + lookup(self.rel_time_bias, buckets)[:, None]
+            tb = lookup(self.rel_time_bias, cand_buckets)
+            cand = cand + (tb[:, None, None, :] if tb.dim() == 2 else tb[:, None])
             own = own + self.rel_time_bias[0]  # its own time: dt 0, bucket 0
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
         y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)
-        ac = F.silu(cand) / self.max_len * keys[:, None, None, :].to(cand.dtype)
+        ac = F.silu(cand) / self.max_len * sees.to(cand.dtype)
         yc = ac @ self.split(v) + (F.silu(own) / self.max_len)[..., None] * self.split(vc)  # (B, H, C, dh)
         return self._output(x, y, u), self._output(xc, yc.transpose(1, 2).reshape(b, c, -1), uc)
 

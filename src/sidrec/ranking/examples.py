@@ -76,8 +76,9 @@ def _pad(rows: list[tuple], device: torch.device) -> dict[str, torch.Tensor]:
 class EventWindows:
     """Windows of events over users' sequences, batched as interleaved tokens with their labels. With `negatives`,
     training batches (an `rng` given) also hold that many items per labelled event that the user did not choose
-    there (`HSTURanker.loss`'s engaged tower): drawn from `pools` (per user, (events, K) items the retriever
-    proposed before each event) where given, else by `popularity` ((N + 1,) weight per item)."""
+    there (`HSTURanker.loss`'s engaged tower): `hard` of them drawn from `pools` (per user, (events, K) items the
+    retriever proposed before each event; all of them without a `popularity`), the others by `popularity`
+    ((N + 1,) weight per item)."""
 
     def __init__(
         self,
@@ -89,11 +90,13 @@ class EventWindows:
         negatives: int = 0,
         popularity: np.ndarray | None = None,
         pools: list[np.ndarray] | None = None,
+        hard: int = 0,
     ) -> None:
         self.items, self.actions, self.times, self.windows = items, actions, times, windows
         self.max_events, self.pools = max_events, pools
         self.negatives = negatives if popularity is not None or pools is not None else 0
-        if self.negatives and pools is None:
+        self.hard = 0 if pools is None else negatives if popularity is None else hard  # per event, from the pools
+        if self.negatives and popularity is not None:
             self.cdf = np.cumsum(popularity[1:], dtype=np.float64) / popularity[1:].sum()
 
     def __len__(self) -> int:
@@ -132,19 +135,26 @@ class EventWindows:
         slots = [k * (w.end - w.label_from) for w in rows]
         neg = np.zeros((len(rows), max(slots)), dtype=np.int64)
         cut = np.zeros_like(neg)
+        events = np.zeros((len(rows), max(slots) // max(k, 1)), dtype=bool)  # which event groups are real
         for r, w in enumerate(rows):
             first = width - 2 * (w.end - w.start) + 2 * (w.label_from - w.start)  # first labelled item token
             at = np.repeat(first + 2 * np.arange(w.end - w.label_from), k)
-            if self.pools is not None:
+            n = w.end - w.label_from
+            drawn = np.empty((n, k), dtype=np.int64)
+            if self.hard:  # the first `hard` of each event's slots from its pool, the others by popularity
                 pool = self.pools[w.user][w.label_from : w.end]  # (events, K)
-                drawn = np.take_along_axis(pool, rng.integers(0, pool.shape[1], (len(pool), k)), 1).reshape(-1)
-            else:
-                drawn = np.minimum(np.searchsorted(self.cdf, rng.random(slots[r]), side="right") + 1, len(self.cdf))
+                drawn[:, : self.hard] = np.take_along_axis(pool, rng.integers(0, pool.shape[1], (n, self.hard)), 1)
+            if self.hard < k:
+                easy = np.searchsorted(self.cdf, rng.random((n, k - self.hard)), side="right") + 1
+                drawn[:, self.hard :] = np.minimum(easy, len(self.cdf))
+            drawn = drawn.reshape(-1)
             own = np.repeat(self.items[w.user][w.label_from : w.end], k)
             neg[r, : slots[r]] = np.where(drawn == own, 0, drawn)
             cut[r, : slots[r]] = at
+            events[r, : w.end - w.label_from] = True
         cut_t = torch.from_numpy(cut).to(device)
-        out = {"negatives": torch.from_numpy(neg).to(device), "negative_cut": cut_t}
+        out = {"negatives": torch.from_numpy(neg).to(device), "negative_cut": cut_t,
+               "negative_events": torch.from_numpy(events).to(device)}  # fmt: skip
         if times is not None:
             out["negative_times"] = times.gather(1, cut_t)
         return out

@@ -18,11 +18,11 @@ their differences (`models.hstu.time_buckets`).
 
 Heads, each a two-layer SiLU MLP on the item token's output (one tower per feedback signal, as OneRec's reward
 model has): liked (logit of action >= `liked`, binary cross-entropy), the action's value (squared error weighted
-by `rating_weight`), and engaged (whether the user chose the item at all). Logs of explicit feedback such as
-MovieLens hold no impressions, so `negatives` items per event stand in for items shown and not chosen (drawn
-from the retriever's top items before that event, or by popularity): they are candidate tokens at that event's
-position, labelled 0, the events 1. A candidate's score is
-log P(engaged) + log P(liked): the chance the user picks it and likes it.
+by `rating_weight`), and engaged (which item the user chose). Logs of explicit feedback such as MovieLens hold no
+impressions, so `negatives` items per event stand in for items shown and not chosen (drawn from the retriever's
+top items before that event, by popularity, or half each): they are candidate tokens at that event's position, and the
+engaged tower is trained as a softmax over the chosen item and them. A candidate's score is its engaged logit +
+log P(liked): the chance the user picks it (up to a constant per history) and likes it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class RankerShape:
     time_bias: bool = True
     liked: int = 4  # an action >= liked is a positive for the liked tower
     rating_weight: float = 0.5
-    negatives: int = 1  # items per labelled event the user did not choose, for the engaged tower (0: no such tower)
+    negatives: int = 4  # items per labelled event the user did not choose, for the engaged tower (0: no such tower)
 
 
 def _tower(d: int) -> nn.Module:
@@ -105,33 +105,30 @@ class HSTURanker(nn.Module):
         cut: Tensor | None = None,
         cand_times: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """History tokens and candidate tokens -> their outputs ((B, T, d), (B, S, d) or None).
+        """History tokens and candidate tokens -> their outputs ((B, T, d), (B, C, d) or None).
 
         items / actions / times: (B, T) left-padded history tokens (`examples.interleave`): an item token has its
-        item and action PAD, an action token the reverse; each sees the tokens before it and itself. cand: (B, S)
-        candidate items (PAD = an empty slot), each placed at position cut (B, S) of the history: it sees the history
-        tokens before that position and itself, no other candidate; cand_times: (B, S) their times."""
-        b, t = items.shape
-        dev = items.device
+        item and action PAD, an action token the reverse; each sees the tokens before it and itself. cand: (B, C)
+        candidate items (PAD = an empty slot), each seeing the history tokens before its position and itself, no
+        other candidate (`HSTULayer.with_candidates`): cut (B, C) their positions, None for all right after the
+        history; cand_times: their times, (B, C) with cut, else (B,) (default: the last history token's)."""
+        t = items.shape[1]
         keys = (items != PAD) | (actions != PAD)  # (B, T) real history tokens
-        allowed = torch.ones(t, t, dtype=torch.bool, device=dev).tril()[None] & keys[:, None, :]  # (B, T, T)
-        x = self.item(items) + self.action(actions.clamp(0, ACTION_VALUES - 1))
-        positions, all_times = torch.arange(t, device=dev), times
-        if cand is not None:
-            s_ = cand.shape[1]
-            sees = (torch.arange(t, device=dev)[None, None, :] < cut[:, :, None]) & keys[:, None, :]  # (B, S, T)
-            own = torch.eye(s_, dtype=torch.bool, device=dev)[None].expand(b, s_, s_)
-            allowed = torch.cat([torch.cat([allowed, allowed.new_zeros(b, t, s_)], 2), torch.cat([sees, own], 2)], 1)
-            x = torch.cat([x, self.item(cand)], 1)
-            positions = torch.cat([positions.expand(b, t), cut], 1)
-            if times is not None:
-                all_times = torch.cat([times, cand_times], 1)
-        x = self.drop(x)
-        buckets = time_buckets(all_times) if self.shape.time_bias and all_times is not None else None
+        allowed = (torch.ones(t, t, dtype=torch.bool, device=items.device).tril()[None] & keys[:, None, :])[:, None]
+        x = self.drop(self.item(items) + self.action(actions.clamp(0, ACTION_VALUES - 1)))
+        buckets = time_buckets(times) if self.shape.time_bias and times is not None else None
+        if cand is None:
+            for layer in self.layers:
+                x = layer(x, allowed, buckets)
+            return self.norm(x), None
+        xc = self.drop(self.item(cand))
+        cand_buckets = None
+        if buckets is not None:
+            at = times[:, -1] if cand_times is None else cand_times  # (B,) or (B, C)
+            cand_buckets = bucketize(at[..., None] - (times if at.dim() == 1 else times[:, None, :]))
         for layer in self.layers:
-            x = layer(x, allowed[:, None], buckets, positions)
-        x = self.norm(x)
-        return x[:, :t], (x[:, t:] if cand is not None else None)
+            x, xc = layer.with_candidates(x, xc, allowed, keys, buckets, cand_buckets, cut)
+        return self.norm(x), self.norm(xc)
 
     def heads(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(..., d) item-token outputs -> (liked logit, predicted action, engaged logit), each (...)."""
@@ -139,45 +136,38 @@ class HSTURanker(nn.Module):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """batch: items, actions, labels (B, T) (the event's action at its item token where it is a training label,
-        else 0), optionally times, and negatives / negative_cut / negative_times (B, S): items the user did not
-        choose, each at its event's item token. Mean BCE of the liked tower + rating_weight x mean squared action
-        error + the engaged tower's mean BCE (labelled events 1, negatives 0)."""
+        else 0), optionally times, and negatives / negative_cut / negative_times (B, L x k): k items the user did
+        not choose per labelled event, at its item token (`examples.EventWindows`), with negative_events (B, L) the
+        real events. Mean BCE of the liked tower + rating_weight x mean squared action error + the engaged tower's
+        cross-entropy of the chosen item among it and its k others."""
         h, hn = self.encode(batch["items"], batch["actions"], batch.get("times"), batch.get("negatives"),
                             batch.get("negative_cut"), batch.get("negative_times"))  # fmt: skip
         labels = batch["labels"]
-        liked, value, engaged = self.heads(h[labels > 0])
+        liked, value, _ = self.heads(h[labels > 0])
         y = labels[labels > 0].float()
         loss = F.binary_cross_entropy_with_logits(liked.float(), (y >= self.shape.liked).float())
         loss = loss + self.shape.rating_weight * F.mse_loss(value.float(), y)
         if hn is None:
             return loss
-        negative = self.engage_head(hn[batch["negatives"] != PAD]).squeeze(-1).float()
-        logits = torch.cat([engaged.float(), negative])
-        target = torch.cat([torch.ones_like(engaged, dtype=torch.float32), torch.zeros_like(negative)])
-        return loss + F.binary_cross_entropy_with_logits(logits, target)
+        neg, k = batch["negatives"], self.shape.negatives
+        b, n = neg.shape[0], neg.shape[1] // k
+        at = batch["negative_cut"][:, ::k]  # (B, L) each event's item token
+        chosen = self.engage_head(h.gather(1, at[..., None].expand(-1, -1, h.shape[-1]))).float()  # (B, L, 1)
+        others = self.engage_head(hn).squeeze(-1).float().view(b, n, k).masked_fill(neg.view(b, n, k) == PAD, -1e9)
+        logits = torch.cat([chosen, others], -1)[batch["negative_events"]]  # (events, 1 + k)
+        return loss + F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
     def score(
         self, items: Tensor, actions: Tensor, candidates: Tensor, times: Tensor | None = None, now: Tensor | None = None
     ) -> Tensor:
         """Every candidate of each history in one pass. items / actions / times: (B, T) history tokens,
         left-padded (`examples.history_tokens`); candidates: (B, C) item_idx; now: (B,) the candidates' time (the
-        last event's). Returns (B, C): log P(engaged) + log P(liked) (the engaged term when `negatives` trained it).
-        The same as `encode` with every candidate cut at T, with C x T candidate scores per layer
-        (`HSTULayer.with_candidates`)."""
-        t = items.shape[1]
-        keys = (items != PAD) | (actions != PAD)
-        allowed = (torch.ones(t, t, dtype=torch.bool, device=items.device).tril()[None] & keys[:, None, :])[:, None]
-        x = self.item(items) + self.action(actions.clamp(0, ACTION_VALUES - 1))
-        xc = self.item(candidates)
-        buckets = cand_buckets = None
-        if self.shape.time_bias and times is not None:
-            buckets = time_buckets(times)
-            cand_buckets = bucketize((times[:, -1] if now is None else now)[:, None] - times)
-        for layer in self.layers:
-            x, xc = layer.with_candidates(x, xc, allowed, keys, buckets, cand_buckets)
-        liked, _, engaged = self.heads(self.norm(xc))
+        last event's). Returns (B, C): the engaged logit (a log-probability of choosing the item among others, up
+        to a constant per history; trained when `negatives` > 0) + log P(liked)."""
+        _, h = self.encode(items, actions, times, candidates, None, now)
+        liked, _, engaged = self.heads(h)
         out = F.logsigmoid(liked.float())
-        return out + F.logsigmoid(engaged.float()) if self.shape.negatives else out
+        return out + engaged.float() if self.shape.negatives else out
 
 
 RANKERS: dict[str, tuple[type[nn.Module], type]] = {"hstu": (HSTURanker, RankerShape)}  # rank.name -> class, shape

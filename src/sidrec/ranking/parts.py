@@ -52,8 +52,8 @@ def check_rank(cfg: Config, columns: list[str] | None = None, where: str = "") -
             f"rank: need 1 <= holdout ({r.holdout}) < max_events ({r.max_events}), candidates ({r.candidates}) >= "
             f"max(eval.ks) and select liked | all (got {r.select!r})"
         )
-    if r.negatives_from not in ("retriever", "popular") or r.negatives < 0 or r.pool < 1:
-        raise ValueError(f"rank: negatives ({r.negatives}) >= 0, negatives_from retriever | popular (got "
+    if r.negatives_from not in ("retriever", "mixed", "popular") or r.negatives < 0 or r.pool < 1:
+        raise ValueError(f"rank: negatives ({r.negatives}) >= 0, negatives_from retriever | mixed | popular (got "
                          f"{r.negatives_from!r}) and pool ({r.pool}) >= 1")  # fmt: skip
 
 
@@ -80,13 +80,13 @@ def windows_of(sequences: pl.DataFrame, cfg: Config, n_items: int, retriever=Non
     for w in spans["train"]:
         np.add.at(popularity, items[w.user][w.label_from : w.end], 1)
     r = cfg.rank
-    pools = None
-    if r.negatives and r.negatives_from == "retriever":
+    pools, hard = None, {"retriever": r.negatives, "mixed": (r.negatives + 1) // 2}.get(r.negatives_from, 0)
+    if r.negatives and hard:
         events = {ACTIONS: actions, **({TIMES: times} if times is not None else {})}
         pools = retriever_pools(retriever, items, events, spans["train"], r.pool, cfg)
     return {
         name: EventWindows(
-            items, actions, times, w, r.max_events, r.negatives if name == "train" else 0, popularity, pools
+            items, actions, times, w, r.max_events, r.negatives if name == "train" else 0, popularity, pools, hard
         )  # fmt: skip
         for name, w in spans.items()
     }
