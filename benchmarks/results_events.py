@@ -56,8 +56,8 @@ def events_table() -> None:
 
 
 RANK_ROWS = {
-    "ml100k_rank_default_seed": "ranker with liked, action and engaged towers (`ml100k_hstu_rank`)",
-    "ml100k_rank_liked_seed": "ranker with liked and action towers (`rank.negatives=0`)",
+    "ml100k_rank_default_seed": "liked, action and engaged towers (`ml100k_hstu_rank`)",
+    "ml100k_rank_liked_seed": "liked and action towers (`rank.negatives=0`)",
 }
 
 
@@ -70,8 +70,9 @@ def ranking_table() -> None:
     print("reorders them (blend weight chosen on validation NDCG@10 of liked targets). Ranker: AUC / GAUC of")
     print("'rated 4+' on each user's last 5 events (held out from its training). Lists: test NDCG@10 on all")
     print("targets and on liked ones (the target rated 4+). Mean ± sample std over seeds:\n")
-    print("| ranker | seeds | AUC | GAUC | retriever N@10 all / liked | two stages N@10 all / liked | weights | wall |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| ranker | seeds | AUC | GAUC | retriever N@10 all / liked | two stages N@10 all / liked | weights | wall "
+          "| commit |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for prefix, label in RANK_ROWS.items():
         recs = found[prefix]
         if not recs:
@@ -83,16 +84,17 @@ def ranking_table() -> None:
         weights = ", ".join(f"{r['ranking']['lists']['weight']:g}" for r in recs)
         wall = statistics.mean(r["wall_seconds"] for r in recs) / 60
         seeds = ", ".join(str(r["seed"]) for r in recs)
+        commits = ", ".join(sorted({r["commit"] for r in recs}))
         print(
             f"| {label} | {seeds} | {cell([e['auc'] for e in ev])} | {cell([e['gauc'] for e in ev])} | {retr} | "
-            f"{two} | {weights} | {wall:.1f} min |"
+            f"{two} | {weights} | {wall:.1f} min | {commits} |"
         )
     print()
     for path in sorted(RESULTS.glob("two_stage_latency*.json")):
         rec = json.loads(path.read_text())
         ms = rec["single_request_ms"]
         print(
-            f"Serving cost (`{path.name}`, {rec['machine']}, {rec['threads']} threads): one request (k=10) p50 / p99 "
+            f"Serving cost (`{path.name}`, {rec['machine']}): one request (k=10) p50 / p99 "
             f"{ms['retriever']['p50']:.2f} / {ms['retriever']['p99']:.2f} ms for the retriever alone, "
             f"{ms['two_stage']['p50']:.2f} / {ms['two_stage']['p99']:.2f} ms with the ranker over "
             f"{rec['candidates']} candidates ({rec['ratio_p50']}x / {rec['ratio_p99']}x), interleaved in one run.\n"
