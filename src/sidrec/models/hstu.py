@@ -120,18 +120,14 @@ class HSTULayer(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, dh)
 
-    def forward(
-        self, x: Tensor, allowed: Tensor, buckets: Tensor | None = None, positions: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor, buckets: Tensor | None = None) -> Tensor:
         """x: (B, T, d); allowed: (B, 1, T, T) bool (causal and non-padding keys); buckets: (B, T, T) time buckets
-        (`time_buckets`) or None; positions: (T,) or (B, T) each token's position (default 0..T-1; tokens may share
-        one). Returns (B, T, d)."""
+        (`time_buckets`) or None. Returns (B, T, d)."""
         b, t, _ = x.shape
         u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)  # each (B, T, H*dh)
-        idx = torch.arange(t, device=x.device) if positions is None else positions
-        distance = (idx[..., :, None] - idx[..., None, :]).clamp(0, self.max_len - 1)  # (T, T) or (B, T, T)
-        bias = lookup(self.rel_pos_bias, distance)
-        scores = self.split(q) @ self.split(k).transpose(-1, -2) + (bias if bias.dim() == 2 else bias[:, None])
+        idx = torch.arange(t, device=x.device)
+        distance = (idx[:, None] - idx[None, :]).clamp(0, self.max_len - 1)  # (T, T)
+        scores = self.split(q) @ self.split(k).transpose(-1, -2) + lookup(self.rel_pos_bias, distance)
         if self.rel_time_bias is not None and buckets is not None:
             scores = scores + lookup(self.rel_time_bias, buckets)[:, None]
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
