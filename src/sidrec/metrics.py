@@ -99,6 +99,16 @@ def events_read(recommender) -> tuple[str, ...]:
     return tuple(own) if own is not None else tuple(getattr(getattr(recommender, "model", None), "events", ()))
 
 
+def recommend(recommender, histories, k: int, users=None, events: dict | None = None):
+    """`recommender.recommend(histories, k, users)`, handing it the event columns it reads (only those; none
+    to a recommender that reads none)."""
+    wanted = events_read(recommender)
+    given = {n: v for n, v in (events or {}).items() if n in wanted}
+    if not given:
+        return recommender.recommend(histories, k, users)
+    return recommender.recommend(histories, k, users, events=given)
+
+
 def reads_events(recommender, examples) -> tuple[str, ...]:
     """The event columns (times, actions) the recommender reads that the examples hold."""
     wanted = events_read(recommender)
@@ -125,9 +135,8 @@ def evaluate(
     n = len(examples.targets)
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=n <= batch_size):
         stop = min(n, start + batch_size)
-        args = (examples.histories[start:stop], k, examples.user_idx[start:stop])
         events = {name: examples.events[name][start:stop] for name in reads_events(recommender, examples)}
-        rec = recommender.recommend(*args, events=events) if events else recommender.recommend(*args)
+        rec = recommend(recommender, examples.histories[start:stop], k, examples.user_idx[start:stop], events)
         parts.append(rec.items)
         invalid += rec.invalid_beams
         filled += rec.filled

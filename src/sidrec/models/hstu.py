@@ -123,16 +123,22 @@ class HSTULayer(nn.Module):
     def forward(self, x: Tensor, allowed: Tensor, buckets: Tensor | None = None) -> Tensor:
         """x: (B, T, d); allowed: (B, 1, T, T) bool (causal and non-padding keys); buckets: (B, T, T) time buckets
         (`time_buckets`) or None. Returns (B, T, d)."""
+        y, u, _, _ = self._attend(x, allowed, buckets)
+        return self._output(x, y, u)
+
+    def _attend(self, x: Tensor, allowed: Tensor, buckets: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The pointwise attention of `forward`: (attended values (B, T, H*dh), gate u, keys (B, H, T, dh), values
+        (B, H, T, dh))."""
         b, t, _ = x.shape
         u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)  # each (B, T, H*dh)
+        k, v = self.split(k), self.split(v)
         idx = torch.arange(t, device=x.device)
         distance = (idx[:, None] - idx[None, :]).clamp(0, self.max_len - 1)  # (T, T)
-        scores = self.split(q) @ self.split(k).transpose(-1, -2) + lookup(self.rel_pos_bias, distance)
+        scores = self.split(q) @ k.transpose(-1, -2) + lookup(self.rel_pos_bias, distance)
         if self.rel_time_bias is not None and buckets is not None:
             scores = scores + lookup(self.rel_time_bias, buckets)[:, None]
         attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
-        y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)  # (B, T, H*dh)
-        return self._output(x, y, u)
+        return (attn @ v).transpose(1, 2).reshape(b, t, -1), u, k, v  # (B, T, H*dh)
 
     def _output(self, x: Tensor, y: Tensor, u: Tensor) -> Tensor:
         x = x + self.out(self.dropout(self.norm_attn(y) * u))
@@ -157,12 +163,10 @@ class HSTULayer(nn.Module):
         `forward` over the concatenation would."""
         b, t, _ = x.shape
         c = xc.shape[1]
-        u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)
+        y, u, k, v = self._attend(x, allowed, buckets)
         uc, vc, qc, kc = F.silu(self.uvqk(self.norm_in(xc))).chunk(4, dim=-1)
         idx = torch.arange(t, device=x.device)
         top = self.max_len - 1
-        scores = self.split(q) @ self.split(k).transpose(-1, -2)
-        scores = scores + lookup(self.rel_pos_bias, (idx[:, None] - idx).clamp(0, top))
         if cut is None:  # all at position t
             bias = lookup(self.rel_pos_bias, (t - idx).clamp(0, top))  # (T,)
             sees = keys[:, None, None, :]  # (B, 1, 1, T)
@@ -170,17 +174,14 @@ class HSTULayer(nn.Module):
             bias = lookup(self.rel_pos_bias, (cut[..., None] - idx).clamp(0, top))[:, None]  # (B, 1, C, T)
             sees = ((idx < cut[..., None]) & keys[:, None, :])[:, None]
         qc_, kc_ = self.split(qc), self.split(kc)
-        cand = qc_ @ self.split(k).transpose(-1, -2) + bias  # (B, H, C, T)
+        cand = qc_ @ k.transpose(-1, -2) + bias  # (B, H, C, T)
         own = (qc_ * kc_).sum(-1) + self.rel_pos_bias[0]  # (B, H, C): a candidate with itself
-        if self.rel_time_bias is not None and buckets is not None:
-            scores = scores + lookup(self.rel_time_bias, buckets)[:, None]
+        if self.rel_time_bias is not None and cand_buckets is not None:
             tb = lookup(self.rel_time_bias, cand_buckets)
             cand = cand + (tb[:, None, None, :] if tb.dim() == 2 else tb[:, None])
             own = own + self.rel_time_bias[0]  # its own time: dt 0, bucket 0
-        attn = F.silu(scores) / self.max_len * allowed.to(scores.dtype)
-        y = (attn @ self.split(v)).transpose(1, 2).reshape(b, t, -1)
         ac = F.silu(cand) / self.max_len * sees.to(cand.dtype)
-        yc = ac @ self.split(v) + (F.silu(own) / self.max_len)[..., None] * self.split(vc)  # (B, H, C, dh)
+        yc = ac @ v + (F.silu(own) / self.max_len)[..., None] * self.split(vc)  # (B, H, C, dh)
         return self._output(x, y, u), self._output(xc, yc.transpose(1, 2).reshape(b, c, -1), uc)
 
 

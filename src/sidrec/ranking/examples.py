@@ -15,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from sidrec.data.batches import item_inputs
+
 
 class Window(NamedTuple):
     user: int
@@ -57,12 +59,8 @@ def history_tokens(histories, actions, times, max_events: int, device: torch.dev
 
 
 def _left_pad(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """Int arrays -> (B, longest) left-padded with 0."""
-    out = np.zeros((len(arrays), max((len(a) for a in arrays), default=0)), dtype=np.int64)
-    for r, a in enumerate(arrays):
-        if len(a):
-            out[r, out.shape[1] - len(a) :] = a
-    return torch.from_numpy(out).to(device)
+    """Int arrays -> (B, longest) left-padded with 0 (`data.batches.item_inputs`, nothing cut)."""
+    return item_inputs(arrays, max((len(a) for a in arrays), default=1) or 1).to(device)
 
 
 def _pad(rows: list[tuple], device: torch.device) -> dict[str, torch.Tensor]:

@@ -143,7 +143,8 @@ class HSTURanker(nn.Module):
         h, hn = self.encode(batch["items"], batch["actions"], batch.get("times"), batch.get("negatives"),
                             batch.get("negative_cut"), batch.get("negative_times"))  # fmt: skip
         labels = batch["labels"]
-        liked, value, _ = self.heads(h[labels > 0])
+        labelled = h[labels > 0]
+        liked, value = self.liked_head(labelled).squeeze(-1), self.action_head(labelled).squeeze(-1)
         y = labels[labels > 0].float()
         loss = F.binary_cross_entropy_with_logits(liked.float(), (y >= self.shape.liked).float())
         loss = loss + self.shape.rating_weight * F.mse_loss(value.float(), y)

@@ -24,7 +24,7 @@ from sidrec import io
 from sidrec.config import Config
 from sidrec.data.schema import ACTIONS, SEQ, TIMES
 from sidrec.data.split import eval_examples
-from sidrec.metrics import auc, events_read, gauc, ranking_metrics
+from sidrec.metrics import auc, gauc, ranking_metrics, recommend
 from sidrec.ranking.examples import EventWindows, split_windows
 from sidrec.ranking.model import RANKERS
 from sidrec.ranking.two_stage import TwoStageRecommender, rerank
@@ -96,15 +96,14 @@ def windows_of(sequences: pl.DataFrame, cfg: Config, n_items: int, retriever=Non
 def retriever_pools(retriever, items, events: dict, windows, k: int, cfg: Config) -> list[np.ndarray]:
     """Per user, (events, k): the retriever's top k before each training-label event (its history then: the
     `data.max_history` events before it), the items the ranker learns to tell from the chosen one."""
-    wanted = [n for n in events_read(retriever) if n in events]
     pools = [np.zeros((len(s), k), dtype=np.int64) for s in items]
     todo = [(w.user, j) for w in windows for j in range(max(w.label_from, 1), w.end)]  # event 0 has no history
     hist = cfg.data.max_history
     for s in tqdm(range(0, len(todo), cfg.eval.batch_size), desc="ranker negatives", leave=False, mininterval=2):
         part = todo[s : s + cfg.eval.batch_size]
         histories = [items[u][max(0, j - hist) : j] for u, j in part]
-        given = {n: [events[n][u][max(0, j - hist) : j] for u, j in part] for n in wanted}
-        rec = retriever.recommend(histories, k, None, events=given) if given else retriever.recommend(histories, k)
+        given = {n: [column[u][max(0, j - hist) : j] for u, j in part] for n, column in events.items()}
+        rec = recommend(retriever, histories, k, None, given)
         for (u, j), row in zip(part, rec.items, strict=True):
             pools[u][j] = row
     for w in windows:  # a sequence's first event has no history: it borrows the next event's pool

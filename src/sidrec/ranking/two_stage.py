@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sidrec.metrics import events_read
+from sidrec.metrics import events_read, recommend
 from sidrec.ranking.examples import history_tokens
 from sidrec.recommender import Recommendations
 
@@ -36,13 +36,7 @@ class TwoStageRecommender:
         return tuple(dict.fromkeys((*events_read(self.retriever), *self.ranker.events)))
 
     def retrieve(self, histories, k: int, users=None, events: dict | None = None) -> Recommendations:
-        wanted = events_read(self.retriever)
-        given = {n: v for n, v in (events or {}).items() if n in wanted}
-        return (
-            self.retriever.recommend(histories, k, users, events=given)
-            if given
-            else self.retriever.recommend(histories, k, users)
-        )
+        return recommend(self.retriever, histories, k, users, events)
 
     @torch.no_grad()
     def ranker_scores(self, histories, candidates: np.ndarray, events: dict) -> np.ndarray:
