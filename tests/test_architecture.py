@@ -9,13 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "sidrec"
 TESTS = ROOT / "tests"
 
-BASE = {"config", "config_values", "io"}
+BASE = {"config", "config_values", "config_sections", "io"}
 LEAVES = {"data", "embed", "quantize", "models", "decode"}
 COMPOSERS = {"recommender", "train", "metrics", "report"}
 # Each top-level unit of sidrec (a module, or a subpackage taken whole) -> the units it may import.
 # Imports inside a unit (sidrec.data.split -> sidrec.data.schema) are always allowed.
 ALLOWED: dict[str, set[str]] = {
-    "config": {"config_values"},
+    "config": {"config_values", "config_sections"},
+    "config_sections": set(),  # the sections of the stages after training (rank, reward, align)
     "config_values": set(),  # text and YAML values -> a setting's type
     "io": {"config"},
     **{leaf: set(BASE) for leaf in LEAVES},  # never each other: beam search takes a step callable, not a model
@@ -28,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "baselines": BASE | {"recommender", "metrics"},  # rules with no training (popular, recent, text kNN), scored
     "fingerprint": set(BASE),  # run integrity: keys a stage's outputs by its settings and input files
     "stages": BASE | {"distributed", "fingerprint"},  # a stage's specs and status, the decorator that registers it
+    "align": BASE | LEAVES | COMPOSERS | {"parts"},  # OneRec: session lists, the reward model, preference alignment
     "ranking": BASE | LEAVES | COMPOSERS,  # the generative ranker behind a retriever, its examples and measures
     "config_show": {"config"},  # `sidrec config show`: the resolved config with each setting's comment
     "catalog": BASE | LEAVES,  # items added to a trained run: their SIDs from their text
@@ -40,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": BASE
     | LEAVES
     | COMPOSERS
-    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines", "catalog", "stages", "ranking"},
+    | {"bench", "fingerprint", "report_html", "distributed", "parts", "baselines", "catalog", "stages", "ranking"}
+    | {"align"},
     "api": BASE | LEAVES | COMPOSERS | {"pipeline", "catalog"},  # a trained run by original ids (`sidrec.load`)
     "serve": BASE | LEAVES | COMPOSERS | {"pipeline", "api", "catalog"},
     "sweep": BASE | LEAVES | COMPOSERS | {"pipeline", "fingerprint"},

@@ -112,7 +112,7 @@ def run(
     record: Path = typer.Option(None, help="also copy the run record (JSON) to this path"),
 ) -> None:
     """Run every stage: prepare, embed, quantize, train, evaluate. Ends with a results table."""
-    from sidrec.report import data_difference, ranking_table, results_table
+    from sidrec.report import data_difference, onerec_table, ranking_table, results_table
 
     _setup()
     cfg = _config(args, out)
@@ -128,6 +128,8 @@ def run(
     typer.echo("\n" + results_table(rec, cfg.data.name if not cfg.data.path else "", data_difference(cfg)))
     if rec.get("ranking"):
         typer.echo("\n" + ranking_table(rec["ranking"]))
+    if onerec_table(rec):
+        typer.echo("\n" + onerec_table(rec))
     typer.echo(f"\n{_time_line(rec, out)}")
 
 
@@ -197,6 +199,26 @@ def rank_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> No
     _stage(pipeline.rank_model, args, out, force)
     if distributed.is_main() and (out / io.RANKING).exists():
         typer.echo("\n" + ranking_table(io.load_json(out / io.RANKING)))
+
+
+@app.command("reward")
+def reward_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Train the reward model of sessions on the events' actions (reward.pt, reward.json)."""
+    from sidrec.report import onerec_table
+
+    _stage(pipeline.reward_model, args, out, force)
+    if distributed.is_main() and (out / io.REWARD_JSON).exists():
+        typer.echo("\n" + onerec_table({"reward": io.load_json(out / io.REWARD_JSON)}))
+
+
+@app.command("align")
+def align_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> None:
+    """Align the trained generator to the reward model: align.rounds IPA rounds with DPO (aligned.pt, align.json)."""
+    from sidrec.report import onerec_table
+
+    _stage(pipeline.align_model, args, out, force)
+    if distributed.is_main() and (out / io.ALIGN_JSON).exists():
+        typer.echo("\n" + onerec_table({"align": io.load_json(out / io.ALIGN_JSON)}))
 
 
 @app.command()

@@ -16,14 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from sidrec.config_values import annotation, coerce, packaged_configs, parse_value, resolve_config_path
-
-
-def added(default, *, before):
-    """A setting added after runs were recorded. `before` is the value that does what the code did before the
-    setting existed: a stored fingerprint or record without the key was made with it (`fingerprint.first_values`)."""
-    return field(default=default, metadata={"before": before})
-
+from sidrec.config_sections import AlignConfig, RankConfig, RewardConfig
+from sidrec.config_values import added, annotation, coerce, packaged_configs, parse_value, resolve_config_path
 
 # Components that own settings, per section: "model" -> {model name: its config dataclass}, "quantize" -> {...}.
 # Filled by the registries (models.REGISTRY entries' `config`, quantize.QUANTIZERS classes' CONFIG), read lazily
@@ -101,6 +95,10 @@ class DataConfig:
     # cold-start protocol: hold out this share of the items (drawn by `seed` among the items that end a user's
     # sequence); every interaction with them is dropped except those test targets, so no model trains on them
     cold_items: float = added(0.0, before=0.0)
+    # list protocol (session-wise generation, OneRec): hold out each user's last N items (users with at least
+    # N + min_interactions) before the leave-one-out split; no stage trains on them, `evaluate` scores whole
+    # generated lists against them (0 = off)
+    list_items: int = added(0, before=0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +177,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
     sliding_window: bool = True  # every prefix of a training sequence is a sample (TIGER/GRID)
+    # tiger / decoder: the target of an example is the next m items, m = target_items, each item's SID in turn
+    # (OneRec's session-wise generation); 1 = the next item
+    target_items: int = added(1, before=1)
+    # with target_items > 1 and timestamps in the data: a target session ends at a gap longer than this many hours
+    # (0 = no cut: always the next m items, as on data without timestamps)
+    session_gap: float = added(0.0, before=0.0)
     # rpg, sasrec, hstu (one causal window of targets per example): all (a long sequence gives max_history-target
     # windows back to its start: every target used) | last (each user's most recent window; SASRec's reference code)
     windows: str = added("all", before="last")
@@ -218,34 +222,6 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class RankConfig:
-    """`rank.*`: a generative ranker behind the retriever, predicting the user's action on a candidate (`ranking`)."""
-
-    enabled: bool = False  # train it after evaluate (`sidrec rank`); load / serve then rank the retrieved candidates
-    name: str = "hstu"  # the ranker (sidrec.ranking.RANKERS)
-    candidates: int = 100  # retrieved items the ranker reorders per user
-    liked: int = 4  # an action >= this counts as liked (MovieLens: rated 4+)
-    holdout: int = 5  # each user's last 2 x holdout events give no training label: validation, then test (AUC)
-    max_events: int = 50  # the most recent events the ranker reads (two tokens each: item, then action)
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    d_head: int = 32
-    dropout: float = 0.2
-    time_bias: bool = True  # relative attention bias by time bucket (needs timestamps in the data)
-    rating_weight: float = 0.5  # weight of the action-regression tower's squared error beside the liked tower's BCE
-    negatives: int = 4  # items per event the user did not choose, for the engaged tower (0: no such tower), drawn
-    negatives_from: str = "mixed"  # from the retriever's top `pool` before the event | popular | mixed (half each)
-    pool: int = 50
-    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # of the ranker's score beside the retriever's (blend)
-    select: str = "liked"  # the weight with the best validation NDCG@10 on liked | all targets ranks and serves
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    patience: int = 5  # validation passes without an AUC gain before stopping
-
-
-@dataclass(frozen=True)
 class Config:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
@@ -255,6 +231,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rank: RankConfig = field(default_factory=RankConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
 
 
 _SECTION_CLASSES = {
@@ -265,6 +243,8 @@ _SECTION_CLASSES = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "rank": RankConfig,
+    "reward": RewardConfig,
+    "align": AlignConfig,
 }
 
 
@@ -469,6 +449,9 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "RankConfig",
+    "RewardConfig",
+    "AlignConfig",
+    "added",
     "load_config",
     "config_to_dict",
     "config_from_dict",

@@ -76,4 +76,10 @@ def resolve_config_path(name_or_path: str) -> Path:
     )
 
 
-__all__ = ["annotation", "coerce", "packaged_configs", "parse_value", "resolve_config_path"]
+__all__ = ["added", "annotation", "coerce", "packaged_configs", "parse_value", "resolve_config_path"]
+
+
+def added(default, *, before):
+    """A setting added after runs were recorded. `before` is the value that does what the code did before the
+    setting existed: a stored fingerprint or record without the key was made with it (`fingerprint.first_values`)."""
+    return dataclasses.field(default=default, metadata={"before": before})

@@ -38,6 +38,13 @@ RANKER = "ranker.pt"  # the generative ranker's best-validation weights (sidrec.
 RANK_CHECKPOINT = "rank_checkpoint.pt"
 RANK_LOG = "rank_log.jsonl"
 RANKING = "ranking.json"  # the ranker's AUC / GAUC and the two-stage lists' metrics beside the retriever's
+REWARD = "reward.pt"  # the reward model R(u, S) of sessions (sidrec.align.reward), best validation AUC
+REWARD_CHECKPOINT = "reward_checkpoint.pt"
+REWARD_LOG = "reward_log.jsonl"
+REWARD_JSON = "reward.json"  # its AUC / RMSE on held-out sessions
+ALIGNED = "aligned.pt"  # the generator after preference alignment (align.rounds IPA rounds); evaluate scores it
+ALIGN_CHECKPOINT = "align_checkpoint.pt"  # the rounds done so far (resume)
+ALIGN_JSON = "align.json"  # per round: rewards of the sampled sessions, DPO loss, validation NDCG@10 and reward
 
 
 @contextmanager

@@ -20,8 +20,9 @@ import torch
 
 from sidrec import catalog, io
 from sidrec.config import Config
-from sidrec.data.batches import IDExamples, SIDExamples
-from sidrec.data.split import train_sequences, training_examples
+from sidrec.data.batches import IDExamples, SIDExamples, session_ends
+from sidrec.data.schema import TIMES
+from sidrec.data.split import session_examples, train_sequences, training_examples
 from sidrec.models import build_model, entry, model_kind
 from sidrec.recommender import GraphRecommender, ItemRecommender, SIDRecommender, item_token_table
 from sidrec.train import use_bf16
@@ -138,13 +139,23 @@ def parts_for(cfg: Config, run_dir: Path, device: torch.device) -> Parts:
 
     def examples(model, sequences: pl.DataFrame) -> SIDExamples:
         seqs = train_sequences(sequences)
-        users, positions = training_examples(seqs, hist, cfg.train.sliding_window)
         tokens = item_token_table(sids(), model.shape.offsets)
-        return SIDExamples(seqs, users, positions, sids(), tokens, max_history=hist, user_tokens=cfg.model.user_tokens)
+        m, gap = cfg.train.target_items, cfg.train.session_gap
+        ends = None  # sessions: cut at gaps longer than train.session_gap (with timestamps), else the whole sequence
+        if m > 1 and gap and TIMES in sequences.columns:
+            ends = session_ends(train_sequences(sequences, TIMES), gap * 3600)
+        if m > 1:  # OneRec: each session cut into chunks of m items, one example per chunk
+            users, positions = session_examples(seqs, ends, m)
+        else:
+            users, positions = training_examples(seqs, hist, cfg.train.sliding_window)
+        return SIDExamples(
+            seqs, users, positions, sids(), tokens, max_history=hist, user_tokens=cfg.model.user_tokens,
+            target_items=m, ends=ends,
+        )  # fmt: skip
 
     def build() -> torch.nn.Module:
         sizes = level_sizes(sids(), cfg.quantize.codebook_size, cfg.quantize.levels)
-        return build_model(cfg.model, level_sizes=sizes, max_history=hist)
+        return build_model(cfg.model, level_sizes=sizes, max_history=hist, target_items=cfg.train.target_items)
 
     def recommender(model, sequences: pl.DataFrame, beam_width: int | None = None, per_epoch=False) -> SIDRecommender:
         table = sids() if per_epoch else every_sid()  # the trie holds added items' SIDs too
@@ -174,11 +185,13 @@ def reads_text(cfg: Config) -> bool:
 
 def stages(cfg: Config) -> tuple[str, ...]:
     """The stages a run of this config chains: all five for SID models; item-ID models skip quantize, and embed
-    too unless they read the item text; `rank` last with rank.enabled."""
+    too unless they read the item text; `reward` and `align` before evaluate with reward.enabled / align.rounds,
+    `rank` last with rank.enabled."""
     rank = ("rank",) if cfg.rank.enabled else ()  # the generative ranker behind the retriever
+    after = (("reward",) if cfg.reward.enabled or cfg.align.rounds else ()) + (("align",) if cfg.align.rounds else ())
     if model_kind(cfg.model.name) != "id":
-        return ("prepare", "embed", "quantize", "train", "evaluate", *rank)
-    return ("prepare", *(("embed",) if reads_text(cfg) else ()), "train", "evaluate", *rank)
+        return ("prepare", "embed", "quantize", "train", *after, "evaluate", *rank)
+    return ("prepare", *(("embed",) if reads_text(cfg) else ()), "train", *after, "evaluate", *rank)
 
 
 def recommender_settings(cfg: Config, per_epoch: bool = False) -> tuple[str, ...]:

@@ -4,7 +4,9 @@
     embed    -> embeddings.npy
     quantize -> quantizer.pt, sids.npy, sid_stats.json
     train    -> model.pt (best on validation), checkpoint.pt, train_log.jsonl, training.png
-    evaluate -> metrics.json, predictions.csv
+    reward   -> reward.pt, reward.json (with reward.enabled or align.rounds: a reward model of sessions, `sidrec.align`)
+    align    -> aligned.pt, align.json (with align.rounds: preference alignment of the generator, OneRec's IPA)
+    evaluate -> metrics.json, predictions.csv (with data.list_items: the list metrics too)
     rank     -> ranker.pt, ranking.json (with rank.enabled: a generative ranker behind the model, `sidrec.ranking`)
 
 A stage whose artifacts exist and match its fingerprint (the config keys and input files it read,
@@ -25,6 +27,7 @@ import polars as pl
 import torch
 
 from sidrec import catalog, distributed, fingerprint, io
+from sidrec.align.parts import check_align, list_measures, run_alignment, train_reward
 from sidrec.baselines import LABELS, cold_breakdown, item_counts, repeat_breakdown, rule_scores, trivial_rules
 from sidrec.config import Config
 from sidrec.data.preflight import preflight, take_prepared
@@ -48,7 +51,7 @@ from sidrec.stages import SPECS, plan, producers, stage, stage_status
 from sidrec.train import epoch_rng, fit, use_bf16
 
 logger = logging.getLogger(__name__)
-STAGES = ("prepare", "embed", "quantize", "train", "evaluate", "rank")
+STAGES = ("prepare", "embed", "quantize", "train", "reward", "align", "evaluate", "rank")
 
 
 def _device(name: str) -> torch.device:
@@ -222,7 +225,7 @@ def build_recommender(
             "(Python: allow_unfinished=True)"
         )
     dev = _device(device or cfg.train.device)
-    model, meta = load_model(str(run_dir / io.MODEL), dev)
+    model, meta = load_model(str(run_dir / (io.ALIGNED if cfg.align.rounds else io.MODEL)), dev)
     if getattr(model, "repeat_head", None) is not None:
         temps, metrics = cfg.eval.explore_temperature, run_dir / io.METRICS
         chosen = io.load_json(metrics).get("explore_temperature") if metrics.exists() else None
@@ -242,7 +245,10 @@ def build_recommender(
     "evaluate",
     keys=_eval_keys,
     inputs=lambda cfg: (
-        (io.MODEL, io.SEQUENCES, io.ITEMS) + ((io.SIDS, catalog.ADDED_SIDS) if _sid(cfg) else ()) + _text(cfg)
+        (io.MODEL, io.SEQUENCES, io.ITEMS)
+        + ((io.SIDS, catalog.ADDED_SIDS) if _sid(cfg) else ())
+        + _text(cfg)
+        + _aligned(cfg)
     ),  # embeddings: the text_knn rule, eval.cold_candidates
     outputs=lambda cfg: (io.METRICS,) + ((io.PREDICTIONS,) if "test" in cfg.eval.splits else ()),
 )
@@ -277,14 +283,69 @@ def evaluate_model(cfg: Config, run_dir: Path, fresh: bool = False, allow_unfini
             out["baselines"][name][split] = rule_scores(name, rule, examples, counts, cfg.eval.ks, cfg.eval.top_n)
         if split == "test":
             write_predictions(run_dir / io.PREDICTIONS, sequences, items, res.top_items)
+    if cfg.data.list_items and "test" in splits:  # whole lists against the held-out ones (and their reward)
+        out["lists"] = list_measures(cfg, run_dir, rec, sequences, _device(cfg.train.device))
     io.save_json(run_dir / io.METRICS, out)
+    return out
+
+
+def _aligned(cfg: Config) -> tuple[str, ...]:
+    reward = (io.REWARD,) if cfg.data.list_items and (cfg.reward.enabled or cfg.align.rounds) else ()
+    return ((io.ALIGNED,) if cfg.align.rounds else ()) + reward  # the model scored; the reward of its lists
+
+
+_TRAINER = ("train.precision", "train.warmup_steps", "train.min_lr_ratio", "train.grad_clip", "train.weight_decay")
+
+
+@stage(
+    "reward",
+    keys=lambda cfg: ("reward", "seed", *_TRAINER),
+    inputs=lambda cfg: (io.SEQUENCES, io.ITEMS) + _text(cfg),
+    outputs=lambda cfg: (io.REWARD, io.REWARD_JSON),
+)
+def reward_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
+    """Train the reward model of sessions on the events' actions (`sidrec.align.reward`); reward.json its AUC."""
+    if fresh:
+        for name in (io.REWARD_CHECKPOINT, io.REWARD_LOG, io.REWARD, io.REWARD_JSON):
+            (run_dir / name).unlink(missing_ok=True)
+    out = train_reward(cfg, run_dir, _device(cfg.train.device))
+    io.save_json(run_dir / io.REWARD_JSON, out)
+    return out
+
+
+@stage(
+    "align",
+    keys=lambda cfg: (
+        "align",
+        "seed",
+        "data.max_history",
+        "eval.ks",
+        "eval.batch_size",
+        "train.eval_users",
+        "train.valid_beam_width",
+        "train.sliding_window",
+        "train.session_gap",
+        "train.grad_clip",
+        "train.precision",
+        *recommender_settings(cfg),
+    ),  # fmt: skip
+    inputs=lambda cfg: (io.SEQUENCES, io.SIDS, io.MODEL, io.REWARD),
+    outputs=lambda cfg: (io.ALIGNED, io.ALIGN_JSON),
+)
+def align_model(cfg: Config, run_dir: Path, fresh: bool = False) -> dict:
+    """Align the trained generator to the reward model with `align.rounds` IPA rounds (DPO); writes aligned.pt."""
+    if fresh:
+        for name in (io.ALIGN_CHECKPOINT, io.ALIGNED, io.ALIGN_JSON):
+            (run_dir / name).unlink(missing_ok=True)
+    device = _device(cfg.train.device)
+    out = run_alignment(cfg, run_dir, device, use_bf16(cfg.train.precision, device))
+    io.save_json(run_dir / io.ALIGN_JSON, out)
     return out
 
 
 def _rank_keys(cfg: Config) -> tuple[str, ...]:
     # the ranker's settings, how it trains (train.* it shares), and what its retriever's lists depend on
-    trainer = ("train.precision", "train.warmup_steps", "train.min_lr_ratio", "train.grad_clip", "train.weight_decay")
-    return ("rank", "seed", "data.max_history", "eval.ks", "eval.batch_size", *trainer, *recommender_settings(cfg))
+    return ("rank", "seed", "data.max_history", "eval.ks", "eval.batch_size", *_TRAINER, *recommender_settings(cfg))
 
 
 @stage(
@@ -337,6 +398,7 @@ def check(cfg: Config, run_dir: str | Path, stages: tuple[str, ...] = STAGES, fo
             f"model.name={cfg.model.name} predicts every digit from a codebook of quantize.codebook_size codes; "
             "TIGER's extra de-dup digit does not fit: set quantize.dedup=random (or none)"
         )
+    check_align(cfg)
     distributed.init(cfg.train.device)  # torchrun: rank 0 reads the data; every rank gets its config
 
     made_by = producers(cfg)  # files the stages read that a stage not about to run makes
@@ -369,11 +431,13 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     distributed.on_main(lambda: (plan(cfg, run_dir, force, stages), io.save_config(run_dir, cfg)))
     redone: set[str] = set()
     steps = {"prepare": prepare_data, "embed": embed_items, "quantize": build_sids}
-    steps.update(train=train_model, evaluate=evaluate_model, rank=rank_model)
+    steps.update(train=train_model, reward=reward_model, align=align_model, evaluate=evaluate_model, rank=rank_model)
     for name in stages:
         steps[name](cfg, run_dir, force, redone)
-        if name == "prepare" and "rank" in stages:  # the ranker's events are known once the data is read
-            check_rank(cfg, pl.read_parquet(run_dir / io.SEQUENCES).columns, f"data.name={cfg.data.name}")
+        if name == "prepare":  # the ranker's and the reward model's events are known once the data is read
+            columns, where = pl.read_parquet(run_dir / io.SEQUENCES).columns, f"data.name={cfg.data.name}"
+            check_rank(cfg, columns, where) if "rank" in stages else None
+            check_align(cfg, columns, where)
 
     def finish() -> dict:
         record = run_record(cfg, run_dir, wall_seconds=time.perf_counter() - start, command=command, commit=commit)
@@ -401,6 +465,8 @@ __all__ = [
     "train_model",
     "evaluate_model",
     "rank_model",
+    "reward_model",
+    "align_model",
     "build_recommender",
     "run",
 ]

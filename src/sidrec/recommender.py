@@ -79,13 +79,13 @@ class SIDRecommender:
         self.rng = np.random.default_rng(seed)  # picks among items that share a SID (no de-dup digit)
 
     @torch.no_grad()
-    def _beams(self, histories: list[np.ndarray], users: np.ndarray | None):
+    def _beams(self, histories: list[np.ndarray], users: np.ndarray | None, items: int = 1, width: int = 0):
         shape = self.model.shape
         tokens, positions = encoder_inputs(
             histories, self.item_tokens, max_history=shape.max_history, users=users, user_tokens=shape.user_tokens
         )
         tokens, positions = tokens.to(self.device), positions.to(self.device)
-        b, w = len(histories), self.beam_width
+        b, w = len(histories), width or self.beam_width
         dtype = torch.bfloat16 if self.bf16 else torch.float32
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16):
             state = {"cache": self.model.prefill(tokens, positions, beams=w)}
@@ -102,7 +102,20 @@ class SIDRecommender:
                 trie=self.trie,
                 constrained=self.constrained,
                 device=self.device,
+                items=items,
             )
+
+    def lists(
+        self, histories: list[np.ndarray], items: int, users: np.ndarray | None = None, width: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Beam search over whole lists of `items` SIDs (a generator trained on sessions, `train.target_items`): the
+        `width` (default: the beam width) best lists per history, (B, W, items) item_idx (0 where a beam names no
+        item) and their log-probabilities (B, W)."""
+        result = self._beams(histories, users, items=items, width=width)
+        leaves = result.leaves.reshape(len(histories), -1, items)
+        found = leaves >= 0
+        named = torch.where(found, self.trie.leaf_first_item[leaves.clamp(min=0)], torch.zeros_like(leaves))
+        return named.cpu().numpy(), result.scores.float().cpu().numpy()
 
     def recommend(self, histories: list[np.ndarray], k: int, users: np.ndarray | None = None) -> Recommendations:
         """Top-k distinct real items per history: one item per beam in beam order, then the rest, then popularity.

@@ -108,6 +108,9 @@ def run_record(cfg: Config, run_dir: Path, *, wall_seconds: float, command: str,
         record["sid_stats"] = io.load_json(run_dir / io.SID_STATS)
     if cfg.rank.enabled and (run_dir / io.RANKING).exists():  # the generative ranker behind the retriever
         record["ranking"] = io.load_json(run_dir / io.RANKING)
+    for key, name in (("reward", io.REWARD_JSON), ("align", io.ALIGN_JSON)):  # OneRec's stages (sidrec.align)
+        if (run_dir / name).exists() and (cfg.reward.enabled or cfg.align.rounds):
+            record[key] = io.load_json(run_dir / name)
     return record
 
 
@@ -127,6 +130,32 @@ def ranking_table(ranking: dict) -> str:
             lines.append(
                 name.ljust(width) + "".join(f"{test[who][part].get(k, float('nan')):11.4f}" for k in METRIC_KEYS)
             )
+    return "\n".join(lines)
+
+
+def onerec_table(record: dict) -> str:
+    """The reward model's AUC, each alignment round's rewards and validation NDCG@10, and the test lists' metrics
+    (whichever of them the run has)."""
+    lines = []
+    if record.get("reward"):
+        r = record["reward"]
+        held = f", held-out lists {r['test']['auc']:.4f}" if "test" in r else ""
+        lines.append(f"reward model ({r['params']:,} params): liked AUC valid {r['valid']['auc']:.4f}{held}")
+    if record.get("align"):
+        a, prev = record["align"], record["align"]["before"]
+        lines.append(f"alignment, validation before: NDCG@10 {prev['ndcg@10']:.4f}, reward {prev['reward']:.4f}")
+        for row in a["rounds"]:
+            v = row["valid"]
+            lines.append(
+                f"  round {row['round']}: {row['pairs']} pairs, reward chosen {row['reward_chosen']:.4f} / rejected "
+                f"{row['reward_rejected']:.4f}, DPO loss {row.get('dpo_loss', float('nan')):.4f}; validation NDCG@10 "
+                f"{v['ndcg@10']:.4f}, reward {v['reward']:.4f}"
+            )
+    lists = record.get("eval", {}).get("lists") or record.get("lists")
+    if lists:
+        keys = [k for k in ("hits", "ndcg", "diversity", "coverage", "reward") if k in lists]
+        values = ", ".join(f"{k} {lists[k]:.4f}" for k in keys)
+        lines.append(f"test lists of {lists['items']} ({lists['users']} users): {values}")
     return "\n".join(lines)
 
 

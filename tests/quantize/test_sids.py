@@ -55,9 +55,11 @@ def test_sid_stats_hand_example():
     stats = sid_stats(codes, sids, codebook_size=4)
     json.dumps(stats)  # plain types only
     level1, level2 = stats["per_level"]
-    assert level1 == {"level": 1, "codes_used": 2, "usage": 0.5, "perplexity": pytest.approx(2.0)}
+    expected = {"level": 1, "codes_used": 2, "usage": 0.5, "perplexity": pytest.approx(2.0), "max_items_per_code": 2}
+    assert level1 == expected
     h2 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
     assert level2["codes_used"] == 2 and level2["perplexity"] == pytest.approx(math.exp(h2))
+    assert level2["max_items_per_code"] == 3  # code 1 of level 2: items 0, 1 and 3
     assert stats["collision_rate"] == 0.5  # items 0 and 1 share (0, 1)
     assert stats["collision_groups"] == 1 and stats["max_collision_group"] == 2
     assert stats["unique_sid_share"] == 1.0

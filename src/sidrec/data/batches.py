@@ -85,7 +85,9 @@ class SIDExamples(_Batched):
     """Sliding-window training examples over SID tokens, served as length-bucketed batches.
 
     Example (user u, position t): encoder input = the <= max_history items before position t of
-    u's training sequence; target = the SID codes (L,) of the item at position t.
+    u's training sequence; target = the SID codes (L,) of the item at position t, or with `target_items`
+    m > 1 the codes (m, L) of the items at t .. t+m-1 (OneRec's session-wise target), cut at the end of
+    t's session (`ends`) or of the sequence: codes past the cut are -1 (no loss).
     """
 
     def __init__(
@@ -98,11 +100,16 @@ class SIDExamples(_Batched):
         *,
         max_history: int,
         user_tokens: int = 0,
+        target_items: int = 1,
+        ends: list[np.ndarray] | None = None,
     ) -> None:
+        """`ends`: per user, the (exclusive) end of the session each position belongs to (`session_ends`);
+        None: every session runs to the end of the sequence."""
         self.seqs, self.users, self.positions = train_seqs, users, positions
         self.sids, self.item_tokens = sids, item_tokens
         self.max_history, self.user_tokens = max_history, user_tokens
         self.lengths = np.minimum(positions, max_history)
+        self.target_items, self.ends = target_items, ends
 
     def __len__(self) -> int:
         return len(self.users)
@@ -110,26 +117,63 @@ class SIDExamples(_Batched):
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
+    def targets(self, users: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(B, m) item_idx of each example's target items, 0 past its session's end."""
+        out = np.zeros((len(users), self.target_items), dtype=np.int64)
+        for row, (u, p) in enumerate(zip(users, positions, strict=True)):
+            seq = self.seqs[u]
+            end = min(len(seq), p + self.target_items, len(seq) if self.ends is None else int(self.ends[u][p]))
+            out[row, : end - p] = seq[p:end]
+        return out
+
     def batch(self, idx: np.ndarray, device: torch.device | str = "cpu") -> dict[str, Tensor]:
         users, positions = self.users[idx], self.positions[idx]
         hists = [self.seqs[u][max(0, p - self.max_history) : p] for u, p in zip(users, positions, strict=True)]
-        targets = np.array([self.seqs[u][p] for u, p in zip(users, positions, strict=True)])
-        tokens, pos = encoder_inputs(
-            hists, self.item_tokens, max_history=self.max_history, users=users, user_tokens=self.user_tokens
-        )
-        codes = torch.from_numpy(self.sids[targets - 1])  # (B, L)
-        items = item_inputs(hists, self.max_history)  # (B, T) the same histories by item_idx (a repeat head's)
-        return {
-            "tokens": tokens.to(device),
-            "positions": pos.to(device),
-            "codes": codes.to(device),
-            "items": items.to(device),
-            "target": torch.from_numpy(targets).to(device),
-        }
+        return sid_batch(
+            hists, self.targets(users, positions), self.sids, self.item_tokens, max_history=self.max_history,
+            users=users, user_tokens=self.user_tokens, device=device,
+        )  # fmt: skip
 
     def loss_terms(self, batch: dict[str, Tensor]) -> int:
         """The terms a model's mean loss averages over: one per example (all L levels each)."""
         return len(batch["codes"])
+
+
+def sid_batch(
+    histories: list[np.ndarray],
+    targets: np.ndarray,
+    sids: np.ndarray,
+    item_tokens: np.ndarray,
+    *,
+    max_history: int,
+    users: np.ndarray | None = None,
+    user_tokens: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Tensor]:
+    """A SID generator's batch: histories (B lists of item_idx) and targets (B, m) item_idx (0 = none).
+
+    Returns {"tokens", "positions"} (`encoder_inputs`), "codes" (B, L) for m = 1 or (B, m, L) with -1 for a
+    missing item, "items" (B, T) the histories by item_idx (a repeat head's), "target" (B,) the first target."""
+    tokens, pos = encoder_inputs(histories, item_tokens, max_history=max_history, users=users, user_tokens=user_tokens)
+    codes = np.where(targets[..., None] > 0, sids[np.maximum(targets, 1) - 1], -1)  # (B, m, L)
+    return {
+        "tokens": tokens.to(device),
+        "positions": pos.to(device),
+        "codes": torch.from_numpy(codes[:, 0] if targets.shape[1] == 1 else codes).to(device),
+        "items": item_inputs(histories, max_history).to(device),
+        "target": torch.from_numpy(np.ascontiguousarray(targets[:, 0])).to(device),
+    }
+
+
+def session_ends(times: list[np.ndarray], gap_seconds: float) -> list[np.ndarray]:
+    """Per sequence of timestamps, the (exclusive) end of the session each position belongs to: a session ends
+    where the next event comes more than `gap_seconds` later."""
+    out = []
+    for t in times:
+        t = np.asarray(t)
+        breaks = np.append(np.nonzero(np.diff(t) > gap_seconds)[0] + 1, len(t))
+        out.append(breaks[np.searchsorted(breaks, np.arange(len(t)), side="right")])
+    return out
 
 
 def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[tuple[np.ndarray, bool]]:

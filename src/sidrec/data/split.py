@@ -138,6 +138,7 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
             items.height,
             100 * text["share_without_text"],
         )
+    seqs, list_users = hold_out_lists(seqs, cfg.list_items, cfg.min_interactions, sorted(events))
     lengths = seqs[SEQ].list.len()
     stats = {
         "source": raw.source,
@@ -147,6 +148,7 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
         "dropped_users": raw.interactions[USER].n_unique() - seqs.height,
         "dropped": drops,
         "cold_items": held_out,  # data.cold_items: the items held out of training (test targets only)
+        "list_items": {"items": cfg.list_items, "users": list_users},  # data.list_items: held out for list metrics
         "consecutive_repeats": repeats,  # rows that repeat the user's previous item (dropped if the setting says)
         "replaced_non_utf8_bytes": raw.replaced_bytes,
         "text": text,
@@ -158,7 +160,32 @@ def prepare(raw: RawDataset, cfg: DataConfig, seed: int = 0) -> Prepared:
     }
     log_profile(stats["profile"])
     stats["events"] = sorted(events)  # per-event columns kept beside the items (times, actions)
-    return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ, *events), stats=stats)
+    held = [LIST + c for c in (SEQ, *sorted(events))] if cfg.list_items else []
+    return Prepared(items=items, sequences=seqs.select(USER_IDX, USER, SEQ, *events, *held), stats=stats)
+
+
+LIST = "list_"  # sequences: the columns of the items held out for list metrics (list_items, list_times, ...)
+
+
+def hold_out_lists(seqs: pl.DataFrame, n: int, min_interactions: int, events: list[str]) -> tuple[pl.DataFrame, int]:
+    """The list protocol (`data.list_items`): each user with at least n + min_interactions items gives their last n
+    (and those events) to `list_<column>` columns; the rest of the sequence is split leave-one-out as usual, so no
+    stage trains or validates on the held-out lists. Returns (sequences, users with a held-out list)."""
+    if n < 0:
+        raise ValueError(f"data.list_items={n}: give the number of items held out per user (e.g. 5), or 0 (off)")
+    if n == 0:
+        return seqs, 0
+    long = pl.col(SEQ).list.len() >= n + min_interactions
+    columns = (SEQ, *events)
+    out = seqs.with_columns(
+        *[pl.when(long).then(pl.col(c).list.slice(-n, n)).otherwise(pl.col(c).list.slice(0, 0)).alias(LIST + c)
+          for c in columns],
+        *[pl.when(long).then(pl.col(c).list.head(pl.col(c).list.len() - n)).otherwise(pl.col(c)).alias(c)
+          for c in columns],
+    )  # fmt: skip
+    users = int((out[LIST + SEQ].list.len() > 0).sum())
+    logger.info("data.list_items=%d: the last %d items of %d users held out for list metrics", n, n, users)
+    return out, users
 
 
 MAX_ACTION = 255  # actions are embedded: small ints
@@ -268,6 +295,43 @@ def eval_examples(sequences: pl.DataFrame, split: str, max_history: int) -> Eval
     return EvalExamples(sequences[USER_IDX].to_numpy(), [history(s) for s in seqs], targets, events)
 
 
+@dataclass(frozen=True)
+class ListExamples:
+    """The list protocol's examples (`data.list_items`): each user's history before the held-out list, and the list."""
+
+    user_idx: np.ndarray  # (U,)
+    histories: list[np.ndarray]  # the last <= max_history item_idx before the list
+    targets: np.ndarray  # (U, n) item_idx of the held-out list, in time order
+    events: dict[str, list[np.ndarray]]  # times / actions of the histories
+    target_events: dict[str, np.ndarray]  # (U, n) times / actions of the held-out items
+
+
+def list_examples(sequences: pl.DataFrame, max_history: int) -> ListExamples:
+    """The users with a held-out list (`data.list_items`); ValueError when the run holds none out."""
+    if LIST + SEQ not in sequences.columns:
+        raise ValueError("this run holds out no lists: set data.list_items (e.g. 5) and prepare the data again")
+    rows = np.nonzero(sequences[LIST + SEQ].list.len().to_numpy() > 0)[0]
+
+    def column(name: str) -> list[list[int]]:
+        values = sequences[name].to_list()
+        return [values[i] for i in rows]
+
+    def held(name: str) -> np.ndarray:  # (U, n): every held-out list has n items
+        return np.asarray(column(LIST + name), dtype=np.int64).reshape(len(rows), -1)
+
+    def recent(name: str) -> list[np.ndarray]:
+        return [np.asarray(v[-max_history:], dtype=np.int64) for v in column(name)]
+
+    present = [k for k in EVENTS if k in sequences.columns]
+    return ListExamples(
+        sequences[USER_IDX].to_numpy()[rows],
+        recent(SEQ),
+        held(SEQ),
+        {k: recent(k) for k in present},
+        {k: held(k) for k in present if LIST + k in sequences.columns},
+    )
+
+
 def train_sequences(sequences: pl.DataFrame, column: str = SEQ) -> list[np.ndarray]:
     """Each user's training part: everything but the validation and test targets (of `column`: the items, or
     an event column in step with them)."""
@@ -293,4 +357,26 @@ def training_examples(
         pos = np.arange(1, len(seq)) if sliding_window else np.array([len(seq) - 1])
         users.append(np.full(len(pos), u))
         positions.append(pos)
+    return np.concatenate(users).astype(np.int64), np.concatenate(positions).astype(np.int64)
+
+
+def session_examples(
+    train_seqs: list[np.ndarray], ends: list[np.ndarray] | None, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """OneRec's session targets as (user, position) examples, like `training_examples`: each session of a training
+    sequence (`ends`: per position, the end of its session; None: the whole sequence is one) is cut into chunks of
+    m items from its start, and each chunk is one example's target, with the items before it as history. The first
+    item of a sequence has no history and is never a target; m = 1 gives every position (the sliding window)."""
+    users, positions = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for u, seq in enumerate(train_seqs):
+        n = len(seq)
+        if n < 2:
+            continue
+        end = np.full(n, n) if ends is None else np.asarray(ends[u])
+        index = np.arange(n)
+        first = np.concatenate([[True], end[1:] != end[:-1]])  # a session starts here
+        start = np.maximum(np.maximum.accumulate(np.where(first, index, 0)), 1)
+        keep = (index >= 1) & ((index - start) % m == 0)
+        users.append(np.full(int(keep.sum()), u))
+        positions.append(index[keep])
     return np.concatenate(users).astype(np.int64), np.concatenate(positions).astype(np.int64)

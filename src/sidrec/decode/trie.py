@@ -105,6 +105,15 @@ class SIDTrie:
         mask[rows, keys[lo[rows] + within] - base[rows]] = True
         return mask
 
+    def next_nodes(self, level: int, nodes: Tensor) -> Tensor:
+        """(M,) level-`level` nodes -> (M, K_level) the node each code leads to (-1 off the trie)."""
+        k = self.level_sizes[level]
+        if self.children[level] is not None:
+            rows = self.children[level][nodes.clamp(min=0)]
+            return torch.where((nodes >= 0)[:, None], rows, torch.full_like(rows, -1))
+        codes = torch.arange(k, device=nodes.device).repeat(len(nodes))
+        return self.advance(level, nodes.repeat_interleave(k), codes).reshape(len(nodes), k)
+
     def advance(self, level: int, nodes: Tensor, codes: Tensor) -> Tensor:
         """Follow `codes` from `nodes`; -1 where the path leaves the trie."""
         if self.children[level] is None:

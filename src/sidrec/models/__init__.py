@@ -48,9 +48,11 @@ def build_model(
     codebook_size: int = 0,
     text: np.ndarray | None = None,
     trained: np.ndarray | None = None,
+    target_items: int = 1,
 ) -> nn.Module:
     """A fresh model from the config: SID models need `level_sizes`, ID models `n_items`, parallel
-    models the items' `codes` (N, M) with `codebook_size` K; ID models with `text_items` the items' `text`
+    models the items' `codes` (N, M) with `codebook_size` K; SID generators the items per target (`target_items`,
+    OneRec's sessions); ID models with `text_items` the items' `text`
     embeddings (N, D) and whether each occurs in training (`trained`, (N+1,) bool)."""
     spec = entry(cfg.name)
     kwargs = spec.shape_kwargs(cfg)
@@ -69,6 +71,8 @@ def build_model(
             raise ValueError(f"model.{cfg.name}.text_items needs the {n_items} items' text embeddings (embed stage)")
         shape = spec.shape(**{**kwargs, "n_items": n_items, "max_len": max_history, "text_dim": text.shape[1]})
         return spec.model(shape).set_text(torch.from_numpy(np.asarray(text)), torch.from_numpy(trained))
+    if target_items != 1:
+        kwargs["target_items"] = target_items
     return spec.model(spec.shape(**{**kwargs, "level_sizes": tuple(level_sizes), "max_history": max_history}))
 
 

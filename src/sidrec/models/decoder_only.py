@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.config import Config
-from sidrec.models.generator import NEG, PAD, SIDShape, history_states, left_pad_index
+from sidrec.models.generator import (
+    NEG,
+    PAD,
+    SIDShape,
+    flat_codes,
+    history_states,
+    left_pad_index,
+    target_logp,
+    teacher_tokens,
+)  # fmt: skip
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
@@ -74,10 +83,10 @@ class DecoderOnly(ExpertReporting, nn.Module):
     def __init__(self, shape: DecoderShape) -> None:
         super().__init__()
         self.shape = shape
-        d, n_levels = shape.d_model, len(shape.level_sizes)
+        d = shape.d_model
         block = dict(d_model=d, n_heads=shape.n_heads, d_head=shape.d_head, d_ff=shape.d_ff, dropout=shape.dropout)
         self.tok = nn.Embedding(shape.vocab_size, d, padding_idx=PAD)
-        self.pos = nn.Embedding(shape.max_history + 1 + n_levels, d)  # items from the end, user, target levels
+        self.pos = nn.Embedding(shape.max_history + 1 + shape.target_length, d)  # items from the end, user, targets
         moe = dict(d_model=d, d_ff=shape.d_ff, dropout=shape.dropout, experts=shape.experts, top_k=shape.expert_top_k)
         self.blocks = nn.ModuleList(
             EncoderBlock(**block, impl=shape.attention, ff=feed_forward(**moe)) for _ in range(shape.n_layers)
@@ -103,30 +112,40 @@ class DecoderOnly(ExpertReporting, nn.Module):
         start = self.shape.offsets[level]
         return h @ self.tok.weight[start : start + self.shape.level_sizes[level]].T
 
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+    def _states(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Teacher-forced final states (B, S + T - 1, d) of prompt + target, the left-padded prompt (B, S) and the
+        flat target codes (B, T): state S - 1 + j predicts target code j."""
         tokens, positions = left_pad(batch["tokens"], batch["positions"])
-        codes, (b, s), n_levels = batch["codes"], tokens.shape, len(self.shape.level_sizes)
-        offsets = torch.tensor(self.shape.offsets[:-1], device=codes.device)
-        target = codes[:, :-1] + offsets  # (B, L-1): teacher forcing
-        seq = torch.cat([tokens, target], dim=1)  # (B, T)
-        target_pos = torch.arange(n_levels - 1, device=codes.device) + self.target_position(0)
+        codes = flat_codes(batch["codes"])
+        b, t = codes.shape
+        seq = torch.cat([tokens, teacher_tokens(codes[:, :-1], self.shape.offsets)], dim=1)  # (B, S + T - 1)
+        target_pos = torch.arange(t - 1, device=codes.device) + self.target_position(0)
         pos = torch.cat([positions, target_pos.expand(b, -1)], dim=1)
-        t = seq.shape[1]
-        causal = torch.full((t, t), NEG, device=seq.device).triu(1)
-        bias = (causal[None] + torch.where(seq == PAD, NEG, 0.0)[:, None, :])[:, None]  # (B, 1, T, T)
+        n = seq.shape[1]
+        causal = torch.full((n, n), NEG, device=seq.device).triu(1)
+        bias = (causal[None] + torch.where(seq == PAD, NEG, 0.0)[:, None, :])[:, None]  # (B, 1, n, n)
         x = self.drop(self.tok(seq) + self.pos(pos))
         for block in self.blocks:
             x = block(x, bias)
-        h = self.norm(x)  # (B, T, d)
-        losses, count, head = [], 0, None
+        return self.norm(x), tokens, codes
+
+    def token_logp(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, T) log-probability of every target code under teacher forcing (0 for a missing item)."""
+        h, tokens, codes = self._states(batch)
+        s = tokens.shape[1]
+        return target_logp(h[:, s - 1 : s - 1 + codes.shape[1]], codes, self.logits, len(self.shape.level_sizes))
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        h, tokens, codes = self._states(batch)
+        (b, s), n_levels = tokens.shape, len(self.shape.level_sizes)
+        head = None
         new = torch.ones(b, dtype=torch.bool, device=codes.device)  # targets the SID loss covers
         if self.repeat_head is not None:  # the head learns the repeats; the SIDs the new items (models.repeat)
             states = history_states(h[:, :s], tokens, n_levels, self.shape.user_tokens)
             head, new = last_target_loss(self.repeat_head, states, batch["items"], batch["target"])
-        for level in range(n_levels):  # the target: position s - 1 + level predicts code `level`
-            logits = self.logits(h[:, s - 1 + level][new], level).float()
-            losses.append(F.cross_entropy(logits, codes[new, level], reduction="sum"))
-            count += int(new.sum())
+        target = codes[new]  # the target: position s - 1 + j predicts code j
+        total = -target_logp(h[new, s - 1 : s - 1 + codes.shape[1]], target, self.logits, n_levels).sum()
+        count = (target >= 0).sum()
         if self.shape.loss_on == "all":  # real history positions whose next token is a SID code
             nxt = tokens[:, 1:]
             nxt_level = torch.where(tokens[:, :-1] == PAD, -1, self.level_of[nxt])  # (B, S-1)
@@ -134,9 +153,9 @@ class DecoderOnly(ExpertReporting, nn.Module):
                 keep = nxt_level == level
                 if keep.any():
                     logits = self.logits(h[:, : s - 1][keep], level).float()
-                    losses.append(F.cross_entropy(logits, nxt[keep] - self.shape.offsets[level], reduction="sum"))
-                    count += int(keep.sum())
-        loss = torch.stack(losses).sum() / max(count, 1) + (0.0 if head is None else head)
+                    total = total + F.cross_entropy(logits, nxt[keep] - self.shape.offsets[level], reduction="sum")
+                    count = count + keep.sum()
+        loss = total / count.clamp(min=1) + (0.0 if head is None else head)
         aux = aux_loss(self)
         return loss if aux is None else loss + self.shape.moe_aux_weight * aux
 
@@ -177,7 +196,9 @@ class DecoderOnly(ExpertReporting, nn.Module):
             h = cache.last.repeat_interleave(w, dim=0)
             return self.logits(h, 0).float().log_softmax(-1), cache
         own = None if cache.own_kv is None else [(k[parent], v[parent]) for k, v in cache.own_kv]
-        x = self.tok(prev + self.shape.offsets[level - 1])[:, None] + self.pos.weight[self.target_position(level - 1)]
+        n_levels = len(self.shape.level_sizes)
+        prev_tok = prev + self.shape.offsets[(level - 1) % n_levels]
+        x = self.tok(prev_tok)[:, None] + self.pos.weight[self.target_position(level - 1)]
         new_kv = []
         for i, block in enumerate(self.blocks):
             h = block.norm1(x)  # (B*W, 1, d)
@@ -189,7 +210,7 @@ class DecoderOnly(ExpertReporting, nn.Module):
             y = _shared_prefix_attention(attn.split(attn.q(h)), cache.prompt_kv[i], cache.prompt_bias, (k, v), w)
             x = x + attn.dropout(attn.out(y.transpose(1, 2).reshape(x.shape[0], 1, -1)))
             x = x + block.mlp(block.norm2(x))
-        logp = self.logits(self.norm(x[:, 0]), level).float().log_softmax(-1)
+        logp = self.logits(self.norm(x[:, 0]), level % n_levels).float().log_softmax(-1)
         return logp, cache._replace(own_kv=new_kv)
 
     def config_dict(self) -> dict:

@@ -45,6 +45,12 @@ class SIDShape:
     expert_top_k: int = 2
     moe_aux_weight: float = 0.01  # weight of the load-balancing loss in `loss`
     repeat: str = "none"  # mixture: a repeat / explore mixture beside the generated SIDs (models.repeat) | none
+    target_items: int = 1  # items per target: m > 1 generates m SIDs in turn (a session, OneRec), m x L tokens
+
+    @property
+    def target_length(self) -> int:
+        """Tokens per target: L codes per item, `target_items` items."""
+        return len(self.level_sizes) * self.target_items
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -53,6 +59,30 @@ class SIDShape:
     @property
     def vocab_size(self) -> int:
         return 2 + self.user_tokens + sum(self.level_sizes)
+
+
+def flat_codes(codes: Tensor) -> Tensor:
+    """Target codes (B, L), or (B, m, L) for sessions of m items, -> (B, T) level-local codes, -1 = no item."""
+    return codes.reshape(codes.shape[0], -1)
+
+
+def teacher_tokens(codes: Tensor, offsets: tuple[int, ...]) -> Tensor:
+    """(B, T) flat target codes -> (B, T) their tokens (level of position j: j mod L), PAD for a missing item."""
+    n_levels = len(offsets)
+    shift = torch.tensor(offsets, device=codes.device).repeat(codes.shape[1] // n_levels + 1)[: codes.shape[1]]
+    return torch.where(codes >= 0, codes + shift, PAD)
+
+
+def target_logp(states: Tensor, codes: Tensor, logits, n_levels: int) -> Tensor:
+    """Log-probability of each target code (B, T) from the states that predict them (B, T, d); 0 where code is -1.
+
+    `logits(h, level)` maps (..., d) states to level `level`'s (..., K_level) scores; position j is level j mod L."""
+    out = torch.zeros(codes.shape, dtype=torch.float32, device=codes.device)
+    for level in range(n_levels):
+        c = codes[:, level::n_levels]  # (B, m)
+        logp = logits(states[:, level::n_levels], level).float().log_softmax(-1)  # (B, m, K)
+        out[:, level::n_levels] = logp.gather(-1, c.clamp(min=0)[..., None])[..., 0] * (c >= 0)
+    return out
 
 
 def left_pad_index(tokens: Tensor) -> Tensor:
@@ -101,17 +131,23 @@ class SIDGenerator(Protocol):
     """A model that generates the next item's Semantic ID, level by level.
 
     - `loss(batch)`: mean next-token cross-entropy of a training batch {"tokens", "positions", "codes"}
-      (encoder-style history tokens and positions from `data.batches.encoder_inputs`, target codes (B, L)).
+      (encoder-style history tokens and positions from `data.batches.encoder_inputs`, target codes (B, L), or
+      (B, m, L) with -1 for a missing item when `shape.target_items` m > 1: OneRec's sessions).
+    - `token_logp(batch)`: (B, T) log-probability of every target code under teacher forcing (0 for a missing
+      one), T = m x L; a session's log-probability is its row sum (preference alignment, `sidrec.align`).
     - `prefill(tokens, positions, beams)`: read a batch of B histories once; the returned cache serves
       B x `beams` beam rows (row i belongs to user i // beams).
-    - `step(cache, level, prev, parent)`: log-probabilities (B*W, K_level) of level `level`'s codes for
-      every beam row, after reordering the cache by `parent` (the row each row continues; level 0: the
-      identity) and appending `prev` (the previous level's codes, -1 at level 0). Returns (logp, cache).
+    - `step(cache, level, prev, parent)`: log-probabilities (B*W, K) of the codes of target token `level` for
+      every beam row (`level` counts target tokens, 0 .. T-1; its SID level is level mod L), after reordering the
+      cache by `parent` (the row each row continues; level 0: the identity) and appending `prev` (the previous
+      token's codes, -1 at level 0). Returns (logp, cache).
     """
 
     shape: Any
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor: ...
+
+    def token_logp(self, batch: dict[str, Tensor]) -> Tensor: ...
 
     def prefill(self, tokens: Tensor, positions: Tensor, beams: int) -> Any: ...
 
@@ -136,7 +172,10 @@ __all__ = [
     "RepeatAware",
     "SIDGenerator",
     "SIDShape",
+    "flat_codes",
     "history_states",
+    "target_logp",
+    "teacher_tokens",
     "left_pad_index",
     "token_offsets",
 ]

@@ -22,11 +22,20 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidrec.config import Config
-from sidrec.models.generator import BOS, NEG, PAD, SIDShape, history_states, left_pad_index
+from sidrec.models.generator import (
+    BOS,
+    NEG,
+    PAD,
+    SIDShape,
+    flat_codes,
+    history_states,
+    left_pad_index,
+    target_logp,
+    teacher_tokens,
+)  # fmt: skip
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
@@ -52,7 +61,7 @@ class TIGER(ExpertReporting, nn.Module):
     def __init__(self, shape: TIGERShape) -> None:
         super().__init__()
         self.shape = shape
-        d, n_levels = shape.d_model, len(shape.level_sizes)
+        d = shape.d_model
         block = dict(
             d_model=d,
             n_heads=shape.n_heads,
@@ -63,7 +72,7 @@ class TIGER(ExpertReporting, nn.Module):
         )
         self.tok = nn.Embedding(shape.vocab_size, d, padding_idx=PAD)
         self.enc_pos = nn.Embedding(shape.max_history + 1, d)  # items from the end; the user token uses the last
-        self.dec_pos = nn.Embedding(n_levels, d)
+        self.dec_pos = nn.Embedding(shape.target_length, d)  # one per target token (m items x L levels)
         moe = dict(d_model=d, d_ff=shape.d_ff, dropout=shape.dropout, experts=shape.experts, top_k=shape.expert_top_k)
         self.encoder = nn.ModuleList(EncoderBlock(**block, ff=feed_forward(**moe)) for _ in range(shape.n_enc_layers))
         self.decoder = nn.ModuleList(DecoderBlock(**block, ff=feed_forward(**moe)) for _ in range(shape.n_dec_layers))
@@ -71,7 +80,7 @@ class TIGER(ExpertReporting, nn.Module):
         self.heads = nn.ModuleList(nn.Linear(d, k) for k in shape.level_sizes)
         self.drop = Dropout(shape.dropout)
         self.register_buffer("offsets", torch.tensor(shape.offsets), persistent=False)
-        causal = torch.full((n_levels, n_levels), NEG).triu(1)
+        causal = torch.full((shape.target_length, shape.target_length), NEG).triu(1)
         self.register_buffer("causal", causal, persistent=False)
         self.apply(init_weights)
         check_mode(shape.repeat)
@@ -101,8 +110,8 @@ class TIGER(ExpertReporting, nn.Module):
         return [block.cross_attn.keys_values(memory) for block in self.decoder]
 
     def decoder_inputs(self, codes: Tensor) -> Tensor:
-        """Teacher forcing: (B, L) level-local codes -> (B, L) tokens [BOS, c_0, ..., c_{L-2}]."""
-        shifted = codes[:, :-1] + self.offsets[:-1]  # (B, L-1)
+        """Teacher forcing: (B, T) flat level-local codes -> (B, T) tokens [BOS, t(c_0), ..., t(c_{T-2})]."""
+        shifted = teacher_tokens(codes[:, :-1], self.shape.offsets)  # (B, T-1)
         return torch.cat([torch.full_like(codes[:, :1], BOS), shifted], dim=1)
 
     def history_states(self, memory: Tensor, tokens: Tensor) -> Tensor:
@@ -111,28 +120,40 @@ class TIGER(ExpertReporting, nn.Module):
         left = memory.gather(1, index[..., None].expand_as(memory))
         return history_states(left, tokens.gather(1, index), self.n_levels, self.shape.user_tokens)
 
+    def _decode(self, memory: Tensor, bias: Tensor, codes: Tensor) -> Tensor:
+        """Teacher-forced decoder states (B, T, d) for flat target codes (B, T)."""
+        kv = self.memory_kv(memory)
+        t = codes.shape[1]
+        x = self.drop(self.tok(self.decoder_inputs(codes)) + self.dec_pos.weight[None, :t])
+        for block, mkv in zip(self.decoder, kv, strict=True):
+            x, _ = block(x, mkv, bias, self.causal[:t, :t])
+        return self.dec_norm(x)
+
+    def _logits(self, h: Tensor, level: int) -> Tensor:
+        return self.heads[level](h)
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """Mean next-token cross-entropy over the L levels of each target SID.
+        """Mean next-token cross-entropy over the target's codes (L per item; m items per session target).
 
         With a repeat head (`repeat=mixture`), the cross-entropy covers the targets new to their user and
         the head's loss is added (models.repeat)."""
         memory, bias = self.encode(batch["tokens"], batch["positions"])
-        codes, repeats = batch["codes"], None
+        codes, repeats = flat_codes(batch["codes"]), None
         if self.repeat_head is not None:
             states = self.history_states(memory, batch["tokens"])
             repeats, new = last_target_loss(self.repeat_head, states, batch["items"], batch["target"])
             memory, bias, codes = memory[new], bias[new], codes[new]
-        kv = self.memory_kv(memory)
-        dec = self.decoder_inputs(codes)  # (B, L)
-        x = self.drop(self.tok(dec) + self.dec_pos.weight[None])
-        for block, mkv in zip(self.decoder, kv, strict=True):
-            x, _ = block(x, mkv, bias, self.causal)
-        x = self.dec_norm(x)  # (B, L, d)
-        losses = [F.cross_entropy(head(x[:, level]).float(), codes[:, level]) for level, head in enumerate(self.heads)]
-        loss = torch.stack(losses).mean() if len(codes) else x.sum() * 0.0
+        logp = target_logp(self._decode(memory, bias, codes), codes, self._logits, self.n_levels)
+        loss = -logp.sum() / (codes >= 0).sum().clamp(min=1)
         loss = loss if repeats is None else loss + repeats
         aux = aux_loss(self)
         return loss if aux is None else loss + self.shape.moe_aux_weight * aux
+
+    def token_logp(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, T) log-probability of every target code under teacher forcing (0 for a missing item)."""
+        memory, bias = self.encode(batch["tokens"], batch["positions"])
+        codes = flat_codes(batch["codes"])
+        return target_logp(self._decode(memory, bias, codes), codes, self._logits, self.n_levels)
 
     @torch.no_grad()
     def decode_step(
@@ -148,7 +169,7 @@ class TIGER(ExpertReporting, nn.Module):
 
         Args:
             tokens: (B*W,) the previous token of every beam (BOS at level 0).
-            level: the SID level being generated.
+            level: the target token being generated (its SID level: level mod L).
             memory_kv / memory_bias: per-user encoder keys/values (B, H, S, dh) and mask (B, 1, 1, S).
             cache: per-layer self-attention keys/values (B*W, H, level, dh), None at level 0.
         Returns:
@@ -159,7 +180,7 @@ class TIGER(ExpertReporting, nn.Module):
         for i, (block, mkv) in enumerate(zip(self.decoder, memory_kv, strict=True)):
             x, layer_cache = block(x, mkv, memory_bias, None, None if cache is None else cache[i], beams=beams)
             new_cache.append(layer_cache)
-        logits = self.heads[level](self.dec_norm(x[:, 0])).float()  # (B*W, K_level)
+        logits = self.heads[level % self.n_levels](self.dec_norm(x[:, 0])).float()  # (B*W, K_level)
         return logits.log_softmax(dim=-1), new_cache
 
     @torch.no_grad()
@@ -179,7 +200,7 @@ class TIGER(ExpertReporting, nn.Module):
         if level == 0:
             inp, self_kv = torch.full_like(prev, BOS), None
         else:
-            inp = prev + self.shape.offsets[level - 1]
+            inp = prev + self.shape.offsets[(level - 1) % self.n_levels]
             self_kv = [(k[parent], v[parent]) for k, v in cache.self_kv]
         logp, self_kv = self.decode_step(inp, level, cache.memory_kv, cache.memory_bias, self_kv, beams=cache.beams)
         return logp, cache._replace(self_kv=self_kv)

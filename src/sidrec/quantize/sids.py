@@ -161,7 +161,7 @@ def sid_stats(codes: np.ndarray, sids: np.ndarray, codebook_size: int) -> dict:
 
     Returns:
         dict with `n_items`, `levels`, `codebook_size`, `per_level` (list of {level, codes_used, usage,
-        perplexity}), `collision_rate` (share of items whose L-code tuple another item shares),
+        perplexity, max_items_per_code}), `collision_rate` (share of items whose L-code tuple another item shares),
         `collision_groups` (tuples shared by >= 2 items), `max_collision_group` (largest group size),
         `unique_sid_share` (distinct SIDs / N), `dedup_extra_levels` (L' - L) and `dedup_max` (max of
         the appended digit, 0 without one).
@@ -180,6 +180,7 @@ def sid_stats(codes: np.ndarray, sids: np.ndarray, codebook_size: int) -> dict:
                 "codes_used": used,
                 "usage": used / codebook_size,
                 "perplexity": _perplexity(codes[:, level]),
+                "max_items_per_code": int(np.bincount(codes[:, level]).max()) if n else 0,  # balance: ceil(N / K)
             }
         )
     _, counts = _group_ids(codes)  # (G,)
