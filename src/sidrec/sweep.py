@@ -309,6 +309,8 @@ def run_sweep(
 CELL_KEYS = (
     "valid",
     "test",
+    "reward",
+    "align",
     "cell_seconds",
     "stage_seconds",
     "trained_in",
@@ -334,6 +336,7 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
             row[split] = {m: _stats([r[split][m] for r in per_seed.values()]) for m in METRIC_KEYS}
         row["cell_seconds"] = _stats([r["cell_seconds"] for r in per_seed.values()])
         row["trained_in"] = sorted({_variant_of(r["trained_in"]) for r in per_seed.values() if r.get("trained_in")})
+        row.update(_onerec_stats(per_seed))
         ups = [r["eval"].get("test_users_per_second") for r in per_seed.values() if r.get("eval")]
         row["test_users_per_second"] = _stats(ups) if ups and None not in ups else None
         variants.append(row)
@@ -354,6 +357,27 @@ def _record(sweep: Sweep, results: dict[str, dict], seconds: float) -> dict:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": round(seconds, 1),
     }
+
+
+LIST_KEYS = ("hits", "ndcg", "diversity", "coverage", "reward")
+
+
+def _onerec_stats(per_seed: dict) -> dict:
+    """Mean ± std over seeds of the test lists' metrics, the reward model's validation AUC and, with alignment, the
+    validation NDCG@10 and reward before and after its last round (cells of runs with data.list_items / align)."""
+    cells, out = list(per_seed.values()), {}
+    lists = [c.get("eval", {}).get("lists") for c in cells]
+    if cells and all(lists):
+        out["lists"] = {k: _stats([x[k] for x in lists]) for k in LIST_KEYS if all(k in x for x in lists)}
+    if cells and all(c.get("reward") for c in cells):
+        out["reward_auc"] = _stats([c["reward"]["valid"]["auc"] for c in cells])
+    if cells and all(c.get("align") and c["align"]["rounds"] for c in cells):
+        out["align_valid"] = {
+            f"{when}_{k}": _stats([(c["align"]["before"] if when == "before" else c["align"]["rounds"][-1]["valid"])[k]
+                                   for c in cells])
+            for when in ("before", "after") for k in ("ndcg@10", "reward")
+        }  # fmt: skip
+    return out
 
 
 def _variant_of(cell: str) -> str:
@@ -408,7 +432,27 @@ def markdown(rec: dict) -> str:
             wall += f" (model of {', '.join(v['trained_in'])})"
         name = f"{v['name']} (`{' '.join(v['overrides'])}`)"
         lines.append(f"| {name} | {test} | {pub} | {cell(v['valid']['ndcg@10'])} | {ups} | {wall} |")
+    if any(v.get("lists") for v in rec["variants"]):
+        lines += ["", *_lists_table(rec, cell)]
     return "\n".join(lines)
+
+
+def _lists_table(rec: dict, cell) -> list[str]:
+    """The list protocol's columns (data.list_items): test lists, the reward model, alignment on validation."""
+    lines = [
+        "| variant | test lists: hits / NDCG / diversity / coverage | test lists: reward | reward AUC (valid) | "
+        "alignment, valid N@10 before -> after | alignment, valid reward before -> after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in rec["variants"]:
+        lists = v.get("lists") or {}
+        quality = " / ".join(cell(lists[k]) for k in LIST_KEYS[:4] if k in lists) or "-"
+        a = v.get("align_valid")
+        moved = [f"{cell(a[f'before_{k}'])} -> {cell(a[f'after_{k}'])}" if a else "-" for k in ("ndcg@10", "reward")]
+        reward = cell(lists["reward"]) if "reward" in lists else "-"
+        auc = cell(v["reward_auc"]) if v.get("reward_auc") else "-"
+        lines.append(f"| {v['name']} | {quality} | {reward} | {auc} | {moved[0]} | {moved[1]} |")
+    return lines
 
 
 __all__ = ["Sweep", "Variant", "load_sweep", "markdown", "run_sweep", "shipped_sweeps"]
