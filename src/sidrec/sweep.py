@@ -363,14 +363,14 @@ LIST_KEYS = ("hits", "ndcg", "diversity", "coverage", "reward")
 
 
 def _onerec_stats(per_seed: dict) -> dict:
-    """Mean ± std over seeds of the test lists' metrics, the reward model's validation AUC and, with alignment, the
+    """Mean ± std over seeds of the test lists' metrics, the reward model's AUC on them and, with alignment, the
     validation NDCG@10 and reward before and after its last round (cells of runs with data.list_items / align)."""
     cells, out = list(per_seed.values()), {}
     lists = [c.get("eval", {}).get("lists") for c in cells]
     if cells and all(lists):
         out["lists"] = {k: _stats([x[k] for x in lists]) for k in LIST_KEYS if all(k in x for x in lists)}
-    if cells and all(c.get("reward") for c in cells):
-        out["reward_auc"] = _stats([c["reward"]["valid"]["auc"] for c in cells])
+    if cells and all(c.get("reward", {}).get("test") for c in cells):  # on the held-out lists
+        out["reward_auc"] = _stats([c["reward"]["test"]["auc"] for c in cells])
     if cells and all(c.get("align") and c["align"]["rounds"] for c in cells):
         out["align_valid"] = {
             f"{when}_{k}": _stats([(c["align"]["before"] if when == "before" else c["align"]["rounds"][-1]["valid"])[k]
@@ -440,7 +440,7 @@ def markdown(rec: dict) -> str:
 def _lists_table(rec: dict, cell) -> list[str]:
     """The list protocol's columns (data.list_items): test lists, the reward model, alignment on validation."""
     lines = [
-        "| variant | test lists: hits / NDCG / diversity / coverage | test lists: reward | reward AUC (valid) | "
+        "| variant | test lists: hits / NDCG / diversity / coverage | test lists: reward | reward AUC (test lists) | "
         "alignment, valid N@10 before -> after | alignment, valid reward before -> after |",
         "|---|---|---|---|---|---|",
     ]

@@ -8,7 +8,15 @@ import pytest
 
 from sidrec.config import DataConfig
 from sidrec.data.schema import RawDataset, render_text
-from sidrec.data.split import eval_examples, kcore_filter, prepare, train_sequences, training_examples
+from sidrec.data.split import (
+    eval_examples,
+    kcore_filter,
+    list_examples,
+    prepare,
+    session_examples,
+    train_sequences,
+    training_examples,
+)
 
 
 def frame(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
@@ -177,3 +185,34 @@ def test_events_are_kept_in_step_and_bad_actions_are_named():
     bad = RawDataset(rows.with_columns(pl.Series("action", [5, 1, 0, 2, 2, 4])), ITEMS, "hand")
     with pytest.raises(ValueError, match=r"hand: interaction 3 \(user 'a', item 'r'\) has action 0"):
         prepare(bad, DataConfig())
+
+
+def test_lists_are_held_out_before_the_leave_one_out_split():
+    """data.list_items moves each long enough user's last N events to list_ columns; the rest splits as usual."""
+    rows = [(u, f"i{i}", t) for u, n in (("a", 7), ("b", 4)) for t, i in enumerate(range(n))]
+    raw = RawDataset(frame(rows).with_columns(pl.Series("action", [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1])),
+                     pl.DataFrame({"item_id": [f"i{i}" for i in range(7)]}), "hand", timestamps=True)  # fmt: skip
+    prepared = prepare(raw, DataConfig(allow_missing_text=True, list_items=3))
+    seqs = prepared.sequences
+    assert seqs["items"].to_list() == [[1, 2, 3, 4], [1, 2, 3, 4]]  # b has fewer than 3 + 3 events: kept whole
+    assert seqs["list_items"].to_list() == [[5, 6, 7], []] and seqs["list_actions"].to_list() == [[5, 1, 2], []]
+    assert seqs["list_times"].to_list() == [[4, 5, 6], []]
+    assert prepared.stats["list_items"] == {"items": 3, "users": 1} and prepared.stats["interactions"] == 8
+    assert eval_examples(seqs, "test", 20).targets.tolist() == [4, 4]  # leave-one-out on what is left
+    held = list_examples(seqs, max_history=2)
+    assert held.user_idx.tolist() == [0] and held.targets.tolist() == [[5, 6, 7]]
+    assert [h.tolist() for h in held.histories] == [[3, 4]] and held.target_events["actions"].tolist() == [[5, 1, 2]]
+    assert [a.tolist() for a in held.events["actions"]] == [[3, 4]]
+    with pytest.raises(ValueError, match="holds out no lists: set data.list_items"):
+        list_examples(prepare(raw, DataConfig(allow_missing_text=True)).sequences, 20)
+    with pytest.raises(ValueError, match="data.list_items=-1"):
+        prepare(raw, DataConfig(allow_missing_text=True, list_items=-1))
+
+
+def test_session_examples_cut_each_session_into_chunks():
+    ends = [np.array([3, 3, 3, 7, 7, 7, 7, 8])]  # sessions [0, 3), [3, 7), [7, 8)
+    users, positions = session_examples([np.arange(8)], ends, 2)
+    assert users.tolist() == [0] * 4 and positions.tolist() == [1, 3, 5, 7]  # item 0 has no history
+    assert session_examples([np.arange(8)], None, 3)[1].tolist() == [1, 4, 7]
+    every = training_examples([np.arange(8)], 4, True)[1]
+    np.testing.assert_array_equal(session_examples([np.arange(8)], None, 1)[1], every)  # m = 1: the sliding window

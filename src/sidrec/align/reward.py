@@ -151,13 +151,14 @@ class SessionSet:
 
 def session_splits(lengths: list[int], m: int) -> dict[str, list[Session]]:
     """Sessions over leave-one-out sequences of these lengths, none touching the validation and test items (the
-    last two): per user, the last m items before them validate; the sessions of m before those train."""
+    last two): per user, the last m items before them validate; the sessions of m before those train, counted back
+    from there (the first < m items of a sequence start no session)."""
     out: dict[str, list[Session]] = {"train": [], "valid": []}
     for u, n in enumerate(lengths):
         end = n - 2  # the retriever's training part
         if end - m >= 1:
             out["valid"].append(Session(u, end - m))
-        out["train"] += [Session(u, s) for s in range(0, max(end - m, 0), m)]
+        out["train"] += [Session(u, s) for s in range(end - 2 * m, -1, -m)]  # back from the validation session
     return out
 
 
