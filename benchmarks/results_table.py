@@ -299,6 +299,7 @@ def current_tables(found: list[Path]) -> None:
         print()
         quantizer_table(same_model)
     grid_tables(RESULTS / "sweeps")
+    other_sweeps(RESULTS / "sweeps")
     print()
     cold_table()
     print()
@@ -326,6 +327,15 @@ def grid_tables(folder: Path) -> None:
     print(f"GRID's ablation tables run so far ({len(found)} of {len(GRID_ORDER)}; `sidrec sweep <name> --out")
     print("runs/grid`, each table as the sweep wrote it to `benchmarks/results/sweeps/<name>.md`):")
     for path in found:
+        print()
+        print(path.read_text().rstrip().replace("### ", "#### ", 1))
+
+
+def other_sweeps(folder: Path) -> None:
+    """The other sweeps' tables (OneRec's pieces: `sidrec sweep onerec_ml100k`), as the sweeps wrote them."""
+    for path in sorted(folder.glob("onerec_*.md")):
+        print()
+        print(f"`sidrec sweep {path.stem}` (written to `benchmarks/results/sweeps/{path.name}`):")
         print()
         print(path.read_text().rstrip().replace("### ", "#### ", 1))
 
