@@ -215,6 +215,31 @@ def ranking_section(run_dir: Path) -> str:
     return events + _table(["test list", "R@10", "N@10"], rows)
 
 
+def onerec_section(run_dir: Path) -> str:
+    """The list metrics (data.list_items), the reward model's AUC and each alignment round (sidrec.align)."""
+    lists = (_load(run_dir, io.METRICS) or {}).get("lists")
+    reward, align = _load(run_dir, io.REWARD_JSON), _load(run_dir, io.ALIGN_JSON)
+    if not (lists or reward or align):
+        return "<p>No held-out lists, reward model or alignment (data.list_items, reward.enabled, align.rounds).</p>"
+    out = ""
+    if lists:
+        keys = [k for k in ("hits", "ndcg", "diversity", "coverage", "reward") if k in lists]
+        out += _table([f"test lists of {lists['items']} ({lists['users']} users)", *keys],
+                      [["this run", *[lists[k] for k in keys]]])  # fmt: skip
+    if reward:
+        rows = [[split, reward[split]["auc"], reward[split]["rmse"], reward[split]["items"]]
+                for split in ("valid", "test") if split in reward]  # fmt: skip
+        out += _table(["reward model, held-out sessions", "AUC (liked)", "action RMSE", "items"], rows)
+    if align:
+        rows = [["before", "", "", "", "", align["before"]["ndcg@10"], align["before"]["reward"]]]
+        rows += [[r["round"], r["pairs"], r["reward_chosen"], r["reward_rejected"], r.get("dpo_loss", ""),
+                  r["valid"]["ndcg@10"], r["valid"]["reward"]] for r in align["rounds"]]  # fmt: skip
+        header = ["alignment round", "pairs", "reward chosen", "reward rejected", "DPO loss", "valid N@10",
+                  "valid reward"]  # fmt: skip
+        out += _table(header, rows)
+    return out
+
+
 def profile_section(run_dir: Path) -> str:
     """The data profile of `prepare` (repeats, history lengths, popularity skew), with two plots."""
     profile = (_load(run_dir, io.DATA_STATS) or {}).get("profile")
@@ -308,6 +333,7 @@ def render(run_dir: str | Path) -> str:
         ("Recall by history length (test)", by_history),
         ("Training", training_section(run_dir)),
         ("Generative ranker (two stages)", ranking_section(run_dir)),
+        ("Lists, reward model and alignment (OneRec)", onerec_section(run_dir)),
         ("Semantic IDs", sid_section(run_dir)),
         ("Data profile", profile_section(run_dir)),
         ("Data", _table(["statistic", "value"], [[k, v] for k, v in data_stats.items() if k != "profile"])),

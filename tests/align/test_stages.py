@@ -43,6 +43,8 @@ def test_the_run_writes_the_reward_model_alignment_and_list_metrics(onerec_run):
     assert record["reward"] == reward and record["align"] == align
     stats = io.load_json(onerec_run / io.DATA_STATS)
     assert stats["list_items"] == {"items": 3, "users": 40} and stats["interactions"] == 40 * 13
+    report = (onerec_run / "report.html").read_text()
+    assert "Lists, reward model and alignment (OneRec)" in report and "alignment round" in report
 
 
 def test_evaluate_and_load_use_the_aligned_model(onerec_run):
