@@ -203,3 +203,14 @@ def test_the_table_names_every_machine_a_resumed_cell_trained_on():
     table = markdown(rec)
     assert "cells run at abc on cpu A, fp32; cpu B, fp32; table written at def" in table
     assert "1 of 2 cells resumed from a checkpoint (a resume keeps the precision)" in table
+
+
+def test_overrides_given_on_the_command_line_reach_every_cell():
+    sweep = load_sweep("onerec_ml100k", ("data.path=/data/ml-100k", "train.epochs=1"))
+    for variant in sweep.variants:
+        cfg = sweep.config(variant, 43)
+        assert cfg.data.path == "/data/ml-100k" and cfg.train.epochs == 1 and cfg.seed == 43
+    assert sweep.config(sweep.variants[-1], 42).train.target_items == 1  # the variant's own override still wins
+    assert (
+        sweep.command("m1", 42) == "sidrec sweep onerec_ml100k data.path=/data/ml-100k train.epochs=1 --only m1/seed42"
+    )

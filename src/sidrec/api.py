@@ -21,6 +21,7 @@ from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
 from sidrec.metrics import events_read
+from sidrec.recommender import recommend_lists
 
 # How each surface says "find an id" and "drop the unknown ones": the Python API, the CLI, the HTTP API.
 SURFACES = {
@@ -204,6 +205,29 @@ class Model:
             [history], k, users=[user], exclude_history=exclude_history, skip_unknown=skip_unknown, **events
         )
         return batch[0]
+
+    def recommend_list(
+        self, history: Sequence[str], n: int = 0, *, user: str | None = None, skip_unknown: bool = False
+    ) -> list[Recommendation]:
+        """One whole list of n items for a history, in list order. A generator trained on sessions
+        (`train.target_items` m > 1, OneRec) writes its best session of m items in one beam search, filled from its
+        next-item ranking when n > m; any other model gives its top n. n = 0: m items (10 for a next-item model)."""
+        m = getattr(getattr(self.recommender, "model", None), "shape", None)
+        m = getattr(m, "target_items", 1) if hasattr(self.recommender, "lists") else 1
+        n = n or (m if m > 1 else 10)
+        if not 1 <= n <= self.n_items:
+            raise ValueError(f"n must be between 1 and the number of items ({self.n_items}), got {n}")
+        h = self.encode_history(history, skip_unknown)
+        if len(h) == 0:
+            raise ValueError("the history is empty: give at least one known item id")
+        user_idx = np.asarray([self.users.get(str(user), 0)], dtype=np.int64)
+        with torch.inference_mode():
+            items = recommend_lists(self.recommender, [h[-self.config.data.max_history :]], user_idx, n)[0]
+        return [
+            Recommendation(item_id=self.item_ids[i - 1], rank=rank, score=None, title=self.titles[i - 1],
+                           sid=None if self.sids is None else tuple(int(c) for c in self.sids[i - 1]))
+            for rank, i in enumerate((int(i) for i in items if i > 0), start=1)
+        ]  # fmt: skip
 
     def recommend_batch(
         self,

@@ -224,6 +224,7 @@ def align_cmd(args: list[str] = ARGS, out: Path = OUT, force: bool = FORCE) -> N
 @app.command()
 def sweep(
     sweep_file: str = typer.Argument(..., help="a sweep YAML path, or a shipped sweep name (grid_t1_tokenizers, ...)"),
+    args: list[str] = typer.Argument(None, help="key=value overrides for every cell, e.g. data.path=PATH"),
     out: Path = typer.Option(Path("runs/sweeps"), "--out", "-o", help="cells: DIR/<sweep>/<variant>/seed<N>"),
     record_dir: Path = typer.Option(
         None, help="where <name>.json, <name>.md and the cell records go (default: OUT/records)"
@@ -240,7 +241,7 @@ def sweep(
 
     _setup()
     try:
-        spec = load_sweep(sweep_file)
+        spec = load_sweep(sweep_file, tuple(args or ()))
         cells = select_cells(spec, only) if only else None
         records = record_dir or out / "records"
         rec = run_sweep(spec, out / spec.name, records, shared=out, only=cells)  # other sweeps' cells are reused

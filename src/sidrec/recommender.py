@@ -13,6 +13,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from sidrec.data.batches import encoder_inputs, item_inputs
 from sidrec.decode.beam import beam_search
@@ -368,3 +369,26 @@ class GraphRecommender:
         )  # fmt: skip
         self.visited = float(seen.float().mean())
         return Recommendations(items.cpu().numpy(), scores.cpu().numpy(), 0, 0)
+
+
+def recommend_lists(
+    rec, histories: list[np.ndarray], users: np.ndarray, n: int, batch_size: int = 256, desc: str = "lists"
+) -> np.ndarray:
+    """(U, n) item_idx, one whole list per history: a generator trained on sessions (`train.target_items` m > 1,
+    OneRec) gives its best generated session, filled from its next-item ranking when n > m (skipping items already
+    listed); any other recommender gives its top n."""
+    m = rec.model.shape.target_items if hasattr(rec, "lists") else 0  # others: their next-item ranking
+    out = np.zeros((len(histories), n), dtype=np.int64)
+    for s in tqdm(range(0, len(histories), batch_size), desc=desc, leave=False, mininterval=2):
+        h, u = histories[s : s + batch_size], users[s : s + batch_size]
+        best = rec.lists(h, m, u)[0][:, 0] if m else np.zeros((len(h), 0), dtype=np.int64)  # (B, m)
+        top = rec.recommend(h, n + m, u).items if m < n or (best == 0).any() else None
+        for row in range(len(h)):
+            picked = list(dict.fromkeys(int(i) for i in best[row] if i > 0))[:n]
+            for item in top[row] if top is not None and len(picked) < n else ():
+                if len(picked) == n:
+                    break
+                if int(item) not in picked:
+                    picked.append(int(item))
+            out[s + row, : len(picked)] = picked
+    return out

@@ -66,14 +66,16 @@ class Sweep:
     note: str = ""
     path: str = field(default="", compare=False)
     source: str = field(default="", compare=False)  # what `sidrec sweep` takes: a shipped sweep's name, or the path
+    extra: tuple[str, ...] = ()  # `sidrec sweep NAME key=value ...`: for every cell (e.g. where the data lives)
 
     def command(self, variant: str | None = None, seed: int | None = None) -> str:
         """The command that runs this sweep (or one cell of it) again, on any machine."""
         only = f" --only {variant}/seed{seed}" if variant is not None else ""
-        return f"sidrec sweep {self.source or self.path}{only}"
+        extra = "".join(f" {x}" for x in self.extra)
+        return f"sidrec sweep {self.source or self.path}{extra}{only}"
 
     def config(self, variant: Variant, seed: int) -> Config:
-        return load_config(self.base, [*self.overrides, *variant.overrides, f"seed={seed}"])
+        return load_config(self.base, [*self.overrides, *self.extra, *variant.overrides, f"seed={seed}"])
 
 
 def shipped_sweeps() -> dict[str, Path]:
@@ -81,8 +83,9 @@ def shipped_sweeps() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
 
 
-def load_sweep(name_or_path: str) -> Sweep:
-    """A sweep file (or the name of a shipped one), checked: every cell's config must load."""
+def load_sweep(name_or_path: str, extra: tuple[str, ...] = ()) -> Sweep:
+    """A sweep file (or the name of a shipped one) with `extra` overrides for every cell, checked: every cell's config
+    must load."""
     path, source = Path(name_or_path), str(name_or_path)
     if not path.exists():
         shipped = shipped_sweeps()
@@ -112,6 +115,7 @@ def load_sweep(name_or_path: str) -> Sweep:
         note=str(raw.get("note", "")),
         path=str(path),
         source=source,
+        extra=tuple(extra),
     )
     for variant in sweep.variants:
         try:

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from sidrec.align.lists import generate_lists, list_metrics
-from sidrec.recommender import SIDRecommender
+from sidrec.align.lists import list_metrics
+from sidrec.recommender import SIDRecommender, recommend_lists
 
 from .test_sessions import sids, tiny
 
@@ -28,10 +28,10 @@ def test_list_metrics_by_hand():
 def test_a_next_item_model_lists_its_top_n_and_a_session_model_its_session_first():
     histories = [np.array([1, 2]), np.array([5])]
     one = SIDRecommender(tiny("tiger", m=1, seed=4), sids(), beam_width=6, constrained=True, bf16=False)
-    lists = generate_lists(one, histories, np.arange(2), 3)
+    lists = recommend_lists(one, histories, np.arange(2), 3)
     np.testing.assert_array_equal(lists, one.recommend(histories, 3).items)
     two = SIDRecommender(tiny("tiger", m=2, seed=4), sids(), beam_width=6, constrained=True, bf16=False)
-    lists = generate_lists(two, histories, np.arange(2), 4)
+    lists = recommend_lists(two, histories, np.arange(2), 4)
     session, _ = two.lists(histories, 2)
     np.testing.assert_array_equal(lists[:, :2], session[:, 0])
     assert all(len(set(row)) == 4 for row in lists.tolist())  # the rest from the ranking, nothing twice

@@ -56,6 +56,17 @@ def test_evaluate_and_load_use_the_aligned_model(onerec_run):
         assert torch.equal(value, aligned["state_dict"][name])
 
 
+def test_load_gives_whole_lists(onerec_run):
+    import sidrec
+
+    model = sidrec.load(onerec_run)
+    history = model.item_ids[:5]
+    session = model.recommend_list(history)  # the model's session length: 2
+    assert len(session) == 2 and [r.rank for r in session] == [1, 2]
+    longer = model.recommend_list(history, 5)
+    assert [r.item_id for r in longer[:2]] == [r.item_id for r in session] and len({r.item_id for r in longer}) == 5
+
+
 def test_alignment_resumes_after_its_last_round_and_a_changed_setting_redoes_only_it(onerec_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(onerec_run, run)

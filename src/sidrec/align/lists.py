@@ -1,4 +1,4 @@
-"""Whole lists from a SID generator, and the list metrics of the list protocol (`data.list_items`).
+"""The list metrics of the list protocol (`data.list_items`), of lists from `recommender.recommend_lists`.
 
 A generator trained on sessions (`train.target_items` m > 1, OneRec's session-wise generation) writes a list of m
 items in one beam search (`SIDRecommender.lists`); the list is its best beam. A list of n items is asked of every
@@ -17,28 +17,6 @@ Metrics against each user's n held-out items (`data.list_items`), averaged over 
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
-
-
-def generate_lists(
-    rec, histories: list[np.ndarray], users: np.ndarray, n: int, batch_size: int = 256, desc: str = "lists"
-) -> np.ndarray:
-    """(U, n) item_idx: per history the best generated session, filled from the next-item ranking (see above)."""
-    m = rec.model.shape.target_items if hasattr(rec, "lists") else 0  # others: their next-item ranking
-    out = np.zeros((len(histories), n), dtype=np.int64)
-    for s in tqdm(range(0, len(histories), batch_size), desc=desc, leave=False, mininterval=2):
-        h, u = histories[s : s + batch_size], users[s : s + batch_size]
-        best = rec.lists(h, m, u)[0][:, 0] if m else np.zeros((len(h), 0), dtype=np.int64)  # (B, m)
-        top = rec.recommend(h, n + m, u).items if m < n or (best == 0).any() else None
-        for row in range(len(h)):
-            picked = list(dict.fromkeys(int(i) for i in best[row] if i > 0))[:n]
-            for item in top[row] if top is not None and len(picked) < n else ():
-                if len(picked) == n:
-                    break
-                if int(item) not in picked:
-                    picked.append(int(item))
-            out[s + row, : len(picked)] = picked
-    return out
 
 
 def list_metrics(lists: np.ndarray, targets: np.ndarray, vectors: np.ndarray | None, n_items: int) -> dict:
@@ -65,4 +43,4 @@ def list_metrics(lists: np.ndarray, targets: np.ndarray, vectors: np.ndarray | N
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
 
 
-__all__ = ["generate_lists", "list_metrics"]
+__all__ = ["list_metrics"]

@@ -20,7 +20,7 @@ import torch
 
 from sidrec import io
 from sidrec.align.ipa import align_round, preference_pairs
-from sidrec.align.lists import generate_lists, list_metrics
+from sidrec.align.lists import list_metrics
 from sidrec.align.reward import RewardModel, RewardShape, Session, SessionSet, session_auc, session_splits
 from sidrec.config import Config
 from sidrec.data.batches import item_inputs
@@ -29,6 +29,7 @@ from sidrec.data.split import LIST, eval_examples, list_examples, train_sequence
 from sidrec.metrics import evaluate
 from sidrec.models import load_model, model_kind
 from sidrec.parts import parts_for
+from sidrec.recommender import recommend_lists
 from sidrec.train import TrainFiles, epoch_rng, fit
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def list_measures(cfg: Config, run_dir: Path, rec, sequences: pl.DataFrame, devi
     """The list metrics of `rec`'s lists for the users with a held-out list (and their reward, with a reward model)."""
     ex = list_examples(sequences, cfg.data.max_history)
     n = ex.targets.shape[1]
-    lists = generate_lists(rec, ex.histories, ex.user_idx, n, cfg.eval.batch_size)
+    lists = recommend_lists(rec, ex.histories, ex.user_idx, n, cfg.eval.batch_size)
     vectors = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r") if (run_dir / io.EMBEDDINGS).exists() else None
     out = {"items": n, **list_metrics(lists, ex.targets, vectors, pl.read_parquet(run_dir / io.ITEMS).height)}
     if (run_dir / io.REWARD).exists() and ACTIONS in ex.events:
