@@ -377,7 +377,8 @@ def recommend_lists(
     """(U, n) item_idx, one whole list per history: a generator trained on sessions (`train.target_items` m > 1,
     OneRec) gives its best generated session, filled from its next-item ranking when n > m (skipping items already
     listed); any other recommender gives its top n."""
-    m = rec.model.shape.target_items if hasattr(rec, "lists") else 0  # others: their next-item ranking
+    m = rec.model.shape.target_items if hasattr(rec, "lists") else 0
+    m = m if m > 1 else 0  # a next-item model's list is its ranking
     out = np.zeros((len(histories), n), dtype=np.int64)
     for s in tqdm(range(0, len(histories), batch_size), desc=desc, leave=False, mininterval=2):
         h, u = histories[s : s + batch_size], users[s : s + batch_size]
