@@ -210,6 +210,7 @@ def test_overrides_given_on_the_command_line_reach_every_cell():
     for variant in sweep.variants:
         cfg = sweep.config(variant, 43)
         assert cfg.data.path == "/data/ml-100k" and cfg.train.epochs == 1 and cfg.seed == 43
+        assert cfg.data.name == "ml-100k"  # as the run names it: the cells' settings compare equal to their records
     assert sweep.config(sweep.variants[-1], 42).train.target_items == 1  # the variant's own override still wins
     assert (
         sweep.command("m1", 42) == "sidrec sweep onerec_ml100k data.path=/data/ml-100k train.epochs=1 --only m1/seed42"

@@ -43,6 +43,7 @@ import yaml
 
 from sidrec import fingerprint, io, pipeline
 from sidrec.config import Config, config_to_dict, load_config
+from sidrec.data.preflight import named
 from sidrec.report import METRIC_KEYS, git_commit, machine, run_record
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class Sweep:
         return f"sidrec sweep {self.source or self.path}{extra}{only}"
 
     def config(self, variant: Variant, seed: int) -> Config:
-        return load_config(self.base, [*self.overrides, *self.extra, *variant.overrides, f"seed={seed}"])
+        """The cell's config as its run will hold it (data on a path named after its folder, `preflight.named`)."""
+        return named(load_config(self.base, [*self.overrides, *self.extra, *variant.overrides, f"seed={seed}"]))
 
 
 def shipped_sweeps() -> dict[str, Path]:

@@ -92,6 +92,14 @@ def _data_checks(cfg: Config, prepared: Prepared, needs_sids: bool) -> None:
         )
 
 
+def named(cfg: Config) -> Config:
+    """A run on a data.path keeps the default data.name only in name: it is named after its folder (the record
+    names the data used, and a sweep's cells compare their settings with it)."""
+    if cfg.data.path and cfg.data.name == "beauty":
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=Path(cfg.data.path).name))
+    return cfg
+
+
 def preflight(
     cfg: Config,
     run_dir: Path,
@@ -135,8 +143,7 @@ def preflight(
             f"model.{cfg.model.name}.text_items=true). Run `sidrec train` after `sidrec prepare`, or set "
             "model.name=tiger"
         )
-    if cfg.data.path and cfg.data.name == "beauty":  # the default name; the record names the data used
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=Path(cfg.data.path).name))
+    cfg = named(cfg)
     n_items = 0
     if "prepare" in stages and (force or not all((run_dir / f).exists() for f in (io.ITEMS, io.SEQUENCES))):
         prepared = prepare(load_dataset(cfg.data), cfg.data, seed=cfg.seed)
