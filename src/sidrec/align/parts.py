@@ -78,10 +78,9 @@ def train_reward(cfg: Config, run_dir: Path, device: torch.device) -> dict:
         n = held.targets.shape[1]
         sets["test"] = SessionSet(full, acts, [Session(j, len(f) - n) for j, f in enumerate(full)], n, r.max_history)
     vectors = np.load(run_dir / io.EMBEDDINGS, mmap_mode="r") if (run_dir / io.EMBEDDINGS).exists() else None
-    shape = RewardShape(n_items=pl.read_parquet(run_dir / io.ITEMS).height, text_dim=0 if vectors is None else
-                        vectors.shape[1], **{k: getattr(r, k) for k in ("max_history", "d_model", "n_heads", "d_head",
-                        "dropout", "liked", "rating_weight")})  # fmt: skip
-    model = RewardModel(shape)
+    own = ("max_history", "d_model", "n_heads", "d_head", "dropout", "liked", "rating_weight")  # reward.* it reads
+    n_items, text_dim = pl.read_parquet(run_dir / io.ITEMS).height, 0 if vectors is None else vectors.shape[1]
+    model = RewardModel(RewardShape(n_items=n_items, text_dim=text_dim, **{k: getattr(r, k) for k in own}))
     if vectors is not None:
         model.set_text(vectors)
     model = model.to(device)
