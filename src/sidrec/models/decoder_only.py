@@ -37,7 +37,7 @@ from sidrec.models.generator import (
     left_pad_index,
     target_logp,
     teacher_tokens,
-)  # fmt: skip
+)
 from sidrec.models.layers import Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
@@ -245,10 +245,15 @@ def describe(cfg: Config) -> str:
 
 
 ENTRY = ModelEntry(
-    "decoder", DecoderOnly, DecoderShape, kind="sid", config=DecoderConfig, describe=describe,
+    "decoder",
+    DecoderOnly,
+    DecoderShape,
+    kind="sid",
+    config=DecoderConfig,
+    describe=describe,
     layers=("n_enc_layers", "n_dec_layers"),
     paper="Ju et al., Generative Recommendation with Semantic IDs: A Practitioner's Handbook, CIKM 2025",
-)  # fmt: skip
+)
 
 
 __all__ = ["ENTRY", "DecoderCache", "DecoderConfig", "DecoderOnly", "DecoderShape", "left_pad"]

@@ -35,7 +35,7 @@ from sidrec.models.generator import (
     left_pad_index,
     target_logp,
     teacher_tokens,
-)  # fmt: skip
+)
 from sidrec.models.layers import DecoderBlock, Dropout, EncoderBlock, init_weights
 from sidrec.models.moe import ExpertReporting, MoEConfig, aux_loss, feed_forward
 from sidrec.models.registry import ModelEntry, moe, repeat, width
@@ -215,6 +215,11 @@ def describe(cfg: Config) -> str:
 
 
 ENTRY = ModelEntry(
-    "tiger", TIGER, TIGERShape, kind="sid", config=MoEConfig, describe=describe,
+    "tiger",
+    TIGER,
+    TIGERShape,
+    kind="sid",
+    config=MoEConfig,
+    describe=describe,
     paper="Rajput et al., Recommender Systems with Generative Retrieval, NeurIPS 2023",
-)  # fmt: skip
+)
