@@ -434,9 +434,10 @@ def run(cfg: Config, run_dir: str | Path, force: bool = False, command: str = ""
     steps.update(train=train_model, reward=reward_model, align=align_model, evaluate=evaluate_model, rank=rank_model)
     for name in stages:
         steps[name](cfg, run_dir, force, redone)
-        if name == "prepare":  # the ranker's and the reward model's events are known once the data is read
-            columns, where = pl.read_parquet(run_dir / io.SEQUENCES).columns, f"data.name={cfg.data.name}"
-            check_rank(cfg, columns, where) if "rank" in stages else None
+        if name == "prepare" and ({"rank", "reward"} & set(stages)):  # their events are known once the data is read
+            columns, where = list(pl.read_parquet_schema(run_dir / io.SEQUENCES)), f"data.name={cfg.data.name}"
+            if "rank" in stages:
+                check_rank(cfg, columns, where)
             check_align(cfg, columns, where)
 
     def finish() -> dict:
