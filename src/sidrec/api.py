@@ -21,7 +21,7 @@ from sidrec import catalog, io
 from sidrec.config import Config
 from sidrec.data.schema import ITEM, ITEM_IDX, TEXT, USER, USER_IDX
 from sidrec.metrics import events_read
-from sidrec.recommender import recommend_lists
+from sidrec.recommender import recommend_lists, session_items
 
 # How each surface says "find an id" and "drop the unknown ones": the Python API, the CLI, the HTTP API.
 SURFACES = {
@@ -212,8 +212,7 @@ class Model:
         """One whole list of n items for a history, in list order. A generator trained on sessions
         (`train.target_items` m > 1, OneRec) writes its best session of m items in one beam search, filled from its
         next-item ranking when n > m; any other model gives its top n. n = 0: m items (10 for a next-item model)."""
-        m = getattr(getattr(self.recommender, "model", None), "shape", None)
-        m = getattr(m, "target_items", 1) if hasattr(self.recommender, "lists") else 1
+        m = session_items(self.recommender)
         n = n or (m if m > 1 else 10)
         if not 1 <= n <= self.n_items:
             raise ValueError(f"n must be between 1 and the number of items ({self.n_items}), got {n}")

@@ -371,13 +371,18 @@ class GraphRecommender:
         return Recommendations(items.cpu().numpy(), scores.cpu().numpy(), 0, 0)
 
 
+def session_items(rec) -> int:
+    """Items per generated list of a recommender: a session-trained generator's m (`train.target_items`), else 1."""
+    return rec.model.shape.target_items if hasattr(rec, "lists") else 1
+
+
 def recommend_lists(
     rec, histories: list[np.ndarray], users: np.ndarray, n: int, batch_size: int = 256, desc: str = "lists"
 ) -> np.ndarray:
     """(U, n) item_idx, one whole list per history: a generator trained on sessions (`train.target_items` m > 1,
     OneRec) gives its best generated session, filled from its next-item ranking when n > m (skipping items already
     listed); any other recommender gives its top n."""
-    m = rec.model.shape.target_items if hasattr(rec, "lists") else 0
+    m = session_items(rec)
     m = m if m > 1 else 0  # a next-item model's list is its ranking
     out = np.zeros((len(histories), n), dtype=np.int64)
     for s in tqdm(range(0, len(histories), batch_size), desc=desc, leave=False, mininterval=2):

@@ -75,10 +75,11 @@ def beam_search(
         prev = code.reshape(-1)
         codes = torch.cat([codes[parent], prev[:, None]], dim=1)
         nodes = trie.advance(level, nodes[parent], prev) if trie is not None else nodes
-        chosen = chosen[parent]
-        if level == n_levels - 1 and items > 1:  # an item is finished: keep its leaf, restart at the root
-            chosen = torch.cat([chosen, nodes[:, None] if trie is not None else torch.full_like(prev[:, None], -1)], 1)
-            nodes = torch.zeros_like(nodes)
+        if items > 1:  # lists: carry each beam's finished items; after an item's last code, restart at the root
+            chosen = chosen[parent]
+            if level == n_levels - 1:
+                leaf = nodes[:, None] if trie is not None else torch.full_like(prev[:, None], -1)
+                chosen, nodes = torch.cat([chosen, leaf], 1), torch.zeros_like(nodes)
     if items > 1:
         return BeamResult(codes.reshape(b, w, -1), scores, chosen.reshape(b, w, items))
     leaves = nodes if trie is not None else torch.full_like(nodes, -1)
